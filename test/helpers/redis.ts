@@ -1,0 +1,363 @@
+// Real redis-server processes for the tests: each one on a free port, in its own temporary directory, never the
+// Redis that may already run on this machine. Everything started here is stopped by the test that started it, and
+// killed when the test process ends, so no server outlives its test file.
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { onExit } from 'signal-exit'
+
+const HOST = '127.0.0.1'
+const START_TIMEOUT_MS = 10_000
+const STOP_GRACE_MS = 3_000
+const CLUSTER_SLOTS = 16384
+const MAX_START_ATTEMPTS = 5
+const NOT_FOUND_MESSAGE = 'redis-server not found: install it (Debian: apt-get install -y redis-server) to run the tests'
+
+/** The part of a tap Test this helper uses, so any Test (or subtest) can own a server. */
+export interface Teardownable {
+  teardown (fn: () => unknown): void
+}
+
+export interface StartRedisOptions {
+  /** Extra `redis-server` arguments, e.g. `['--maxmemory', '1mb']`. */
+  args?: string[]
+}
+
+export interface RedisServer {
+  host: typeof HOST
+  port: number
+  url: string
+  pid: number
+  /** The server's working directory; `redis.log` in it holds the server's stdout and stderr. */
+  dir: string
+  /** SIGTERM, then SIGKILL after 3 s; removes `dir`. Safe to call more than once. */
+  stop (): Promise<void>
+  /** Sends a signal without waiting or cleaning up, to simulate a crash (SIGKILL) or a hang (SIGSTOP). */
+  kill (signal?: NodeJS.Signals): void
+}
+
+export interface RedisCluster {
+  nodes: RedisServer[]
+  startupNodes: Array<{ host: typeof HOST, port: number }>
+  stop (): Promise<void>
+}
+
+interface Running {
+  child: ChildProcess
+  dir: string
+}
+
+// Every server started by this process and not yet stopped: the exit hook kills what the tests did not stop.
+const running = new Set<Running>()
+// Ports handed out by this process; the OS may hand back a port we released but a server has not yet bound.
+const reservedPorts = new Set<number>()
+
+let isExitHookInstalled = false
+
+function killAllNow (): void {
+  for (const entry of running) {
+    if (entry.child.exitCode === null && entry.child.signalCode === null) entry.child.kill('SIGKILL')
+    fs.rmSync(entry.dir, { recursive: true, force: true })
+  }
+  running.clear()
+}
+
+function installExitHook (): void {
+  if (isExitHookInstalled) return
+  isExitHookInstalled = true
+  // signal-exit, which tap itself uses, also runs this when the process dies of a signal (tap's timeout sends
+  // SIGALRM), where Node emits no 'exit'. A plain process.on(signal) listener would keep the process alive instead.
+  onExit(killAllNow)
+}
+
+function findExecutable (name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (dir === '') continue
+    const candidate = path.join(dir, name)
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK)
+      return candidate
+    } catch {}
+  }
+  return undefined
+}
+
+function requireExecutable (name: string): string {
+  const found = findExecutable(name)
+  if (found === undefined) {
+    throw new Error(name === 'redis-server'
+      ? NOT_FOUND_MESSAGE
+      : `${name} not found: install it (Debian: apt-get install -y redis-server, which brings ${name}) to run the tests`)
+  }
+  return found
+}
+
+function listenOnce (port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.once('error', reject)
+    server.listen(port, HOST, () => {
+      const address = server.address() as net.AddressInfo
+      server.close(() => resolve(address.port))
+    })
+  })
+}
+
+async function freePort (): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    try {
+      const port = await listenOnce(0)
+      if (port === 6379 || reservedPorts.has(port)) continue
+      reservedPorts.add(port)
+      return port
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err
+    }
+  }
+  throw new Error('no free port found on 127.0.0.1')
+}
+
+/** Sends one command over a fresh socket and returns the reply as text; a Redis error reply rejects. */
+export function sendCommand (port: number, args: string[], timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: HOST, port })
+    let buffer = Buffer.alloc(0)
+    const finish = (err: Error | null, reply?: string): void => {
+      socket.destroy()
+      if (err) reject(err)
+      else resolve(reply as string)
+    }
+    socket.setTimeout(timeoutMs, () => finish(new Error(`no reply from 127.0.0.1:${port} in ${timeoutMs} ms`)))
+    socket.once('error', (err) => finish(err))
+    socket.once('connect', () => {
+      socket.write(`*${args.length}\r\n` + args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join(''))
+    })
+    socket.on('data', (chunk: Buffer) => {
+      buffer = Buffer.concat([buffer, chunk])
+      const lineEnd = buffer.indexOf('\r\n')
+      if (lineEnd === -1) return
+      const type = String.fromCharCode(buffer[0] as number)
+      const line = buffer.subarray(1, lineEnd).toString()
+      if (type === '-') return finish(new Error(line))
+      if (type !== '$') return finish(null, line)
+      const length = Number(line)
+      if (length < 0) return finish(null, '')
+      const bodyStart = lineEnd + 2
+      if (buffer.length < bodyStart + length + 2) return
+      finish(null, buffer.subarray(bodyStart, bodyStart + length).toString())
+    })
+  })
+}
+
+function hasExited (child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null
+}
+
+function waitForExit (child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (hasExited(child)) return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs)
+    child.once('exit', () => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
+}
+
+function readLog (dir: string): string {
+  try {
+    return fs.readFileSync(path.join(dir, 'redis.log'), 'utf8').trim().split('\n').slice(-5).join('\n')
+  } catch {
+    return ''
+  }
+}
+
+type SpawnResult = { server: RedisServer } | { isPortTaken: true }
+
+async function spawnOnce (binary: string, port: number, extraArgs: string[], extraPorts: number[]): Promise<SpawnResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fds-redis-'))
+  const log = fs.openSync(path.join(dir, 'redis.log'), 'a')
+  const args = [
+    '--port', String(port),
+    '--bind', HOST,
+    '--dir', dir,
+    '--save', '',
+    '--appendonly', 'no',
+    '--daemonize', 'no',
+    ...extraArgs,
+  ]
+  let child: ChildProcess
+  try {
+    child = spawn(binary, args, { cwd: dir, stdio: ['ignore', log, log] })
+  } finally {
+    fs.closeSync(log)
+  }
+  const entry: Running = { child, dir }
+  running.add(entry)
+  // A failed spawn (ENOENT, EACCES) shows up as an 'error' event; without a listener it would crash the tests.
+  let spawnError: Error | undefined
+  child.once('error', (err) => { spawnError = err })
+
+  let stopping: Promise<void> | undefined
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (!hasExited(child)) {
+        child.kill('SIGTERM')
+        if (!await waitForExit(child, STOP_GRACE_MS)) {
+          child.kill('SIGKILL')
+          await waitForExit(child, STOP_GRACE_MS)
+        }
+      }
+      running.delete(entry)
+      for (const used of [port, ...extraPorts]) reservedPorts.delete(used)
+      await fs.promises.rm(dir, { recursive: true, force: true })
+    })()
+    return stopping
+  }
+
+  const deadline = Date.now() + START_TIMEOUT_MS
+  while (true) {
+    if (spawnError !== undefined) {
+      await stop()
+      throw spawnError
+    }
+    if (hasExited(child)) {
+      const tail = readLog(dir)
+      await stop()
+      if (/address already in use/i.test(tail)) return { isPortTaken: true }
+      throw new Error(`redis-server on port ${port} exited during startup:\n${tail}`)
+    }
+    try {
+      if (await sendCommand(port, ['PING'], 500) === 'PONG') break
+    } catch {}
+    if (Date.now() > deadline) {
+      const tail = readLog(dir)
+      await stop()
+      throw new Error(`redis-server on port ${port} did not answer PING within ${START_TIMEOUT_MS} ms:\n${tail}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+
+  return {
+    server: {
+      host: HOST,
+      port,
+      url: `redis://${HOST}:${port}`,
+      pid: child.pid as number,
+      dir,
+      stop,
+      kill: (signal = 'SIGKILL') => { child.kill(signal) },
+    },
+  }
+}
+
+async function launch (extraArgs: string[], withClusterBus = false): Promise<RedisServer> {
+  const binary = requireExecutable('redis-server')
+  installExitHook()
+  for (let attempt = 1; attempt <= MAX_START_ATTEMPTS; attempt++) {
+    const port = await freePort()
+    // The cluster bus port defaults to port + 10000, which may be taken or above 65535: pick a free one too.
+    const busPorts = withClusterBus ? [await freePort()] : []
+    const busArgs = busPorts.flatMap((busPort) => ['--cluster-port', String(busPort)])
+    const result = await spawnOnce(binary, port, [...extraArgs, ...busArgs], busPorts)
+    if ('server' in result) return result.server
+    // Another process took the port between our probe and the server's bind: try another one.
+  }
+  throw new Error(`redis-server could not bind a free port in ${MAX_START_ATTEMPTS} attempts`)
+}
+
+/**
+ * Starts a fresh redis-server on a free port of 127.0.0.1 and waits until it answers PING.
+ * With a tap Test, the server is stopped in that test's teardown.
+ */
+export async function startRedis (t?: Teardownable, opts: StartRedisOptions = {}): Promise<RedisServer> {
+  const server = await launch(opts.args ?? [])
+  t?.teardown(server.stop)
+  return server
+}
+
+function parseInfo (text: string): Map<string, string> {
+  const fields = new Map<string, string>()
+  for (const line of text.split('\r\n')) {
+    const colon = line.indexOf(':')
+    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1))
+  }
+  return fields
+}
+
+async function isClusterReady (port: number, nodeCount: number): Promise<boolean> {
+  try {
+    const info = parseInfo(await sendCommand(port, ['CLUSTER', 'INFO']))
+    return info.get('cluster_state') === 'ok' &&
+      info.get('cluster_slots_assigned') === String(CLUSTER_SLOTS) &&
+      info.get('cluster_slots_ok') === String(CLUSTER_SLOTS) &&
+      info.get('cluster_known_nodes') === String(nodeCount)
+  } catch {
+    return false
+  }
+}
+
+function runRedisCli (args: string[]): Promise<void> {
+  const binary = requireExecutable('redis-cli')
+  return new Promise((resolve, reject) => {
+    execFile(binary, args, { timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`redis-cli ${args.join(' ')} failed: ${err.message}\n${stdout}\n${stderr}`))
+      else resolve()
+    })
+  })
+}
+
+/**
+ * Starts a Redis Cluster of 3 masters and 3 replicas, each its own redis-server, and waits until every node
+ * reports cluster_state:ok with all 16384 slots assigned. With a tap Test, it is stopped in that test's teardown.
+ */
+export async function startRedisCluster (t?: Teardownable): Promise<RedisCluster> {
+  requireExecutable('redis-server')
+  requireExecutable('redis-cli')
+  const nodeCount = 6
+  const nodes: RedisServer[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.all(nodes.map((node) => node.stop()))
+  }
+  t?.teardown(stop)
+
+  try {
+    const started = await Promise.allSettled(Array.from({ length: nodeCount }, () => launch([
+      '--cluster-enabled', 'yes',
+      '--cluster-config-file', 'nodes.conf',
+      '--cluster-node-timeout', '1000',
+    ], true)))
+    for (const result of started) {
+      if (result.status === 'fulfilled') nodes.push(result.value)
+    }
+    const failed = started.find((result) => result.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
+
+    await runRedisCli([
+      '--cluster', 'create',
+      ...nodes.map((node) => `${node.host}:${node.port}`),
+      '--cluster-replicas', '1',
+      '--cluster-yes',
+    ])
+
+    const deadline = Date.now() + START_TIMEOUT_MS
+    while (true) {
+      const readiness = await Promise.all(nodes.map((node) => isClusterReady(node.port, nodeCount)))
+      if (readiness.every(Boolean)) break
+      if (Date.now() > deadline) throw new Error(`redis cluster not ready within ${START_TIMEOUT_MS} ms`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  } catch (err) {
+    await stop()
+    throw err
+  }
+
+  return {
+    nodes,
+    startupNodes: nodes.map((node) => ({ host: node.host, port: node.port })),
+    stop,
+  }
+}
