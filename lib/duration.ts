@@ -1,0 +1,17 @@
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+const PATTERN = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/
+
+/**
+ * A duration in milliseconds from a number (milliseconds) or a string such as '30m', '24h', '500ms', '7d'.
+ * Returns null for anything else, including negative, fractional-millisecond or non-finite values.
+ */
+export function parseDuration (value: unknown): number | null {
+  if (typeof value === 'number') {
+    return Number.isSafeInteger(value) && value >= 0 ? value : null
+  }
+  if (typeof value !== 'string') return null
+  const match = PATTERN.exec(value.trim())
+  if (match === null) return null
+  const ms = Number(match[1]) * (UNITS[match[2] as string] as number)
+  return Number.isSafeInteger(ms) ? ms : null
+}

@@ -1,0 +1,19 @@
+import createError from '@fastify/error'
+
+/**
+ * Every error this package raises on purpose. HTTP-facing ones carry the status code the plugin answers with;
+ * `code` is stable and documented in docs/api.md.
+ */
+export const errors = {
+  SESSION_REQUIRED: createError('FST_SESSION_REQUIRED', 'A valid session is required: log in and send the session cookie or the X-Session-ID header', 401),
+  SESSION_NOT_FOUND: createError('FST_SESSION_NOT_FOUND', 'Session not found', 404),
+  SESSION_SUSPICIOUS: createError('FST_SESSION_SUSPICIOUS', 'This session shows suspicious concurrent use: authenticate again', 403),
+  STORE_UNAVAILABLE: createError('FST_SESSION_STORE_UNAVAILABLE', 'The session store is unavailable: try again shortly', 503),
+  TOO_MANY_INVALID_TOKENS: createError('FST_SESSION_TOO_MANY_INVALID_TOKENS', 'Too many invalid session tokens from this address: try again later', 429),
+  LIMIT_REACHED: createError('FST_SESSION_LIMIT_REACHED', 'The user already has %s active sessions: log out another device first', 409),
+  INVALID_USER_ID: createError('FST_SESSION_INVALID_USER_ID', 'userId must be a non-empty string of at most 256 characters without control characters', 400),
+  INVALID_METADATA: createError('FST_SESSION_INVALID_METADATA', 'Invalid session metadata: %s', 400),
+  METADATA_TOO_LARGE: createError('FST_SESSION_METADATA_TOO_LARGE', 'Session metadata would exceed %s bytes serialized: store less or raise maxMetadataBytes', 400),
+  INVALID_ARGUMENT: createError('FST_SESSION_INVALID_ARGUMENT', 'Invalid argument: %s', 400),
+  INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: invalid option %s', 500)
+}

@@ -1,0 +1,402 @@
+import { EventEmitter } from 'node:events'
+import { concurrencyFlags, flagReasons, type ConcurrencyReason } from './concurrency'
+import { parseDuration } from './duration'
+import { errors } from './errors'
+import { serializeMetadata } from './metadata'
+import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches } from './token'
+import type { AuditEventType, ConcurrencyRules, RawAuditEvent, Store, StoredSession } from './store/types'
+
+/**
+ * Extend this interface to type `session.metadata`:
+ * `declare module 'fastify-distributed-session' { interface SessionMetadata { plan: string } }`
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- an empty interface is the extension point
+export interface SessionMetadata {}
+
+export interface Session {
+  /** Public session id: safe to show and log; it is not the token. */
+  id: string
+  userId: string
+  createdAt: Date
+  lastActivity: Date
+  /** The earlier of the idle and the absolute deadline. */
+  expiresAt: Date
+  ipAddress: string
+  userAgent: string
+  deviceFingerprint: string
+  metadata: SessionMetadata & Record<string, unknown>
+}
+
+export interface SessionData {
+  ipAddress?: string
+  userAgent?: string
+  deviceFingerprint?: string
+  metadata?: Partial<SessionMetadata> & Record<string, unknown>
+}
+
+export interface AuditEvent {
+  type: AuditEventType
+  timestamp: Date
+  userId: string
+  /** Public session id ('' for events about a user rather than one session). */
+  sessionId: string
+  data: Record<string, unknown>
+}
+
+export interface ConcurrencyReport {
+  /** How many other live sessions the user has. */
+  concurrentSessions: number
+  suspiciousActivity: boolean
+  reasons: ConcurrencyReason[]
+  sessions: Session[]
+}
+
+export interface SecurityThresholds {
+  /** @default 2 */
+  maxDistinctIps?: number
+  /** @default 3 */
+  maxDistinctUserAgents?: number
+  /** Milliseconds or a duration string; 0 disables the rule. @default '5m' */
+  rapidCreationWindow?: number | string
+}
+
+export interface SessionManagerOptions {
+  store: Store
+  /** Sliding idle timeout. @default '30m' */
+  idleTimeout?: number | string
+  /** Lifetime from creation, whatever the activity. @default '24h' */
+  absoluteTimeout?: number | string
+  /** `lastActivity` and the TTL are written at most this often per session. @default '60s' */
+  touchInterval?: number | string
+  /** @default 5 */
+  maxSessionsPerUser?: number
+  /** @default 'evict-oldest' */
+  limitPolicy?: 'evict-oldest' | 'deny'
+  /** Serialized size limit of a session's metadata. @default 4096 */
+  maxMetadataBytes?: number
+  security?: SecurityThresholds
+  audit?: {
+    /** How long audit events are kept; 0 turns the audit log off. @default '7d' */
+    retention?: number | string
+    /** Record an `activity` event at each touch. @default false */
+    activity?: boolean
+  }
+  /** Clock, for tests. @default Date.now */
+  now?: () => number
+}
+
+/** A loaded session plus what the request path needs beyond the public shape. */
+export interface LoadedSession {
+  session: Session
+  concurrencyFlags: number
+}
+
+const MAX_USER_ID_LENGTH = 256
+const MAX_IP_LENGTH = 64
+const MAX_USER_AGENT_LENGTH = 512
+const MAX_FINGERPRINT_LENGTH = 512
+const MAX_REASON_LENGTH = 256
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+const CONTROL = /[\u0000-\u001f\u007f]/
+
+function duration (name: string, value: unknown, fallback: number, allowZero = false): number {
+  if (value === undefined) return fallback
+  const ms = parseDuration(value)
+  if (ms === null || (!allowZero && ms === 0)) {
+    throw new errors.INVALID_OPTION(`"${name}": expected milliseconds or a duration such as '30m', got ${JSON.stringify(value)}`)
+  }
+  return ms
+}
+
+function positiveInteger (name: string, value: unknown, fallback: number, min = 1): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new errors.INVALID_OPTION(`"${name}": expected an integer >= ${min}, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+/** Cuts untrusted request-derived strings to a bounded size instead of refusing the login. */
+function clip (value: unknown, max: number): string {
+  if (typeof value !== 'string') return ''
+  // eslint-disable-next-line no-control-regex -- strip control characters from header-derived text
+  return value.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, max)
+}
+
+function validUserId (userId: unknown): string {
+  if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH || CONTROL.test(userId)) {
+    throw new errors.INVALID_USER_ID()
+  }
+  return userId
+}
+
+/**
+ * The session manager: every operation is one atomic store step (one Redis round trip, see docs/design.md).
+ * Only `get` and `rotate` take a token; everything else takes the public session id or a user id.
+ *
+ * Events: `'audit'` (AuditEvent) for every audit record written; `'security'` (AuditEvent) for security events.
+ */
+export class SessionManager extends EventEmitter {
+  readonly store: Store
+  readonly idleTimeoutMs: number
+  readonly absoluteTimeoutMs: number
+  readonly touchIntervalMs: number
+  readonly maxSessionsPerUser: number
+  readonly limitPolicy: 'evict-oldest' | 'deny'
+  readonly maxMetadataBytes: number
+  readonly rules: ConcurrencyRules
+  readonly auditRetentionMs: number
+  readonly auditActivity: boolean
+  readonly now: () => number
+
+  constructor (options: SessionManagerOptions) {
+    super()
+    if (options === null || typeof options !== 'object' || options.store === undefined) {
+      throw new errors.INVALID_OPTION('"store": a store is required')
+    }
+    this.store = options.store
+    this.idleTimeoutMs = duration('idleTimeout', options.idleTimeout, 30 * 60_000)
+    this.absoluteTimeoutMs = duration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
+    this.touchIntervalMs = duration('touchInterval', options.touchInterval, 60_000, true)
+    this.maxSessionsPerUser = positiveInteger('maxSessionsPerUser', options.maxSessionsPerUser, 5)
+    this.maxMetadataBytes = positiveInteger('maxMetadataBytes', options.maxMetadataBytes, 4096, 2)
+    const policy = options.limitPolicy ?? 'evict-oldest'
+    if (policy !== 'evict-oldest' && policy !== 'deny') {
+      throw new errors.INVALID_OPTION(`"limitPolicy": expected 'evict-oldest' or 'deny', got ${JSON.stringify(policy)}`)
+    }
+    this.limitPolicy = policy
+    const security = options.security ?? {}
+    this.rules = {
+      maxDistinctIps: positiveInteger('security.maxDistinctIps', security.maxDistinctIps, 2, 0),
+      maxDistinctUserAgents: positiveInteger('security.maxDistinctUserAgents', security.maxDistinctUserAgents, 3, 0),
+      rapidCreationWindowMs: duration('security.rapidCreationWindow', security.rapidCreationWindow, 5 * 60_000, true)
+    }
+    this.auditRetentionMs = duration('audit.retention', options.audit?.retention, 7 * 86_400_000, true)
+    this.auditActivity = options.audit?.activity === true
+    this.now = options.now ?? Date.now
+    this.store.configure({ idleTimeoutMs: this.idleTimeoutMs, auditRetentionMs: this.auditRetentionMs, rules: this.rules })
+  }
+
+  /**
+   * Starts a session. At the limit, the least recently active sessions are evicted in the same atomic step
+   * (`evict-oldest`) or the call fails with FST_SESSION_LIMIT_REACHED (`deny`).
+   */
+  async create (userId: string, data: SessionData = {}, options: { ttl?: number | string } = {}): Promise<{ token: string, session: Session, evicted: string[] }> {
+    validUserId(userId)
+    if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('data must be an object')
+    const ttl = duration('ttl', options.ttl, this.absoluteTimeoutMs)
+    const { entries, bytes } = serializeMetadata(data.metadata ?? {}, false)
+    if (bytes > this.maxMetadataBytes) throw new errors.METADATA_TOO_LARGE(this.maxMetadataBytes)
+    const secret = newSecret()
+    const now = this.now()
+    const ipAddress = clip(data.ipAddress, MAX_IP_LENGTH)
+    const userAgent = clip(data.userAgent, MAX_USER_AGENT_LENGTH)
+    const result = await this.store.create({
+      userId,
+      tokenHash: hashSecret(secret),
+      now,
+      absoluteDeadline: now + ttl,
+      maxSessions: this.maxSessionsPerUser,
+      policy: this.limitPolicy,
+      ipAddress,
+      userAgent,
+      deviceFingerprint: clip(data.deviceFingerprint, MAX_FINGERPRINT_LENGTH),
+      metadata: entries as Record<string, string>,
+      auditData: JSON.stringify({ ip: ipAddress, userAgent })
+    })
+    this.emitEvents(result.events)
+    if (!result.ok) throw new errors.LIMIT_REACHED(this.maxSessionsPerUser)
+    return { token: formatToken(result.session.id, secret), session: this.toSession(result.session), evicted: result.evicted }
+  }
+
+  /** The session a token opens, or null. A malformed token costs no store call. */
+  async get (token: string, options: { touch?: boolean } = {}): Promise<Session | null> {
+    const loaded = await this.load(token, options.touch !== false)
+    return loaded === null ? null : loaded.session
+  }
+
+  /** `get` plus the concurrency flags the store keeps on the session (used by the plugin's request hook). */
+  async load (token: string, touch = true): Promise<LoadedSession | null> {
+    const parsed = parseToken(token)
+    if (parsed === null) return null
+    const stored = await this.store.load(parsed.sessionId)
+    if (stored === null) return null
+    if (stored === 'corrupt') {
+      this.emitEvents((await this.store.discard(parsed.sessionId, this.now())).events)
+      return null
+    }
+    if (!secretMatches(parsed.secret, stored.tokenHash)) return null
+    const now = this.now()
+    if (this.deadline(stored) <= now) {
+      this.emitEvents((await this.store.invalidate(stored.id, now, 'expired', '{"reason":"timeout"}')).events)
+      return null
+    }
+    let flags = stored.concurrencyFlags
+    if (touch && now - stored.lastActivity >= this.touchIntervalMs) {
+      const auditData = this.auditActivity ? JSON.stringify({ ip: stored.ipAddress }) : null
+      const touched = await this.store.touch(stored.id, now, this.touchIntervalMs, auditData)
+      this.emitEvents(touched.events)
+      if (touched.status === 'gone') return null
+      if (touched.status === 'touched') stored.lastActivity = now
+      flags = touched.concurrencyFlags
+    }
+    return { session: this.toSession(stored), concurrencyFlags: flags }
+  }
+
+  /**
+   * Shallow-merges metadata (a `null` value removes a key) and replaces the request attributes given.
+   * Other fields are ignored. Returns false when the session does not exist.
+   */
+  async update (sessionId: string, patch: SessionData): Promise<boolean> {
+    if (!isSessionId(sessionId)) return false
+    if (patch === null || typeof patch !== 'object') throw new errors.INVALID_ARGUMENT('the update must be an object')
+    const { entries } = serializeMetadata(patch.metadata ?? {}, true)
+    const result = await this.store.update({
+      sessionId,
+      now: this.now(),
+      ipAddress: patch.ipAddress === undefined ? undefined : clip(patch.ipAddress, MAX_IP_LENGTH),
+      userAgent: patch.userAgent === undefined ? undefined : clip(patch.userAgent, MAX_USER_AGENT_LENGTH),
+      deviceFingerprint: patch.deviceFingerprint === undefined ? undefined : clip(patch.deviceFingerprint, MAX_FINGERPRINT_LENGTH),
+      metadata: entries,
+      maxMetadataBytes: this.maxMetadataBytes,
+      auditData: JSON.stringify({ fields: Object.keys(patch).filter((key) => ['metadata', 'ipAddress', 'userAgent', 'deviceFingerprint'].includes(key)) })
+    })
+    this.emitEvents(result.events)
+    if (result.status === 'too_large') throw new errors.METADATA_TOO_LARGE(this.maxMetadataBytes)
+    return result.status === 'ok'
+  }
+
+  /** Ends one session. With `userId`, only when it belongs to that user (ownership check in the same step). */
+  async invalidate (sessionId: string, options: { reason?: string, userId?: string } = {}): Promise<boolean> {
+    if (!isSessionId(sessionId)) return false
+    const result = await this.store.invalidate(sessionId, this.now(), 'invalidated',
+      JSON.stringify({ reason: clip(options.reason ?? 'logout', MAX_REASON_LENGTH) }), options.userId)
+    this.emitEvents(result.events)
+    return result.count === 1
+  }
+
+  /** Ends every session of a user, except `except` when given. Returns how many were ended. */
+  async invalidateAll (userId: string, options: { except?: string, reason?: string } = {}): Promise<number> {
+    validUserId(userId)
+    const except = options.except !== undefined && isSessionId(options.except) ? options.except : null
+    const result = await this.store.invalidateAll(userId, this.now(), except,
+      JSON.stringify({ reason: clip(options.reason ?? 'invalidate_all', MAX_REASON_LENGTH) }))
+    this.emitEvents(result.events)
+    return result.count
+  }
+
+  /** The user's live sessions, most recently active first. */
+  async list (userId: string): Promise<Session[]> {
+    return (await this.listStored(userId)).map((stored) => this.toSession(stored))
+  }
+
+  /** A new token for the same session; the old token stops working at once. Null when the token is not valid. */
+  async rotate (token: string): Promise<{ token: string, session: Session } | null> {
+    const parsed = parseToken(token)
+    if (parsed === null) return null
+    const secret = newSecret()
+    const result = await this.store.rotate(parsed.sessionId, hashSecret(parsed.secret), hashSecret(secret), this.now(), '{"reason":"rotate"}')
+    this.emitEvents(result.events)
+    if (!result.ok) return null
+    const loaded = await this.store.load(parsed.sessionId)
+    if (loaded === null || loaded === 'corrupt') return null
+    return { token: formatToken(parsed.sessionId, secret), session: this.toSession(loaded) }
+  }
+
+  /** Evaluates the concurrent-session rules for `currentSessionId` against the user's other sessions. */
+  async detectConcurrentSessions (userId: string, currentSessionId: string): Promise<ConcurrencyReport> {
+    const stored = await this.listStored(userId)
+    const inputs = stored.map((s) => ({ id: s.id, ipAddress: s.ipAddress, userAgent: s.userAgent, createdAt: s.createdAt }))
+    const reasons = flagReasons(concurrencyFlags(currentSessionId, inputs, this.rules))
+    const others = stored.filter((s) => s.id !== currentSessionId)
+    return {
+      concurrentSessions: others.length,
+      suspiciousActivity: reasons.length > 0,
+      reasons,
+      sessions: others.map((s) => this.toSession(s))
+    }
+  }
+
+  /** Ends every session of the user and records a security event. Returns how many sessions were ended. */
+  async forceReauthentication (userId: string, reason: string): Promise<number> {
+    const count = await this.invalidateAll(userId, { reason: `force_reauthentication: ${String(reason)}` })
+    await this.recordSecurityEvent(userId, '', { rule: 'force_reauthentication', reason: clip(reason, MAX_REASON_LENGTH), count })
+    return count
+  }
+
+  /** Records a security event: audit log, `'security'` and `'audit'` events. */
+  async recordSecurityEvent (userId: string, sessionId: string, data: Record<string, unknown>): Promise<void> {
+    const event: RawAuditEvent = { type: 'security', userId, sessionId, timestamp: this.now(), data: JSON.stringify(data) }
+    if (this.auditRetentionMs > 0) await this.store.recordEvent(event)
+    this.emitEvents([event])
+  }
+
+  /** The user's audit events, newest first. */
+  async auditLog (userId: string, options: { since?: Date | number, limit?: number } = {}): Promise<AuditEvent[]> {
+    validUserId(userId)
+    const since = options.since === undefined ? 0 : Number(options.since)
+    const limit = options.limit ?? 100
+    if (!Number.isFinite(since) || !Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
+      throw new errors.INVALID_ARGUMENT('since must be a date and limit an integer from 1 to 10000')
+    }
+    return (await this.store.auditLog(userId, { since, limit })).map(toAuditEvent)
+  }
+
+  /** Removes everything that has expired; emits an `expired` audit event for each session. */
+  async cleanup (batchSize = 500): Promise<{ expired: number, orphaned: number }> {
+    const result = await this.store.cleanup(this.now(), batchSize)
+    this.emitEvents(result.events)
+    return { expired: result.expired, orphaned: result.orphaned }
+  }
+
+  async close (): Promise<void> {
+    await this.store.close()
+  }
+
+  private async listStored (userId: string): Promise<StoredSession[]> {
+    validUserId(userId)
+    const result = await this.store.list(userId, this.now())
+    this.emitEvents(result.events)
+    return result.sessions
+  }
+
+  private deadline (stored: StoredSession): number {
+    return Math.min(stored.lastActivity + this.idleTimeoutMs, stored.absoluteDeadline)
+  }
+
+  private toSession (stored: StoredSession): Session {
+    return {
+      id: stored.id,
+      userId: stored.userId,
+      createdAt: new Date(stored.createdAt),
+      lastActivity: new Date(stored.lastActivity),
+      expiresAt: new Date(this.deadline(stored)),
+      ipAddress: stored.ipAddress,
+      userAgent: stored.userAgent,
+      deviceFingerprint: stored.deviceFingerprint,
+      metadata: stored.metadata as SessionMetadata & Record<string, unknown>
+    }
+  }
+
+  private emitEvents (events: RawAuditEvent[]): void {
+    if (events.length === 0) return
+    const wantsAudit = this.listenerCount('audit') > 0
+    const wantsSecurity = this.listenerCount('security') > 0
+    if (!wantsAudit && !wantsSecurity) return
+    for (const raw of events) {
+      const event = toAuditEvent(raw)
+      if (wantsAudit) this.emit('audit', event)
+      if (wantsSecurity && event.type === 'security') this.emit('security', event)
+    }
+  }
+}
+
+function toAuditEvent (raw: RawAuditEvent): AuditEvent {
+  let data: Record<string, unknown>
+  try {
+    data = JSON.parse(raw.data) as Record<string, unknown>
+  } catch {
+    data = {}
+  }
+  return { type: raw.type, timestamp: new Date(raw.timestamp), userId: raw.userId, sessionId: raw.sessionId, data }
+}

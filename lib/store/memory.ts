@@ -1,0 +1,308 @@
+import { concurrencyFlags } from '../concurrency'
+import { randomId, SESSION_ID_LENGTH } from '../token'
+import type {
+  AuditEventType, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
+  StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
+} from './types'
+
+interface Entry {
+  id: string
+  userId: string
+  tokenHash: string
+  createdAt: number
+  lastActivity: number
+  absoluteDeadline: number
+  ipAddress: string
+  userAgent: string
+  deviceFingerprint: string
+  /** key -> JSON, as the Redis store keeps it. */
+  metadata: Map<string, string>
+  concurrencyFlags: number
+}
+
+const SWEEP_INTERVAL_MS = 60_000
+
+/**
+ * The store contract in process: for development, the demo and single-process apps. Each method runs
+ * synchronously to completion, which is what makes it atomic. Expired sessions are removed when a
+ * user's sessions are read, on a sweep at most once a minute (driven by writes), and by cleanup().
+ */
+export class MemoryStore implements Store {
+  private config: StoreConfig | null = null
+  private readonly sessions = new Map<string, Entry>()
+  private readonly users = new Map<string, Set<string>>()
+  private readonly audits = new Map<string, RawAuditEvent[]>()
+  private lastSweep = -Infinity
+
+  configure (config: StoreConfig): void {
+    this.config = config
+  }
+
+  /** Number of sessions held, expired ones included until they are swept. */
+  get size (): number {
+    return this.sessions.size
+  }
+
+  async create (input: CreateInput): Promise<CreateResult> {
+    const events: RawAuditEvent[] = []
+    this.maybeSweep(input.now, events)
+    const live = this.liveSessions(input.userId, input.now, events)
+    const evicted: string[] = []
+    if (live.length >= input.maxSessions) {
+      if (input.policy === 'deny') return { ok: false, reason: 'limit', events }
+      live.sort((a, b) => a.lastActivity - b.lastActivity)
+      for (const entry of live.splice(0, live.length - input.maxSessions + 1)) {
+        this.remove(entry, 'evicted', reason('limit'), input.now, events)
+        evicted.push(entry.id)
+      }
+    }
+    const entry: Entry = {
+      id: randomId(SESSION_ID_LENGTH),
+      userId: input.userId,
+      tokenHash: input.tokenHash,
+      createdAt: input.now,
+      lastActivity: input.now,
+      absoluteDeadline: input.absoluteDeadline,
+      ipAddress: input.ipAddress,
+      userAgent: input.userAgent,
+      deviceFingerprint: input.deviceFingerprint,
+      metadata: new Map(Object.entries(input.metadata)),
+      concurrencyFlags: 0
+    }
+    this.sessions.set(entry.id, entry)
+    let index = this.users.get(input.userId)
+    if (index === undefined) {
+      index = new Set()
+      this.users.set(input.userId, index)
+    }
+    index.add(entry.id)
+    live.push(entry)
+    this.applyFlags(live)
+    this.audit(input.userId, entry.id, 'created', input.auditData, input.now, events)
+    return { ok: true, session: snapshot(entry), evicted, events }
+  }
+
+  async load (sessionId: string): Promise<LoadResult> {
+    const entry = this.sessions.get(sessionId)
+    return entry === undefined ? null : snapshot(entry)
+  }
+
+  async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {
+    const events: RawAuditEvent[] = []
+    const entry = this.sessions.get(sessionId)
+    if (entry === undefined) return { status: 'gone', concurrencyFlags: 0, events }
+    if (this.isExpired(entry, now)) {
+      this.remove(entry, 'expired', reason('timeout'), now, events)
+      this.applyFlags(this.liveSessions(entry.userId, now, events))
+      return { status: 'gone', concurrencyFlags: 0, events }
+    }
+    if (now - entry.lastActivity < touchIntervalMs) return { status: 'fresh', concurrencyFlags: entry.concurrencyFlags, events }
+    entry.lastActivity = now
+    this.applyFlags(this.liveSessions(entry.userId, now, events))
+    if (auditData !== null) this.audit(entry.userId, entry.id, 'activity', auditData, now, events)
+    return { status: 'touched', concurrencyFlags: entry.concurrencyFlags, events }
+  }
+
+  async update (input: UpdateInput): Promise<UpdateResult> {
+    const events: RawAuditEvent[] = []
+    const entry = this.sessions.get(input.sessionId)
+    if (entry === undefined) return { status: 'gone', events }
+    if (this.isExpired(entry, input.now)) {
+      this.remove(entry, 'expired', reason('timeout'), input.now, events)
+      return { status: 'gone', events }
+    }
+    const merged = new Map(entry.metadata)
+    for (const [key, value] of Object.entries(input.metadata)) {
+      if (value === null) merged.delete(key)
+      else merged.set(key, value)
+    }
+    let bytes = 2
+    for (const [key, value] of merged) bytes += Buffer.byteLength(key) + 3 + Buffer.byteLength(value)
+    if (merged.size > 1) bytes += merged.size - 1
+    if (bytes > input.maxMetadataBytes) return { status: 'too_large', events }
+    entry.metadata = merged
+    let changed = false
+    if (input.ipAddress !== undefined) { entry.ipAddress = input.ipAddress; changed = true }
+    if (input.userAgent !== undefined) { entry.userAgent = input.userAgent; changed = true }
+    if (input.deviceFingerprint !== undefined) entry.deviceFingerprint = input.deviceFingerprint
+    if (changed) this.applyFlags(this.liveSessions(entry.userId, input.now, events))
+    this.audit(entry.userId, entry.id, 'updated', input.auditData, input.now, events)
+    return { status: 'ok', events }
+  }
+
+  async invalidate (sessionId: string, now: number, type: 'invalidated' | 'expired', auditData: string, userId?: string): Promise<RemoveResult> {
+    const events: RawAuditEvent[] = []
+    const entry = this.sessions.get(sessionId)
+    if (entry === undefined || (userId !== undefined && entry.userId !== userId)) return { count: 0, events }
+    if (type === 'expired' && !this.isExpired(entry, now)) return { count: 0, events }
+    this.remove(entry, type, auditData, now, events)
+    this.applyFlags(this.liveSessions(entry.userId, now, events))
+    return { count: 1, events }
+  }
+
+  async invalidateAll (userId: string, now: number, exceptSessionId: string | null, auditData: string): Promise<RemoveResult> {
+    const events: RawAuditEvent[] = []
+    const kept: Entry[] = []
+    let count = 0
+    for (const entry of this.liveSessions(userId, now, events)) {
+      if (entry.id === exceptSessionId) {
+        kept.push(entry)
+      } else {
+        this.remove(entry, 'invalidated', auditData, now, events)
+        count++
+      }
+    }
+    this.applyFlags(kept)
+    this.audit(userId, exceptSessionId ?? '', 'all_user_sessions_invalidated', auditData, now, events)
+    return { count, events }
+  }
+
+  async list (userId: string, now: number): Promise<{ sessions: StoredSession[], events: RawAuditEvent[] }> {
+    const events: RawAuditEvent[] = []
+    const live = this.liveSessions(userId, now, events)
+    this.applyFlags(live)
+    live.sort((a, b) => b.lastActivity - a.lastActivity)
+    return { sessions: live.map(snapshot), events }
+  }
+
+  async rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const events: RawAuditEvent[] = []
+    const entry = this.sessions.get(sessionId)
+    if (entry === undefined || entry.tokenHash !== oldHash || this.isExpired(entry, now)) return { ok: false, events }
+    entry.tokenHash = newHash
+    this.audit(entry.userId, entry.id, 'rotated', auditData, now, events)
+    return { ok: true, events }
+  }
+
+  async discard (): Promise<RemoveResult> {
+    // Nothing malformed can be stored in process.
+    return { count: 0, events: [] }
+  }
+
+  async recordEvent (event: RawAuditEvent): Promise<void> {
+    this.audit(event.userId, event.sessionId, event.type, event.data, event.timestamp, [])
+  }
+
+  async auditLog (userId: string, options: { since: number, limit: number }): Promise<RawAuditEvent[]> {
+    const log = this.audits.get(userId) ?? []
+    const result: RawAuditEvent[] = []
+    for (let n = log.length - 1; n >= 0 && result.length < options.limit; n--) {
+      const event = log[n] as RawAuditEvent
+      if (event.timestamp < options.since) break
+      result.push({ ...event })
+    }
+    return result
+  }
+
+  async cleanup (now: number): Promise<CleanupResult> {
+    const events: RawAuditEvent[] = []
+    const expired = this.sweep(now, events)
+    return { expired, orphaned: 0, events }
+  }
+
+  async close (): Promise<void> {
+    this.sessions.clear()
+    this.users.clear()
+    this.audits.clear()
+  }
+
+  private get settings (): StoreConfig {
+    /* c8 ignore next -- the manager configures its store in its constructor */
+    if (this.config === null) throw new Error('fastify-distributed-session: store used before configure()')
+    return this.config
+  }
+
+  private isExpired (entry: Entry, now: number): boolean {
+    return Math.min(entry.lastActivity + this.settings.idleTimeoutMs, entry.absoluteDeadline) <= now
+  }
+
+  /** The user's live sessions; removes the expired ones. */
+  private liveSessions (userId: string, now: number, events: RawAuditEvent[]): Entry[] {
+    const index = this.users.get(userId)
+    if (index === undefined) return []
+    const live: Entry[] = []
+    for (const id of index) {
+      const entry = this.sessions.get(id) as Entry
+      if (this.isExpired(entry, now)) this.remove(entry, 'expired', reason('timeout'), now, events)
+      else live.push(entry)
+    }
+    return live
+  }
+
+  private applyFlags (live: Entry[]): void {
+    for (const entry of live) entry.concurrencyFlags = concurrencyFlags(entry.id, live, this.settings.rules)
+  }
+
+  private remove (entry: Entry, type: AuditEventType, data: string, now: number, events: RawAuditEvent[]): void {
+    this.sessions.delete(entry.id)
+    const index = this.users.get(entry.userId)
+    if (index !== undefined) {
+      index.delete(entry.id)
+      if (index.size === 0) this.users.delete(entry.userId)
+    }
+    this.audit(entry.userId, entry.id, type, data, now, events)
+  }
+
+  private audit (userId: string, sessionId: string, type: AuditEventType, data: string, now: number, events: RawAuditEvent[]): void {
+    const event: RawAuditEvent = { type, userId, sessionId, timestamp: now, data }
+    events.push(event)
+    const retention = this.settings.auditRetentionMs
+    if (retention <= 0) return
+    let log = this.audits.get(userId)
+    if (log === undefined) {
+      log = []
+      this.audits.set(userId, log)
+    }
+    log.push({ ...event })
+    let drop = 0
+    while (drop < log.length && (log[drop] as RawAuditEvent).timestamp < now - retention) drop++
+    if (drop > 0) log.splice(0, drop)
+  }
+
+  private maybeSweep (now: number, events: RawAuditEvent[]): void {
+    if (now - this.lastSweep < SWEEP_INTERVAL_MS) return
+    this.sweep(now, events)
+  }
+
+  private sweep (now: number, events: RawAuditEvent[]): number {
+    this.lastSweep = now
+    let expired = 0
+    const users = new Set<string>()
+    for (const entry of this.sessions.values()) {
+      if (this.isExpired(entry, now)) {
+        this.remove(entry, 'expired', reason('timeout'), now, events)
+        users.add(entry.userId)
+        expired++
+      }
+    }
+    for (const userId of users) this.applyFlags(this.liveSessions(userId, now, events))
+    const retention = this.settings.auditRetentionMs
+    for (const [userId, log] of this.audits) {
+      const last = log[log.length - 1]
+      if (last === undefined || last.timestamp < now - retention) this.audits.delete(userId)
+    }
+    return expired
+  }
+}
+
+function reason (text: string): string {
+  return JSON.stringify({ reason: text })
+}
+
+function snapshot (entry: Entry): StoredSession {
+  const metadata: Record<string, unknown> = {}
+  for (const [key, value] of entry.metadata) metadata[key] = JSON.parse(value)
+  return {
+    id: entry.id,
+    userId: entry.userId,
+    tokenHash: entry.tokenHash,
+    createdAt: entry.createdAt,
+    lastActivity: entry.lastActivity,
+    absoluteDeadline: entry.absoluteDeadline,
+    ipAddress: entry.ipAddress,
+    userAgent: entry.userAgent,
+    deviceFingerprint: entry.deviceFingerprint,
+    metadata,
+    concurrencyFlags: entry.concurrencyFlags
+  }
+}

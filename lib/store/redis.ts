@@ -1,0 +1,321 @@
+import { Redis, Cluster } from 'ioredis'
+import { auditKey, sessionKey, shardKey, tagKey } from '../keys'
+import { FORBIDDEN_KEYS } from '../metadata'
+import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
+import * as scripts from './scripts'
+import type {
+  AuditEventType, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
+  StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
+} from './types'
+
+export interface RedisStoreOptions {
+  /** An ioredis `Redis` or `Cluster` you created (never closed by the store), or a URL (the store owns that client). */
+  client: Redis | Cluster | string
+  /**
+   * Prefix of every key, after any ioredis `keyPrefix`.
+   * @default 'sess:'
+   */
+  prefix?: string
+}
+
+type Client = Redis | Cluster
+type Reply = [string, unknown, unknown[]]
+type ScriptCall = (key: string, ...args: string[]) => Promise<Reply>
+type ScriptName = 'create' | 'touch' | 'update' | 'invalidate' | 'invalidateAll' | 'list' | 'rotate' | 'discard' | 'record' | 'cleanup'
+
+const COMMANDS: Record<ScriptName, string> = {
+  create: scripts.CREATE,
+  touch: scripts.TOUCH,
+  update: scripts.UPDATE,
+  invalidate: scripts.INVALIDATE,
+  invalidateAll: scripts.INVALIDATE_ALL,
+  list: scripts.LIST,
+  rotate: scripts.ROTATE,
+  discard: scripts.DISCARD,
+  record: scripts.RECORD,
+  cleanup: scripts.CLEANUP
+}
+/** Name under which the scripts are defined on the client (ioredis `defineCommand`). */
+const COMMAND_PREFIX = 'fdsess_'
+
+const TAG_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+/** Every shard tag: 4096 of them, spread over the cluster's slots. */
+export const ALL_TAGS: readonly string[] = Array.from(TAG_ALPHABET, (a) => Array.from(TAG_ALPHABET, (b) => a + b)).flat()
+
+/** How long a cached user -> tag entry must still outlive the session it is used for. */
+const TAG_SLACK_MS = 60_000
+const TAG_CACHE_SIZE = 10_000
+const CLEANUP_CONCURRENCY = 32
+const UNCHANGED = '\0'
+
+/**
+ * Sessions in Redis or Redis Cluster. Every method is one Lua script on one hash slot, except that an operation
+ * addressed by user id first resolves the user's shard tag when it is not cached (see docs/design.md).
+ */
+export class RedisStore implements Store {
+  readonly client: Client
+  readonly prefix: string
+  private readonly ownsClient: boolean
+  private config: StoreConfig | null = null
+  private readonly tags = new Map<string, { tag: string, expiresAt: number }>()
+
+  constructor (options: RedisStoreOptions) {
+    if (typeof options.client === 'string') {
+      this.client = new Redis(options.client, { maxRetriesPerRequest: 1 })
+      this.ownsClient = true
+    } else {
+      this.client = options.client
+      this.ownsClient = false
+    }
+    this.prefix = options.prefix ?? 'sess:'
+    for (const [name, lua] of Object.entries(COMMANDS)) {
+      this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
+    }
+    this.client.defineCommand(COMMAND_PREFIX + 'tag', { numberOfKeys: 1, lua: scripts.RESOLVE_TAG })
+  }
+
+  configure (config: StoreConfig): void {
+    this.config = config
+  }
+
+  async create (input: CreateInput): Promise<CreateResult> {
+    const sessionTtl = input.absoluteDeadline - input.now
+    const metadata = Object.entries(input.metadata).flat()
+    let sessionId = ''
+    const run = (tag: string, cached: boolean): Promise<Reply> => {
+      sessionId = tag + randomId(SESSION_ID_LENGTH - TAG_LENGTH)
+      return this.call('create', tag, input.now, sessionId, input.userId, input.tokenHash,
+        String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, input.userAgent,
+        input.deviceFingerprint, cached ? '1' : '0', input.auditData, ...metadata)
+    }
+    const reply = await this.withTag(input.userId, sessionTtl, run)
+    const events = reply === null ? [] : parseEvents(reply[2])
+    if (reply === null || reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
+    const [evicted, hash] = reply[1] as [string[], string[]]
+    const session = toStored(sessionId, hash)
+    /* c8 ignore next -- the script returns the hash it has just written */
+    if (session === null || session === 'corrupt') throw new Error('fastify-distributed-session: create returned no session')
+    return { ok: true, session, evicted, events }
+  }
+
+  async load (sessionId: string): Promise<LoadResult> {
+    let hash: Record<string, string>
+    try {
+      hash = await this.client.hgetall(sessionKey(this.prefix, sessionId))
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return 'corrupt'
+      throw error
+    }
+    return parseHash(sessionId, hash)
+  }
+
+  async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {
+    const reply = await this.call('touch', tagOf(sessionId), now, sessionId, String(touchIntervalMs), auditData ?? '')
+    const status = reply[0] === 'OK' ? 'touched' : reply[0] === 'FRESH' ? 'fresh' : 'gone'
+    return { status, concurrencyFlags: Number(reply[1]) || 0, events: parseEvents(reply[2]) }
+  }
+
+  async update (input: UpdateInput): Promise<UpdateResult> {
+    const metadata = Object.entries(input.metadata).flatMap(([key, value]) => [key, value ?? ''])
+    const reply = await this.call('update', tagOf(input.sessionId), input.now, input.sessionId,
+      String(input.maxMetadataBytes), input.ipAddress ?? UNCHANGED, input.userAgent ?? UNCHANGED,
+      input.deviceFingerprint ?? UNCHANGED, input.auditData, ...metadata)
+    const status = reply[0] === 'OK' ? 'ok' : reply[0] === 'TOO_LARGE' ? 'too_large' : 'gone'
+    return { status, events: parseEvents(reply[2]) }
+  }
+
+  async invalidate (sessionId: string, now: number, type: 'invalidated' | 'expired', auditData: string, userId?: string): Promise<RemoveResult> {
+    const reply = await this.call('invalidate', tagOf(sessionId), now, sessionId, type, auditData, userId ?? '')
+    return { count: reply[0] === 'OK' ? 1 : 0, events: parseEvents(reply[2]) }
+  }
+
+  async invalidateAll (userId: string, now: number, exceptSessionId: string | null, auditData: string): Promise<RemoveResult> {
+    const reply = await this.withTag(userId, null, (tag, cached) =>
+      this.call('invalidateAll', tag, now, userId, exceptSessionId ?? '', auditData, cached ? '1' : '0'))
+    if (reply === null) return { count: 0, events: [] }
+    return { count: Number(reply[1]), events: parseEvents(reply[2]) }
+  }
+
+  async list (userId: string, now: number): Promise<{ sessions: StoredSession[], events: RawAuditEvent[] }> {
+    const reply = await this.withTag(userId, null, (tag, cached) =>
+      this.call('list', tag, now, userId, cached ? '1' : '0'))
+    if (reply === null) return { sessions: [], events: [] }
+    const flat = reply[1] as Array<string | string[]>
+    const sessions: StoredSession[] = []
+    for (let n = 0; n < flat.length; n += 2) {
+      const session = toStored(flat[n] as string, flat[n + 1] as string[])
+      if (session !== null && session !== 'corrupt') sessions.push(session)
+    }
+    return { sessions, events: parseEvents(reply[2]) }
+  }
+
+  async rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const reply = await this.call('rotate', tagOf(sessionId), now, sessionId, oldHash, newHash, auditData)
+    return { ok: reply[0] === 'OK', events: parseEvents(reply[2]) }
+  }
+
+  async discard (sessionId: string, now: number): Promise<RemoveResult> {
+    const reply = await this.call('discard', tagOf(sessionId), now, sessionId)
+    return { count: reply[0] === 'OK' ? 1 : 0, events: parseEvents(reply[2]) }
+  }
+
+  async recordEvent (event: RawAuditEvent): Promise<void> {
+    const reply = await this.withTag(event.userId, 0, (tag) =>
+      this.call('record', tag, event.timestamp, event.userId, event.sessionId, event.type, event.data))
+    /* c8 ignore next -- resolving with create=true always yields a tag */
+    if (reply === null) throw new Error('fastify-distributed-session: no shard tag for the audit event')
+  }
+
+  async auditLog (userId: string, options: { since: number, limit: number }): Promise<RawAuditEvent[]> {
+    const tag = await this.resolveTag(userId, null)
+    if (tag === null) return []
+    const entries = await this.client.xrevrange(auditKey(this.prefix, tag.tag, userId), '+', String(Math.max(0, options.since - 1000)), 'COUNT', options.limit)
+    const events: RawAuditEvent[] = []
+    for (const [, fields] of entries) {
+      const record: Record<string, string> = {}
+      for (let n = 0; n + 1 < fields.length; n += 2) record[fields[n] as string] = fields[n + 1] as string
+      const timestamp = Number(record.t)
+      if (timestamp < options.since) continue
+      events.push({ type: record.e as AuditEventType, userId, sessionId: record.s ?? '', timestamp, data: record.d ?? '{}' })
+    }
+    return events
+  }
+
+  async cleanup (now: number, batchSize: number): Promise<CleanupResult> {
+    const result: CleanupResult = { expired: 0, orphaned: 0, events: [] }
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < ALL_TAGS.length) {
+        const tag = ALL_TAGS[next++] as string
+        let examined = batchSize
+        while (examined >= batchSize) {
+          const reply = await this.call('cleanup', tag, now, String(batchSize))
+          const counts = reply[1] as number[]
+          result.expired += Number(counts[0])
+          result.orphaned += Number(counts[1])
+          examined = Number(counts[2])
+          for (const event of parseEvents(reply[2])) result.events.push(event)
+        }
+      }
+    }
+    await Promise.all(Array.from({ length: CLEANUP_CONCURRENCY }, worker))
+    return result
+  }
+
+  async close (): Promise<void> {
+    if (!this.ownsClient) return
+    // QUIT needs a live connection; a client still connecting or reconnecting is simply dropped.
+    if (this.client.status === 'ready') await this.client.quit().catch(() => this.client.disconnect())
+    else this.client.disconnect()
+  }
+
+  private call (name: ScriptName, tag: string, now: number, ...args: string[]): Promise<Reply> {
+    const config = this.config
+    /* c8 ignore next -- the manager configures its store in its constructor */
+    if (config === null) throw new Error('fastify-distributed-session: store used before configure()')
+    const command = (this.client as unknown as Record<string, ScriptCall>)[COMMAND_PREFIX + name] as ScriptCall
+    return command.call(this.client, shardKey(this.prefix, tag), String(now), String(config.idleTimeoutMs),
+      String(config.auditRetentionMs), String(config.rules.maxDistinctIps),
+      String(config.rules.maxDistinctUserAgents), String(config.rules.rapidCreationWindowMs), ...args)
+  }
+
+  /**
+   * Runs an operation addressed by user id on the user's shard. A cached tag is confirmed by the script itself
+   * (it answers STALE when the user's index is missing), so the common case is one round trip.
+   * `sessionTtl` !== null creates the tag when the user has none.
+   */
+  private async withTag (userId: string, sessionTtl: number | null, run: (tag: string, cached: boolean) => Promise<Reply>): Promise<Reply | null> {
+    const first = await this.resolveTag(userId, sessionTtl)
+    if (first === null) return null
+    const reply = await run(first.tag, first.cached)
+    if (reply[0] !== 'STALE') return reply
+    this.tags.delete(userId)
+    const fresh = await this.resolveTag(userId, sessionTtl)
+    if (fresh === null) return null
+    return await run(fresh.tag, false)
+  }
+
+  private async resolveTag (userId: string, sessionTtl: number | null): Promise<{ tag: string, cached: boolean } | null> {
+    const cached = this.tags.get(userId)
+    if (cached !== undefined && (sessionTtl === null || cached.expiresAt > Date.now() + sessionTtl + TAG_SLACK_MS)) {
+      return { tag: cached.tag, cached: true }
+    }
+    const create = sessionTtl !== null
+    // The tag outlives every session of the user: twice the new session's lifetime, so cached creates stay valid.
+    const ttl = create ? 2 * sessionTtl + TAG_SLACK_MS : 0
+    const command = (this.client as unknown as Record<string, (...args: string[]) => Promise<[string, number] | null>>)[COMMAND_PREFIX + 'tag'] as (...args: string[]) => Promise<[string, number] | null>
+    const candidate = ALL_TAGS[Math.floor(Math.random() * ALL_TAGS.length)] as string
+    const reply = await command.call(this.client, tagKey(this.prefix, userId), candidate, String(ttl), create ? '1' : '0')
+    if (reply === null) return null
+    const [tag, pttl] = reply
+    if (this.tags.size >= TAG_CACHE_SIZE) this.tags.delete(this.tags.keys().next().value as string)
+    this.tags.set(userId, { tag, expiresAt: Date.now() + Number(pttl) })
+    return { tag, cached: false }
+  }
+}
+
+function tagOf (sessionId: string): string {
+  return sessionId.slice(0, TAG_LENGTH)
+}
+
+function parseEvents (flat: unknown[]): RawAuditEvent[] {
+  const events: RawAuditEvent[] = []
+  for (let n = 0; n + 4 < flat.length; n += 5) {
+    events.push({
+      type: flat[n] as AuditEventType,
+      userId: flat[n + 1] as string,
+      sessionId: flat[n + 2] as string,
+      timestamp: Number(flat[n + 3]),
+      data: flat[n + 4] as string
+    })
+  }
+  return events
+}
+
+/** A session from a flat HGETALL reply (as returned inside scripts). */
+function toStored (sessionId: string, flat: string[]): LoadResult {
+  const hash: Record<string, string> = {}
+  for (let n = 0; n + 1 < flat.length; n += 2) hash[flat[n] as string] = flat[n + 1] as string
+  return parseHash(sessionId, hash)
+}
+
+const TOKEN_HASH_LENGTH = 43
+
+/** Validates a stored hash; anything that is not exactly a session is 'corrupt'. */
+export function parseHash (sessionId: string, hash: Record<string, string>): LoadResult {
+  const { u, h, c, l, a } = hash
+  if (u === undefined && h === undefined && c === undefined) return null
+  const createdAt = Number(c)
+  const lastActivity = Number(l)
+  const absoluteDeadline = Number(a)
+  if (u === undefined || u === '' || h === undefined || h.length !== TOKEN_HASH_LENGTH ||
+    !Number.isFinite(createdAt) || !Number.isFinite(lastActivity) || !Number.isFinite(absoluteDeadline) ||
+    c === '' || l === '' || a === '') {
+    return 'corrupt'
+  }
+  const metadata: Record<string, unknown> = {}
+  for (const field in hash) {
+    if (field.charCodeAt(0) === 109 && field.charCodeAt(1) === 58) { // 'm:'
+      const key = field.slice(2)
+      if (FORBIDDEN_KEYS.has(key)) return 'corrupt'
+      try {
+        metadata[key] = JSON.parse(hash[field] as string)
+      } catch {
+        return 'corrupt'
+      }
+    }
+  }
+  return {
+    id: sessionId,
+    userId: u,
+    tokenHash: h,
+    createdAt,
+    lastActivity,
+    absoluteDeadline,
+    ipAddress: hash.i ?? '',
+    userAgent: hash.g ?? '',
+    deviceFingerprint: hash.f ?? '',
+    metadata,
+    concurrencyFlags: Number(hash.s) || 0
+  }
+}

@@ -1,0 +1,29 @@
+import type { Redis } from 'ioredis'
+
+/** Every key and value of a Redis as text, whatever the type (for "never stored" assertions). */
+export async function dumpRedis (client: Redis): Promise<string> {
+  const parts: string[] = []
+  let cursor = '0'
+  do {
+    const [next, keys] = await client.scan(cursor, 'COUNT', 1000)
+    cursor = next
+    for (const key of keys) {
+      parts.push(key)
+      const type = await client.type(key)
+      if (type === 'string') parts.push(String(await client.get(key)))
+      else if (type === 'hash') parts.push(JSON.stringify(await client.hgetall(key)))
+      else if (type === 'zset') parts.push(JSON.stringify(await client.zrange(key, '0', '-1', 'WITHSCORES')))
+      else if (type === 'stream') parts.push(JSON.stringify(await client.xrange(key, '-', '+')))
+      else if (type === 'set') parts.push(JSON.stringify(await client.smembers(key)))
+      else if (type === 'list') parts.push(JSON.stringify(await client.lrange(key, 0, -1)))
+    }
+  } while (cursor !== '0')
+  return parts.join('\n')
+}
+
+/** Commands the server has processed so far (INFO stats). */
+export async function commandsProcessed (client: Redis): Promise<number> {
+  const info = await client.info('stats')
+  const match = /total_commands_processed:(\d+)/.exec(info)
+  return Number(match?.[1])
+}
