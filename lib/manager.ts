@@ -10,7 +10,6 @@ import type { AuditEventType, ConcurrencyRules, RawAuditEvent, Store, StoredSess
  * Extend this interface to type `session.metadata`:
  * `declare module 'fastify-distributed-session' { interface SessionMetadata { plan: string } }`
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- an empty interface is the extension point
 export interface SessionMetadata {}
 
 export interface Session {

@@ -6,6 +6,7 @@ export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constr
 const MAX_KEY_LENGTH = 128
 const MAX_DEPTH = 16
 // A key is stored as a hash field and its serialized size is computed in Lua: no character JSON would escape.
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const UNSAFE_KEY = /["\\\u0000-\u001f\u007f]/
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {

@@ -1,0 +1,37 @@
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import type { Test } from 'tap'
+import sessionPlugin, { type SessionPluginOptions } from '../../lib/index'
+
+/**
+ * The README example app: /login starts a session, /orders needs one, /public does not.
+ * `cleanup: false` unless a test asks for it, so no timer runs.
+ */
+export async function buildApp (t: Test, options: SessionPluginOptions = {}, fastifyOptions: Record<string, unknown> = {}): Promise<FastifyInstance> {
+  const app = Fastify({ trustProxy: true, ...fastifyOptions })
+  await app.register(sessionPlugin, { cleanup: false, ...options })
+  app.post<{ Body: { user: string, plan?: string } }>('/login', async (request, reply) => {
+    const { token, session } = await reply.startSession(request.body.user, { metadata: { plan: request.body.plan ?? 'free' } })
+    return { token, sessionId: session.id }
+  })
+  app.get('/orders', { preHandler: app.requireSession }, async (request) => {
+    return { userId: request.session?.userId, check: request.requiresSecurityCheck, metadata: request.session?.metadata }
+  })
+  app.get('/public', async (request) => ({ anonymous: request.session === null }))
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+export const BROWSER = {
+  'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
+  'accept-language': 'en-GB,en;q=0.9',
+  'accept-encoding': 'gzip, deflate, br'
+}
+
+export async function login (app: FastifyInstance, user: string, headers: Record<string, string> = BROWSER): Promise<{ token: string, sessionId: string, cookie: string, response: LightMyRequestResponse }> {
+  const response = await app.inject({ method: 'POST', url: '/login', payload: { user }, headers })
+  if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`)
+  const body = response.json() as { token: string, sessionId: string }
+  const cookie = response.cookies.find((c) => c.name.endsWith('session_id'))
+  return { ...body, cookie: cookie?.value ?? '', response }
+}
