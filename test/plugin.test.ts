@@ -39,7 +39,7 @@ for (const backend of ['redis', 'memory'] as const) {
   })
 }
 
-test('login sets a hardened cookie and no-store', async (t) => {
+test('ASVS 5.0 V3.3 cookie setup: login sets an HttpOnly, SameSite=Lax, Secure-on-HTTPS cookie and no-store', async (t) => {
   const app = await buildApp(t)
   const { response } = await login(app, 'bob')
   const cookie = response.cookies[0]
@@ -54,7 +54,7 @@ test('login sets a hardened cookie and no-store', async (t) => {
   t.equal(https.cookies[0]?.secure, true, 'HTTPS behind a trusted proxy: Secure')
 })
 
-test('the __Host- prefix option names the cookie and forces Secure', async (t) => {
+test('ASVS 5.0 V3.3 cookie setup: the __Host- prefix option names the cookie and forces Secure', async (t) => {
   const app = await buildApp(t, { cookie: { hostPrefix: true } })
   const { response } = await login(app, 'bob')
   t.equal(response.cookies[0]?.name, '__Host-session_id')
@@ -101,7 +101,7 @@ test('an unknown, expired or malformed token is anonymous and its cookie is clea
   t.equal(expired.cookies[0]?.value, '')
 })
 
-test('logout ends the session everywhere and clears the cookie', async (t) => {
+test('ASVS 7.4.1: logout ends the session server-side for every instance and clears the cookie', async (t) => {
   const app = await buildApp(t)
   const { token } = await login(app, 'dave')
   const out = await app.inject({ method: 'POST', url: '/logout', cookies: { session_id: token } })
@@ -111,7 +111,7 @@ test('logout ends the session everywhere and clears the cookie', async (t) => {
   t.equal((await app.inject({ url: '/profile', headers: { 'x-session-id': token } })).statusCode, 401)
 })
 
-test('/sessions lists the caller\'s sessions with the current one marked and no token', async (t) => {
+test('ASVS 7.5.2: /sessions lists the caller\'s sessions with the current one marked and no token', async (t) => {
   const app = await buildApp(t)
   const first = await login(app, 'erin')
   const second = await login(app, 'erin')
@@ -125,7 +125,7 @@ test('/sessions lists the caller\'s sessions with the current one marked and no 
   t.notMatch(response.body, second.token.split('.')[1] as string)
 })
 
-test('DELETE /sessions/:id revokes only the caller\'s own sessions; anything else is a 404 that reveals nothing', async (t) => {
+test('ASVS 7.5.2: DELETE /sessions/:id revokes only the caller\'s own sessions; anything else is a 404 that reveals nothing', async (t) => {
   const app = await buildApp(t)
   const mine = await login(app, 'frank')
   const other = await login(app, 'frank')
@@ -145,7 +145,7 @@ test('DELETE /sessions/:id revokes only the caller\'s own sessions; anything els
   t.equal(anonymous.statusCode, 401, 'an anonymous request is refused before its parameters are looked at')
 })
 
-test('DELETE /sessions revokes every other session of the caller', async (t) => {
+test('ASVS 7.4.3 / 7.5.2: DELETE /sessions revokes every other session of the caller', async (t) => {
   const app = await buildApp(t)
   const a = await login(app, 'heidi')
   const b = await login(app, 'heidi')
@@ -156,7 +156,7 @@ test('DELETE /sessions revokes every other session of the caller', async (t) => 
   t.equal((await app.inject({ url: '/profile', headers: { 'x-session-id': c.token } })).statusCode, 200)
 })
 
-test('startSession ends the session the request already had (no fixation)', async (t) => {
+test('ASVS 7.2.4, OWASP session fixation: startSession ends the session the request already had', async (t) => {
   const app = await buildApp(t)
   const before = await login(app, 'ivan')
   const again = await app.inject({ method: 'POST', url: '/login', payload: { user: 'ivan' }, cookies: { session_id: before.token } })
@@ -165,7 +165,7 @@ test('startSession ends the session the request already had (no fixation)', asyn
   t.equal((await app.inject({ url: '/profile', headers: { 'x-session-id': again.json().token } })).statusCode, 200)
 })
 
-test('signed cookies: a tampered cookie is anonymous and cleared; rotated secrets still verify', async (t) => {
+test('OWASP session id anomalies: a tampered signed cookie is anonymous and cleared; rotated secrets still verify', async (t) => {
   const oldSecret = 'o'.repeat(32)
   const newSecret = 'n'.repeat(32)
   const oldApp = await buildApp(t, { cookie: { signed: true, secret: oldSecret } })
@@ -183,7 +183,7 @@ test('signed cookies: a tampered cookie is anonymous and cleared; rotated secret
   t.equal((await app.inject({ url: '/profile', headers: { 'x-session-id': unsignedToken } })).statusCode, 200, 'the header carries the bare token')
 })
 
-test('hostile headers and cookies never cause a 500', async (t) => {
+test('ASVS 7.2.1: hostile headers and cookies are verified server-side and never cause a 500', async (t) => {
   const app = await buildApp(t)
   const { token } = await login(app, 'kim')
   const values = ['', ' ', 'a'.repeat(10 * 1024), '\u00e9\u00e9\u00e9', `${token}x`, token.toUpperCase(), `${token},${token}`,

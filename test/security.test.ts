@@ -116,7 +116,7 @@ test('security events are emitted, logged at warn without the token, and recorde
   t.equal(events.length, 2, 'a suspicious session is reported once a minute per instance, not on every request')
 })
 
-test('forceReauthentication ends every session of the user and records a security event', async (t) => {
+test('ASVS 7.4.2 / 7.4.5: forceReauthentication ends every session of the user and records a security event', async (t) => {
   const app = await buildApp(t)
   const a = await login(app, 'heidi')
   const b = await login(app, 'heidi')

@@ -24,7 +24,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
     return new SessionManager({ store, now: () => clock, ...options })
   }
 
-  t.test('a created session is returned by its token and never exposes the token', async (t) => {
+  t.test('ASVS 7.2.3: a token carries a 256-bit CSPRNG secret, opens its session and is never exposed by it', async (t) => {
     const m = await manager(t)
     const { token, session } = await m.create('alice', { ipAddress: '10.0.0.1', userAgent: 'UA/1', metadata: { plan: 'pro' } })
     t.match(token, /^[A-Za-z0-9_-]{24}\.[A-Za-z0-9_-]{43}$/)
@@ -67,7 +67,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
     }
   })
 
-  t.test('200 parallel creates for one user with limit 5 leave exactly 5 sessions, all listed, the evicted dead', async (t) => {
+  t.test('ASVS 7.1.2: 200 parallel creates for one user with limit 5 leave exactly 5 sessions, all listed, the evicted dead', async (t) => {
     const m = await manager(t, { maxSessionsPerUser: 5 })
     const created = await Promise.all(Array.from({ length: 200 }, (_, n) => m.create('bob', { ipAddress: `10.0.0.${n % 250}` })))
     const listed = await m.list('bob')
@@ -106,7 +106,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
     t.equal(await m.get(second.token), null)
   })
 
-  t.test('get racing invalidate never brings a session back', async (t) => {
+  t.test('ASVS 7.4.1: get racing invalidate never brings a session back', async (t) => {
     const m = await manager(t, { touchInterval: 0 })
     for (let round = 0; round < 20; round++) {
       const { token, session } = await m.create('erin')
@@ -121,7 +121,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
     t.same(await m.list('erin'), [])
   })
 
-  t.test('the idle timeout slides with activity and expires an idle session', async (t) => {
+  t.test('ASVS 7.3.1: the idle timeout slides with activity and expires an idle session', async (t) => {
     const m = await manager(t, { idleTimeout: '30m', touchInterval: '1m' })
     const { token } = await m.create('frank')
     clock += 29 * MINUTE
@@ -133,7 +133,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
     t.same(await m.list('frank'), [])
   })
 
-  t.test('the absolute timeout ends a session however active it is', async (t) => {
+  t.test('ASVS 7.3.2: the absolute timeout ends a session however active it is', async (t) => {
     const m = await manager(t, { idleTimeout: '30m', absoluteTimeout: '2h', touchInterval: 0 })
     const { token } = await m.create('grace')
     for (let n = 0; n < 5; n++) {
@@ -300,7 +300,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
 
   if (target.dump !== undefined) {
     const dump = target.dump
-    t.test('no key or value in the store ever contains a token or its secret', async (t) => {
+    t.test('OWASP session storage: no key or value in the store ever contains a token or its secret', async (t) => {
       const m = await manager(t, { touchInterval: 0, maxSessionsPerUser: 3, audit: { activity: true } })
       const tokens: string[] = []
       for (let n = 0; n < 6; n++) {
