@@ -14,8 +14,9 @@ export function sessionKey (prefix: string, sessionId: string): string {
   return `${prefix}{${sessionId.slice(0, TAG_LENGTH)}}:s:${sessionId}`
 }
 
-export function auditKey (prefix: string, tag: string, userId: string): string {
-  return `${prefix}{${tag}}:a:${userId}`
+/** The shard's audit stream (events of every user of the shard; entries carry the user id). */
+export function auditKey (prefix: string, tag: string): string {
+  return `${prefix}{${tag}}:a`
 }
 
 export function tagKey (prefix: string, userId: string): string {

@@ -343,9 +343,7 @@ export class SessionManager extends EventEmitter {
 
   /** Removes everything that has expired; emits an `expired` audit event for each session. */
   async cleanup (batchSize = 500): Promise<{ expired: number, orphaned: number }> {
-    const result = await this.store.cleanup(this.now(), batchSize)
-    this.emitEvents(result.events)
-    return { expired: result.expired, orphaned: result.orphaned }
+    return await this.store.cleanup(this.now(), batchSize, (events) => this.emitEvents(events))
   }
 
   async close (): Promise<void> {

@@ -194,10 +194,11 @@ export class MemoryStore implements Store {
     return result
   }
 
-  async cleanup (now: number): Promise<CleanupResult> {
+  async cleanup (now: number, _batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult> {
     const events: RawAuditEvent[] = []
     const expired = this.sweep(now, events)
-    return { expired, orphaned: 0, events }
+    onEvents(events)
+    return { expired, orphaned: 0 }
   }
 
   async close (): Promise<void> {

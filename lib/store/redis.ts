@@ -1,5 +1,5 @@
 import { Redis, Cluster } from 'ioredis'
-import { auditKey, sessionKey, shardKey, tagKey } from '../keys'
+import { sessionKey, shardKey, tagKey } from '../keys'
 import { FORBIDDEN_KEYS } from '../metadata'
 import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
 import * as scripts from './scripts'
@@ -21,7 +21,7 @@ export interface RedisStoreOptions {
 type Client = Redis | Cluster
 type Reply = [string, unknown, unknown[]]
 type ScriptCall = (key: string, ...args: string[]) => Promise<Reply>
-type ScriptName = 'create' | 'touch' | 'update' | 'invalidate' | 'invalidateAll' | 'list' | 'rotate' | 'discard' | 'record' | 'cleanup'
+type ScriptName = 'create' | 'touch' | 'update' | 'invalidate' | 'invalidateAll' | 'list' | 'rotate' | 'discard' | 'record' | 'auditQuery' | 'cleanup'
 
 const COMMANDS: Record<ScriptName, string> = {
   create: scripts.CREATE,
@@ -33,6 +33,7 @@ const COMMANDS: Record<ScriptName, string> = {
   rotate: scripts.ROTATE,
   discard: scripts.DISCARD,
   record: scripts.RECORD,
+  auditQuery: scripts.AUDIT_QUERY,
   cleanup: scripts.CLEANUP
 }
 /** Name under which the scripts are defined on the client (ioredis `defineCommand`). */
@@ -46,6 +47,8 @@ export const ALL_TAGS: readonly string[] = Array.from(TAG_ALPHABET, (a) => Array
 const TAG_SLACK_MS = 60_000
 const TAG_CACHE_SIZE = 10_000
 const CLEANUP_CONCURRENCY = 32
+/** Most stream entries one audit query walks through (a shard's stream holds many users' events). */
+const AUDIT_SCAN_BUDGET = 50_000
 const UNCHANGED = '\0'
 
 /**
@@ -91,22 +94,22 @@ export class RedisStore implements Store {
     const reply = await this.withTag(input.userId, sessionTtl, run)
     const events = reply === null ? [] : parseEvents(reply[2])
     if (reply === null || reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
-    const [evicted, hash] = reply[1] as [string[], string[]]
-    const session = toStored(sessionId, hash)
+    const [evicted, record] = reply[1] as [string[], string]
+    const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the hash it has just written */
     if (session === null || session === 'corrupt') throw new Error('fastify-distributed-session: create returned no session')
     return { ok: true, session, evicted, events }
   }
 
   async load (sessionId: string): Promise<LoadResult> {
-    let hash: Record<string, string>
+    let record: string | null
     try {
-      hash = await this.client.hgetall(sessionKey(this.prefix, sessionId))
+      record = await this.client.get(sessionKey(this.prefix, sessionId))
     } catch (error) {
       if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return 'corrupt'
       throw error
     }
-    return parseHash(sessionId, hash)
+    return parseRecord(sessionId, record)
   }
 
   async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {
@@ -140,10 +143,10 @@ export class RedisStore implements Store {
     const reply = await this.withTag(userId, null, (tag, cached) =>
       this.call('list', tag, now, userId, cached ? '1' : '0'))
     if (reply === null) return { sessions: [], events: [] }
-    const flat = reply[1] as Array<string | string[]>
+    const flat = reply[1] as string[]
     const sessions: StoredSession[] = []
     for (let n = 0; n < flat.length; n += 2) {
-      const session = toStored(flat[n] as string, flat[n + 1] as string[])
+      const session = parseRecord(flat[n] as string, flat[n + 1] as string)
       if (session !== null && session !== 'corrupt') sessions.push(session)
     }
     return { sessions, events: parseEvents(reply[2]) }
@@ -167,22 +170,20 @@ export class RedisStore implements Store {
   }
 
   async auditLog (userId: string, options: { since: number, limit: number }): Promise<RawAuditEvent[]> {
-    const tag = await this.resolveTag(userId, null)
-    if (tag === null) return []
-    const entries = await this.client.xrevrange(auditKey(this.prefix, tag.tag, userId), '+', String(Math.max(0, options.since - 1000)), 'COUNT', options.limit)
+    const reply = await this.withTag(userId, null, (tag) =>
+      this.call('auditQuery', tag, Date.now(), userId, String(options.since), String(options.limit), String(AUDIT_SCAN_BUDGET)))
+    if (reply === null) return []
+    const flat = reply[1] as string[]
     const events: RawAuditEvent[] = []
-    for (const [, fields] of entries) {
-      const record: Record<string, string> = {}
-      for (let n = 0; n + 1 < fields.length; n += 2) record[fields[n] as string] = fields[n + 1] as string
-      const timestamp = Number(record.t)
-      if (timestamp < options.since) continue
-      events.push({ type: record.e as AuditEventType, userId, sessionId: record.s ?? '', timestamp, data: record.d ?? '{}' })
+    for (let n = 0; n + 3 < flat.length; n += 4) {
+      const timestamp = Number(flat[n])
+      events.push({ type: flat[n + 1] as AuditEventType, userId, sessionId: flat[n + 2] as string, timestamp, data: flat[n + 3] as string })
     }
     return events
   }
 
-  async cleanup (now: number, batchSize: number): Promise<CleanupResult> {
-    const result: CleanupResult = { expired: 0, orphaned: 0, events: [] }
+  async cleanup (now: number, batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult> {
+    const result: CleanupResult = { expired: 0, orphaned: 0 }
     let next = 0
     const worker = async (): Promise<void> => {
       while (next < ALL_TAGS.length) {
@@ -194,7 +195,7 @@ export class RedisStore implements Store {
           result.expired += Number(counts[0])
           result.orphaned += Number(counts[1])
           examined = Number(counts[2])
-          for (const event of parseEvents(reply[2])) result.events.push(event)
+          onEvents(parseEvents(reply[2]))
         }
       }
     }
@@ -272,34 +273,31 @@ function parseEvents (flat: unknown[]): RawAuditEvent[] {
   return events
 }
 
-/** A session from a flat HGETALL reply (as returned inside scripts). */
-function toStored (sessionId: string, flat: string[]): LoadResult {
-  const hash: Record<string, string> = {}
-  for (let n = 0; n + 1 < flat.length; n += 2) hash[flat[n] as string] = flat[n + 1] as string
-  return parseHash(sessionId, hash)
-}
-
 const TOKEN_HASH_LENGTH = 43
 
-/** Validates a stored hash; anything that is not exactly a session is 'corrupt'. */
-export function parseHash (sessionId: string, hash: Record<string, string>): LoadResult {
-  const { u, h, c, l, a } = hash
-  if (u === undefined && h === undefined && c === undefined) return null
-  const createdAt = Number(c)
-  const lastActivity = Number(l)
-  const absoluteDeadline = Number(a)
-  if (u === undefined || u === '' || h === undefined || h.length !== TOKEN_HASH_LENGTH ||
-    !Number.isFinite(createdAt) || !Number.isFinite(lastActivity) || !Number.isFinite(absoluteDeadline) ||
-    c === '' || l === '' || a === '') {
+/** Validates a stored record; anything that is not exactly a session is 'corrupt'. */
+export function parseRecord (sessionId: string, raw: string | null): LoadResult {
+  if (raw === null) return null
+  let record: unknown
+  try {
+    record = JSON.parse(raw)
+  } catch {
+    return 'corrupt'
+  }
+  if (record === null || typeof record !== 'object') return 'corrupt'
+  const { u, h, c, l, a, i, g, f, s, m } = record as Record<string, unknown>
+  if (typeof u !== 'string' || u === '' || typeof h !== 'string' || h.length !== TOKEN_HASH_LENGTH ||
+    typeof c !== 'number' || typeof l !== 'number' || typeof a !== 'number') {
     return 'corrupt'
   }
   const metadata: Record<string, unknown> = {}
-  for (const field in hash) {
-    if (field.charCodeAt(0) === 109 && field.charCodeAt(1) === 58) { // 'm:'
-      const key = field.slice(2)
-      if (FORBIDDEN_KEYS.has(key)) return 'corrupt'
+  if (m !== undefined) {
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) return 'corrupt'
+    for (const key of Object.keys(m)) {
+      const value = (m as Record<string, unknown>)[key]
+      if (FORBIDDEN_KEYS.has(key) || typeof value !== 'string') return 'corrupt'
       try {
-        metadata[key] = JSON.parse(hash[field] as string)
+        metadata[key] = JSON.parse(value)
       } catch {
         return 'corrupt'
       }
@@ -309,13 +307,13 @@ export function parseHash (sessionId: string, hash: Record<string, string>): Loa
     id: sessionId,
     userId: u,
     tokenHash: h,
-    createdAt,
-    lastActivity,
-    absoluteDeadline,
-    ipAddress: hash.i ?? '',
-    userAgent: hash.g ?? '',
-    deviceFingerprint: hash.f ?? '',
+    createdAt: c,
+    lastActivity: l,
+    absoluteDeadline: a,
+    ipAddress: typeof i === 'string' ? i : '',
+    userAgent: typeof g === 'string' ? g : '',
+    deviceFingerprint: typeof f === 'string' ? f : '',
     metadata,
-    concurrencyFlags: Number(hash.s) || 0
+    concurrencyFlags: typeof s === 'number' ? s : 0
   }
 }

@@ -3,15 +3,16 @@
  * the slot of the shard tag `{T}` that is the first two characters of every session id.
  *
  * Key layout (P = key prefix, T = shard tag, uid = user id, sid = public session id):
- *   P{T}:s:<sid>   hash   one session (fields below), PEXPIRE at its deadline
- *   P{T}:u:<uid>   zset   the user's index: sid -> lastActivity; PEXPIRE at the latest absolute deadline
- *   P{T}:x         zset   the shard's expiry queue: sid..uid -> deadline (no TTL; emptied by the scripts)
- *   P{T}:a:<uid>   stream the user's audit log, trimmed by MINID, PEXPIRE = retention
- *   Pt:<uid>       string the user's shard tag (a different slot; see redis.ts)
+ *   P{T}:s:<sid>   string  one session record (JSON, below), PEXPIRE at its deadline
+ *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity; PEXPIRE at the latest absolute deadline
+ *   P{T}:x         zset    the shard's expiry queue: sid..uid -> deadline (no TTL; drained by the scripts)
+ *   P{T}:a         stream  the shard's audit log (fields t, e, u, s, d), trimmed by MINID, PEXPIRE = retention
+ *   Pt:<uid>       string  the user's shard tag (a different slot; see redis.ts)
  *
- * Session hash fields: u user id, h SHA-256 of the token secret, c created, l last activity, a absolute
- * deadline, i IP, g user agent, f device fingerprint, s concurrency flags, and `m:<key>` one per metadata key
- * holding its JSON value.
+ * A session record is one JSON object, so the request path reads it with one GET: u user id, h SHA-256 of the
+ * token secret, c created, l last activity, a absolute deadline, i IP, g user agent, f device fingerprint,
+ * s concurrency flags, m metadata as { key: JSON text of the value } (the scripts merge keys without ever
+ * decoding a value, so cjson cannot alter what the application stored).
  *
  * Common arguments, added by the store to every call (KEYS[1] is always P{T}:x; the script derives the other
  * keys of the slot from it, which keeps an ioredis `keyPrefix` working):
@@ -19,6 +20,7 @@
  *   ARGV[4] max distinct IPs   ARGV[5] max distinct user agents   ARGV[6] rapid-creation window (ms)
  * Every script returns { status, payload, events } where events is a flat list of
  * (type, uid, sid, timestamp, data) quintuples, so the caller can emit what was audited.
+ * Every check (limit, ownership, size, expiry) is made before the first write of a script.
  */
 
 const PRELUDE = `
@@ -30,13 +32,13 @@ local maxUas = tonumber(ARGV[5])
 local rapid = tonumber(ARGV[6])
 local xkey = KEYS[1]
 local base = string.sub(xkey, 1, -2)
+local akey = base .. 'a'
 local SID_LEN = 24
 local events = {}
 local serverNow = nil
 
 local function skey(sid) return base .. 's:' .. sid end
 local function ukey(uid) return base .. 'u:' .. uid end
-local function akey(uid) return base .. 'a:' .. uid end
 
 local function audit(uid, sid, kind, data)
   local n = #events
@@ -50,20 +52,49 @@ local function audit(uid, sid, kind, data)
       local t = redis.call('TIME')
       serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     end
-    local k = akey(uid)
-    redis.call('XADD', k, 'MINID', string.format('%d', serverNow - retention), '*',
-      't', ARGV[1], 'e', kind, 's', sid, 'd', data)
-    redis.call('PEXPIRE', k, retention)
+    redis.call('XADD', akey, 'MINID', string.format('%d', serverNow - retention), '*',
+      't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
+    redis.call('PEXPIRE', akey, retention)
   end
 end
 
 local function reason(r) return '{"reason":"' .. r .. '"}' end
 
 -- The deadline of a session: the earlier of the idle and the absolute deadline.
-local function deadline(l, a)
-  local d = l + idle
-  if a < d then d = a end
+local function deadline(rec)
+  local d = rec.l + idle
+  if rec.a < d then d = rec.a end
   return d
+end
+
+-- A session record: the decoded table, nil when there is no key, false when the key holds no valid record.
+local function readRec(sid)
+  local raw = redis.pcall('GET', skey(sid))
+  if not raw then return nil end
+  if type(raw) ~= 'string' then return false end
+  local ok, rec = pcall(cjson.decode, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.u) ~= 'string' or type(rec.h) ~= 'string' or
+    type(rec.c) ~= 'number' or type(rec.l) ~= 'number' or type(rec.a) ~= 'number' or
+    (rec.m ~= nil and type(rec.m) ~= 'table') then
+    return false
+  end
+  if rec.m == nil then rec.m = {} end
+  if type(rec.i) ~= 'string' then rec.i = '' end
+  if type(rec.g) ~= 'string' then rec.g = '' end
+  if type(rec.f) ~= 'string' then rec.f = '' end
+  if type(rec.s) ~= 'number' then rec.s = 0 end
+  return rec
+end
+
+local function encode(rec)
+  if next(rec.m) == nil then rec.m = nil end
+  local json = cjson.encode(rec)
+  if rec.m == nil then rec.m = {} end
+  return json
+end
+
+local function writeRec(sid, rec)
+  redis.call('SET', skey(sid), encode(rec), 'KEEPTTL')
 end
 
 local function removeSession(sid, uid, kind, data)
@@ -78,93 +109,86 @@ local function extendTtl(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
 
--- The user's live sessions, oldest activity first; removes (and audits) the ones that are gone or expired.
+-- The user's live sessions, oldest activity first; removes (and audits) the ones that are gone, expired or corrupt.
 local function loadLive(uid)
   local u = ukey(uid)
   local sids = redis.call('ZRANGE', u, 0, -1)
   local live = {}
   for _, sid in ipairs(sids) do
-    local r = redis.call('HMGET', skey(sid), 'c', 'l', 'a', 'i', 'g', 's', 'u')
-    local c, l, a = tonumber(r[1]), tonumber(r[2]), tonumber(r[3])
-    if c and l and a and r[7] == uid and deadline(l, a) > now then
-      live[#live + 1] = { sid = sid, c = c, l = l, a = a, i = r[4] or '', g = r[5] or '', s = r[6] }
-    elseif r[7] == uid or not r[7] then
+    local rec = readRec(sid)
+    if rec == nil then
+      removeSession(sid, uid, 'expired', reason('timeout'))
+    elseif rec == false then
+      removeSession(sid, uid, 'corrupt', reason('malformed'))
+    elseif rec.u ~= uid then
+      redis.call('ZREM', u, sid)
+    elseif deadline(rec) <= now then
       removeSession(sid, uid, 'expired', reason('timeout'))
     else
-      -- the key belongs to someone else: drop only this user's index entry
-      redis.call('ZREM', u, sid)
+      live[#live + 1] = { sid = sid, rec = rec }
     end
   end
   return live
 end
 
--- Concurrency rules, evaluated for each session against the user's other sessions (mirrors security.ts).
+-- Concurrency rules, evaluated for each session against the user's other sessions (mirrors concurrency.ts).
 local function applyFlags(live)
   for _, cur in ipairs(live) do
     local ips, nIps, uas, nUas, others = {}, 0, {}, 0, 0
     local minC, maxC = nil, nil
     for _, o in ipairs(live) do
       if o.sid ~= cur.sid then
+        local r = o.rec
         others = others + 1
-        if o.i ~= '' and not ips[o.i] then ips[o.i] = true; nIps = nIps + 1 end
-        if o.g ~= '' and not uas[o.g] then uas[o.g] = true; nUas = nUas + 1 end
-        if not minC or o.c < minC then minC = o.c end
-        if not maxC or o.c > maxC then maxC = o.c end
+        if r.i ~= '' and not ips[r.i] then ips[r.i] = true; nIps = nIps + 1 end
+        if r.g ~= '' and not uas[r.g] then uas[r.g] = true; nUas = nUas + 1 end
+        if not minC or r.c < minC then minC = r.c end
+        if not maxC or r.c > maxC then maxC = r.c end
       end
     end
     local bits = 0
     if nIps > maxIps then bits = bits + 1 end
     if nUas > maxUas then bits = bits + 2 end
     if rapid > 0 and others >= 2 and maxC - minC <= rapid then bits = bits + 4 end
-    local str = tostring(bits)
-    if cur.s ~= str then
-      redis.call('HSET', skey(cur.sid), 's', str)
-      cur.s = str
+    if cur.rec.s ~= bits then
+      cur.rec.s = bits
+      writeRec(cur.sid, cur.rec)
     end
   end
 end
 
--- Expires up to \`limit\` due entries of the shard's expiry queue. Returns expired, orphaned counts.
+-- Expires up to \`limit\` due entries of the shard's expiry queue. Returns expired, orphaned and examined counts.
 local function sweep(limit)
   local due = redis.call('ZRANGEBYSCORE', xkey, '-inf', now, 'LIMIT', 0, limit)
   local expired, orphaned = 0, 0
-  local touched = {}
+  local users = {}
   for _, m in ipairs(due) do
     local sid = string.sub(m, 1, SID_LEN)
     local uid = string.sub(m, SID_LEN + 1)
-    local s = skey(sid)
-    local kind = redis.call('TYPE', s)['ok']
+    local rec = readRec(sid)
     if uid == '' then
       redis.call('ZREM', xkey, m)
       orphaned = orphaned + 1
-    elseif kind == 'none' then
+    elseif rec == nil then
       removeSession(sid, uid, 'expired', reason('timeout'))
       expired = expired + 1
-      touched[uid] = true
-    elseif kind ~= 'hash' then
-      removeSession(sid, uid, 'corrupt', reason('malformed'))
+      users[uid] = true
+    elseif rec == false or rec.u ~= uid then
+      if rec == false then redis.call('DEL', skey(sid)) end
+      redis.call('ZREM', ukey(uid), sid)
+      redis.call('ZREM', xkey, m)
+      audit(uid, sid, 'corrupt', reason('malformed'))
       orphaned = orphaned + 1
+    elseif deadline(rec) <= now then
+      removeSession(sid, uid, 'expired', reason('timeout'))
+      expired = expired + 1
+      users[uid] = true
     else
-      local r = redis.call('HMGET', s, 'u', 'l', 'a', 'c', 'h')
-      local l, a = tonumber(r[2]), tonumber(r[3])
-      if r[1] ~= uid or not l or not a or not tonumber(r[4]) or not r[5] then
-        removeSession(sid, uid, 'corrupt', reason('malformed'))
-        orphaned = orphaned + 1
-      elseif deadline(l, a) <= now then
-        removeSession(sid, uid, 'expired', reason('timeout'))
-        expired = expired + 1
-        touched[uid] = true
-      else
-        redis.call('ZADD', xkey, deadline(l, a), m)
-      end
+      redis.call('ZADD', xkey, deadline(rec), m)
     end
   end
-  for uid, _ in pairs(touched) do applyFlags(loadLive(uid)) end
+  for uid, _ in pairs(users) do applyFlags(loadLive(uid)) end
   return expired, orphaned, #due
-end
-
-local function flatHash(sid)
-  return redis.call('HGETALL', skey(sid))
 end
 `
 
@@ -175,8 +199,9 @@ function script (body: string): string {
 /**
  * create: ARGV[7] sid, [8] uid, [9] token hash, [10] absolute deadline, [11] max sessions,
  * [12] policy ('evict-oldest' | 'deny'), [13] ip, [14] user agent, [15] fingerprint, [16] '1' when the
- * tag came from a cache and must be confirmed by an existing index, [17] audit data, [18..] metadata pairs.
- * -> { 'OK', evicted sids } | { 'LIMIT' } | { 'STALE' }
+ * tag came from a cache and must be confirmed by an existing index, [17] audit data, [18..] metadata pairs
+ * (key, JSON text).
+ * -> { 'OK', { evicted sids, record } } | { 'LIMIT' } | { 'STALE' }
  */
 export const CREATE = script(`
 local sid, uid = ARGV[7], ARGV[8]
@@ -190,34 +215,29 @@ if #live >= max then
   if ARGV[12] == 'deny' then return { 'LIMIT', {}, events } end
   local excess = #live - max + 1
   local kept = {}
-  for n, rec in ipairs(live) do
+  for n, entry in ipairs(live) do
     if n <= excess then
-      removeSession(rec.sid, uid, 'evicted', reason('limit'))
-      evicted[#evicted + 1] = rec.sid
+      removeSession(entry.sid, uid, 'evicted', reason('limit'))
+      evicted[#evicted + 1] = entry.sid
     else
-      kept[#kept + 1] = rec
+      kept[#kept + 1] = entry
     end
   end
   live = kept
 end
 local abs = tonumber(ARGV[10])
-local s = skey(sid)
-local fields = { 'u', uid, 'h', ARGV[9], 'c', ARGV[1], 'l', ARGV[1], 'a', ARGV[10],
-  'i', ARGV[13], 'g', ARGV[14], 'f', ARGV[15], 's', '0' }
-for n = 18, #ARGV, 2 do
-  fields[#fields + 1] = 'm:' .. ARGV[n]
-  fields[#fields + 1] = ARGV[n + 1]
-end
-redis.call('HSET', s, unpack(fields))
-local d = deadline(now, abs)
-redis.call('PEXPIRE', s, d - now)
+local meta = {}
+for n = 18, #ARGV, 2 do meta[ARGV[n]] = ARGV[n + 1] end
+local rec = { u = uid, h = ARGV[9], c = now, l = now, a = abs, i = ARGV[13], g = ARGV[14], f = ARGV[15], s = 0, m = meta }
+local d = deadline(rec)
+redis.call('SET', skey(sid), encode(rec), 'PX', d - now)
 redis.call('ZADD', u, now, sid)
 extendTtl(u, abs - now)
 redis.call('ZADD', xkey, d, sid .. uid)
-live[#live + 1] = { sid = sid, c = now, l = now, a = abs, i = ARGV[13], g = ARGV[14], s = '0' }
+live[#live + 1] = { sid = sid, rec = rec }
 applyFlags(live)
 audit(uid, sid, 'created', ARGV[17])
-return { 'OK', { evicted, flatHash(sid) }, events }
+return { 'OK', { evicted, encode(rec) }, events }
 `)
 
 /**
@@ -226,68 +246,60 @@ return { 'OK', { evicted, flatHash(sid) }, events }
  */
 export const TOUCH = script(`
 local sid = ARGV[7]
-local s = skey(sid)
-local r = redis.call('HMGET', s, 'u', 'l', 'a', 's')
-local uid, l, a = r[1], tonumber(r[2]), tonumber(r[3])
-if not uid or not l or not a then return { 'GONE', '0', events } end
-if deadline(l, a) <= now then
+local rec = readRec(sid)
+if not rec then return { 'GONE', 0, events } end
+local uid = rec.u
+if deadline(rec) <= now then
   removeSession(sid, uid, 'expired', reason('timeout'))
   applyFlags(loadLive(uid))
-  return { 'GONE', '0', events }
+  return { 'GONE', 0, events }
 end
-if now - l < tonumber(ARGV[8]) then return { 'FRESH', r[4] or '0', events } end
-redis.call('HSET', s, 'l', ARGV[1])
-local d = deadline(now, a)
-redis.call('PEXPIRE', s, d - now)
+if now - rec.l < tonumber(ARGV[8]) then return { 'FRESH', rec.s or 0, events } end
+rec.l = now
+local d = deadline(rec)
+redis.call('SET', skey(sid), encode(rec), 'PX', d - now)
 redis.call('ZADD', ukey(uid), 'XX', now, sid)
 redis.call('ZADD', xkey, d, sid .. uid)
-applyFlags(loadLive(uid))
+local live = loadLive(uid)
+applyFlags(live)
+local flags = 0
+for _, entry in ipairs(live) do
+  if entry.sid == sid then flags = entry.rec.s end
+end
 if ARGV[9] ~= '' then audit(uid, sid, 'activity', ARGV[9]) end
-return { 'OK', redis.call('HGET', s, 's') or '0', events }
+return { 'OK', flags, events }
 `)
 
 /**
  * update: ARGV[7] sid, [8] max metadata bytes, [9] ip or '\\0' (unchanged), [10] user agent or '\\0',
- * [11] fingerprint or '\\0', [12] audit data, [13..] metadata pairs (key, JSON value or '' to delete).
+ * [11] fingerprint or '\\0', [12] audit data, [13..] metadata pairs (key, JSON text or '' to delete).
  * The metadata size is the byte length of the merged object serialized as JSON; it is checked before any write.
  * -> { 'OK' | 'GONE' | 'TOO_LARGE' }
  */
 export const UPDATE = script(`
 local sid = ARGV[7]
-local s = skey(sid)
-local r = redis.call('HMGET', s, 'u', 'l', 'a')
-local uid, l, a = r[1], tonumber(r[2]), tonumber(r[3])
-if not uid or not l or not a then return { 'GONE', '', events } end
-if deadline(l, a) <= now then
+local rec = readRec(sid)
+if not rec then return { 'GONE', '', events } end
+local uid = rec.u
+if deadline(rec) <= now then
   removeSession(sid, uid, 'expired', reason('timeout'))
   return { 'GONE', '', events }
 end
-local all = redis.call('HGETALL', s)
-local meta = {}
-for n = 1, #all, 2 do
-  if string.sub(all[n], 1, 2) == 'm:' then meta[string.sub(all[n], 3)] = all[n + 1] end
-end
 for n = 13, #ARGV, 2 do
-  if ARGV[n + 1] == '' then meta[ARGV[n]] = nil else meta[ARGV[n]] = ARGV[n + 1] end
+  if ARGV[n + 1] == '' then rec.m[ARGV[n]] = nil else rec.m[ARGV[n]] = ARGV[n + 1] end
 end
 local size, count = 2, 0
-for k, v in pairs(meta) do
+for k, v in pairs(rec.m) do
   size = size + #k + 3 + #v
   count = count + 1
 end
 if count > 0 then size = size - 1 end
 if size > tonumber(ARGV[8]) then return { 'TOO_LARGE', '', events } end
-for n = 13, #ARGV, 2 do
-  if ARGV[n + 1] == '' then
-    redis.call('HDEL', s, 'm:' .. ARGV[n])
-  else
-    redis.call('HSET', s, 'm:' .. ARGV[n], ARGV[n + 1])
-  end
-end
 local changed = false
-if ARGV[9] ~= '\\0' then redis.call('HSET', s, 'i', ARGV[9]); changed = true end
-if ARGV[10] ~= '\\0' then redis.call('HSET', s, 'g', ARGV[10]); changed = true end
-if ARGV[11] ~= '\\0' then redis.call('HSET', s, 'f', ARGV[11]) end
+if ARGV[9] ~= '\\0' then rec.i = ARGV[9]; changed = true end
+if ARGV[10] ~= '\\0' then rec.g = ARGV[10]; changed = true end
+if ARGV[11] ~= '\\0' then rec.f = ARGV[11] end
+writeRec(sid, rec)
 if changed then applyFlags(loadLive(uid)) end
 audit(uid, sid, 'updated', ARGV[12])
 return { 'OK', '', events }
@@ -300,13 +312,10 @@ return { 'OK', '', events }
  */
 export const INVALIDATE = script(`
 local sid = ARGV[7]
-local r = redis.call('HMGET', skey(sid), 'u', 'l', 'a')
-local uid = r[1]
-if not uid or (ARGV[10] ~= '' and ARGV[10] ~= uid) then return { 'GONE', '', events } end
-if ARGV[8] == 'expired' then
-  local l, a = tonumber(r[2]), tonumber(r[3])
-  if l and a and deadline(l, a) > now then return { 'GONE', '', events } end
-end
+local rec = readRec(sid)
+if not rec or (ARGV[10] ~= '' and ARGV[10] ~= rec.u) then return { 'GONE', '', events } end
+if ARGV[8] == 'expired' and deadline(rec) > now then return { 'GONE', '', events } end
+local uid = rec.u
 removeSession(sid, uid, ARGV[8], ARGV[9])
 applyFlags(loadLive(uid))
 return { 'OK', uid, events }
@@ -318,16 +327,15 @@ return { 'OK', uid, events }
  */
 export const INVALIDATE_ALL = script(`
 local uid, keep = ARGV[7], ARGV[8]
-local u = ukey(uid)
-if ARGV[10] == '1' and redis.call('EXISTS', u) == 0 then return { 'STALE', 0, events } end
+if ARGV[10] == '1' and redis.call('EXISTS', ukey(uid)) == 0 then return { 'STALE', 0, events } end
 local live = loadLive(uid)
 local count = 0
 local kept = {}
-for _, rec in ipairs(live) do
-  if rec.sid == keep then
-    kept[#kept + 1] = rec
+for _, entry in ipairs(live) do
+  if entry.sid == keep then
+    kept[#kept + 1] = entry
   else
-    removeSession(rec.sid, uid, 'invalidated', ARGV[9])
+    removeSession(entry.sid, uid, 'invalidated', ARGV[9])
     count = count + 1
   end
 end
@@ -338,7 +346,7 @@ return { 'OK', count, events }
 
 /**
  * list: ARGV[7] uid, [8] '1' to require an existing index.
- * -> { 'OK', { sid, hash fields, sid, hash fields, ... } newest activity first } | { 'STALE' }
+ * -> { 'OK', { sid, record, sid, record, ... } newest activity first } | { 'STALE' }
  */
 export const LIST = script(`
 local uid = ARGV[7]
@@ -348,7 +356,7 @@ applyFlags(live)
 local out = {}
 for n = #live, 1, -1 do
   out[#out + 1] = live[n].sid
-  out[#out + 1] = flatHash(live[n].sid)
+  out[#out + 1] = encode(live[n].rec)
 end
 return { 'OK', out, events }
 `)
@@ -359,12 +367,11 @@ return { 'OK', out, events }
  */
 export const ROTATE = script(`
 local sid = ARGV[7]
-local s = skey(sid)
-local r = redis.call('HMGET', s, 'u', 'h', 'l', 'a')
-local uid, l, a = r[1], tonumber(r[3]), tonumber(r[4])
-if not uid or r[2] ~= ARGV[8] or not l or not a or deadline(l, a) <= now then return { 'GONE', '', events } end
-redis.call('HSET', s, 'h', ARGV[9])
-audit(uid, sid, 'rotated', ARGV[10])
+local rec = readRec(sid)
+if not rec or rec.h ~= ARGV[8] or deadline(rec) <= now then return { 'GONE', '', events } end
+rec.h = ARGV[9]
+writeRec(sid, rec)
+audit(rec.u, sid, 'rotated', ARGV[10])
 return { 'OK', '', events }
 `)
 
@@ -374,13 +381,17 @@ return { 'OK', '', events }
  */
 export const DISCARD = script(`
 local sid = ARGV[7]
-local s = skey(sid)
-local kind = redis.call('TYPE', s)['ok']
-if kind == 'none' then return { 'GONE', '', events } end
+local rec = readRec(sid)
+if rec == nil then return { 'GONE', '', events } end
+if rec then return { 'GONE', '', events } end
+local raw = redis.pcall('GET', skey(sid))
 local uid = nil
-if kind == 'hash' then uid = redis.call('HGET', s, 'u') end
-redis.call('DEL', s)
-if uid and uid ~= '' then
+if type(raw) == 'string' then
+  local ok, partial = pcall(cjson.decode, raw)
+  if ok and type(partial) == 'table' and type(partial.u) == 'string' and partial.u ~= '' then uid = partial.u end
+end
+redis.call('DEL', skey(sid))
+if uid then
   redis.call('ZREM', ukey(uid), sid)
   redis.call('ZREM', xkey, sid .. uid)
   audit(uid, sid, 'corrupt', reason('malformed'))
@@ -394,6 +405,39 @@ return { 'OK', '', events }
 export const RECORD = script(`
 audit(ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 return { 'OK', '', {} }
+`)
+
+/**
+ * auditQuery: ARGV[7] uid, [8] since (manager clock, ms), [9] limit, [10] most entries to scan.
+ * Walks the shard's stream newest first and keeps the user's events with t >= since. Stream ids are Redis time
+ * and t is the writer's clock, so the walk only stops at entries older than since by more than a minute.
+ * -> { 'OK', { t, e, s, d, t, e, s, d, ... } }
+ */
+export const AUDIT_QUERY = script(`
+local uid, since, limit, budget = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local out, found = {}, 0
+local high = '+'
+local done = false
+while not done and budget > 0 do
+  local batch = redis.call('XREVRANGE', akey, high, '-', 'COUNT', 256)
+  for _, entry in ipairs(batch) do
+    local f = entry[2]
+    local t = tonumber(f[2]) or 0
+    if t < since - 60000 then done = true; break end
+    if f[6] == uid and t >= since then
+      out[#out + 1] = f[2]
+      out[#out + 1] = f[4]
+      out[#out + 1] = f[8]
+      out[#out + 1] = f[10]
+      found = found + 1
+      if found >= limit then done = true; break end
+    end
+  end
+  budget = budget - #batch
+  if #batch < 256 then break end
+  high = '(' .. batch[#batch][1]
+end
+return { 'OK', out, {} }
 `)
 
 /**

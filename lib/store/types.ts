@@ -106,7 +106,6 @@ export interface RemoveResult {
 export interface CleanupResult {
   expired: number
   orphaned: number
-  events: RawAuditEvent[]
 }
 
 /** What `load` found: a session, nothing, or data that is not a valid session. */
@@ -130,7 +129,7 @@ export interface Store {
   /** Records an event that belongs to no session operation (security events). */
   recordEvent (event: RawAuditEvent): Promise<void>
   auditLog (userId: string, options: { since: number, limit: number }): Promise<RawAuditEvent[]>
-  /** Removes everything that has expired, in bounded batches, and reports what it removed. */
-  cleanup (now: number, batchSize: number): Promise<CleanupResult>
+  /** Removes everything that has expired, in bounded batches, handing each batch's audit events to `onEvents`. */
+  cleanup (now: number, batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult>
   close (): Promise<void>
 }
