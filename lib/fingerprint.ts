@@ -58,6 +58,8 @@ const listSlots = new Map<string, string>()
  * tolerance edge behaves as written.
  */
 const WEIGHTS: readonly number[] = [35, 15, 10, 15, 10, 5, 5, 5]
+/** The first five slots come from request headers; the last three only from the client, at login. */
+const HEADER_SLOTS = 5
 
 function normalizeText (value: string): string {
   return value.trim().replace(WHITESPACE, ' ').toLowerCase()
@@ -170,6 +172,17 @@ export function compareFingerprints (a: string, b: string): number {
   }
   // `a !== b` means some slot differs, and a differing slot is present on at least one side: counted > 0.
   return matched / counted
+}
+
+/**
+ * The fingerprint with its client-supplied slots (screen, timezone, platform) emptied: what a later request, which
+ * only brings headers, can be compared with.
+ */
+export function headerFingerprint (fingerprint: string): string {
+  if (!isFingerprint(fingerprint)) return fingerprint
+  let index = FIRST_SLOT
+  for (let slot = 0; slot < HEADER_SLOTS; slot++) index += slotLength(fingerprint, index) + 1
+  return fingerprint.slice(0, index) + '..'
 }
 
 /**

@@ -23,6 +23,10 @@ declare module 'fastify' {
   interface FastifyReply {
     /** Creates a session for the user (ending the request's previous one), sets the cookie, returns the token. */
     startSession (userId: string, data?: StartSessionData): Promise<{ token: string, session: Session }>
+    /** Ends the request's session server-side and clears the cookie; false when there was none. */
+    endSession (reason?: string): Promise<boolean>
+    /** Replaces the request's token (privilege change) and sets the new cookie; null without a session. */
+    rotateSession (): Promise<{ token: string, session: Session } | null>
   }
   interface FastifyInstance {
     sessions: SessionManager
@@ -64,6 +68,12 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
   app.decorateReply('startSession', function startSession (this: FastifyReply, userId: string, data?: StartSessionData) {
     return handler.startSession(this.request, this, userId, data)
   })
+  app.decorateReply('endSession', function endSession (this: FastifyReply, reason = 'logout') {
+    return handler.endSession(this.request, this, reason)
+  })
+  app.decorateReply('rotateSession', function rotateSession (this: FastifyReply) {
+    return handler.rotateSession(this.request, this)
+  })
   app.decorate('requireSession', async function requireSession (request: FastifyRequest) {
     if (request.session === null) throw new errors.SESSION_REQUIRED()
   })
@@ -93,7 +103,7 @@ export const sessionPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-distrib
 export default sessionPlugin
 
 export { SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
-export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders } from './fingerprint'
+export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 export type { Session, SessionData, SessionMetadata, AuditEvent, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'
 export type { StartSessionData } from './request'

@@ -6,7 +6,8 @@ import { parseDuration } from './duration'
 import type { ConcurrencyReport } from './manager'
 import type { Store } from './store/types'
 
-const Duration = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)$' })])
+const DURATION = 'duration'
+const Duration = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)$' })], { description: DURATION })
 
 /** The JSON-describable part of the options; functions and client instances are checked by hand below. */
 const OptionsSchema = Type.Object({
@@ -187,6 +188,16 @@ function ms (value: number | string | undefined, fallback: number): number {
   return value === undefined ? fallback : parseDuration(value) as number
 }
 
+/** What a value must be, in words: TypeBox says only "expected union value" for a union. */
+function describe (schema: unknown, fallback: string): string {
+  if ((schema as { description?: string }).description === DURATION) return "must be milliseconds (an integer >= 0) or a duration string such as '30m', '24h', '500ms'"
+  const anyOf = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf
+  if (anyOf !== undefined && anyOf.every((member) => member.const !== undefined)) {
+    return `must be one of ${anyOf.map((member) => JSON.stringify(member.const)).join(', ')}`
+  }
+  return fallback.toLowerCase()
+}
+
 function looksLikeRedis (value: unknown): boolean {
   return value !== null && typeof value === 'object' &&
     typeof (value as Redis).defineCommand === 'function' && typeof (value as Redis).hgetall === 'function'
@@ -204,7 +215,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   const first = Value.Errors(OptionsSchema, shape).First()
   if (first !== undefined) {
     const path = first.path.slice(1).replace(/\//g, '.') || '(root)'
-    throw optionError(path, `${first.message.toLowerCase()}, got ${JSON.stringify(first.value) ?? String(first.value)}`)
+    throw optionError(path, `${describe(first.schema, first.message)}, got ${JSON.stringify(first.value) ?? String(first.value)}`)
   }
   const valid = options as SessionPluginOptions
   if (valid.redis !== undefined && typeof valid.redis !== 'string' && !looksLikeRedis(valid.redis)) {
@@ -253,7 +264,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   const storeTimeoutMs = ms(valid.storeTimeout, 2000)
   if (storeTimeoutMs === 0) throw optionError('storeTimeout', 'must be more than 0')
   const cleanupOption = valid.cleanup ?? {}
-  if (cleanupOption !== false && ms(cleanupOption.interval, 1) < 1000) throw optionError('cleanup.interval', 'must be at least 1 second')
+  if (cleanupOption !== false && ms(cleanupOption.interval, 3_600_000) < 1000) throw optionError('cleanup.interval', 'must be at least 1 second')
   const blockAfter = valid.security?.blockAfter ?? false
   return {
     raw: valid,

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidTokenTracker } from './abuse'
 import { flagReasons } from './concurrency'
 import { errors } from './errors'
-import { compareFingerprints, fingerprintFromHeaders } from './fingerprint'
+import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 import type { LoadedSession, Session, SessionManager, SessionData } from './manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken } from './token'
@@ -130,6 +130,18 @@ export class RequestHandler {
     return { token: created.token, session: created.session }
   }
 
+  /** reply.rotateSession: a new token for the request's session (privilege change); the old one dies at once. */
+  async rotateSession (request: FastifyRequest, reply: FastifyReply): Promise<{ token: string, session: Session } | null> {
+    const token = request[kSessionToken]
+    if (request.session === null || token === null) return null
+    const rotated = await this.guard(this.manager.rotate(token))
+    if (rotated === null) return null
+    request.session = rotated.session
+    request[kSessionToken] = rotated.token
+    this.setCookie(request, reply, rotated.token, rotated.session.expiresAt)
+    return rotated
+  }
+
   /** Ends the request's session and clears its cookie. */
   async endSession (request: FastifyRequest, reply: FastifyReply, reason: string): Promise<boolean> {
     const session = request.session
@@ -201,7 +213,8 @@ export class RequestHandler {
     if (this.options.checkIp && session.ipAddress !== '' && session.ipAddress !== request.ip) reasons.push('ip_changed')
     let similarity: number | null = null
     if (session.deviceFingerprint !== '') {
-      similarity = compareFingerprints(session.deviceFingerprint, fingerprintFromHeaders(request.headers))
+      // A request only brings headers: the client-supplied slots given at login are left out of the comparison.
+      similarity = compareFingerprints(headerFingerprint(session.deviceFingerprint), fingerprintFromHeaders(request.headers))
       if (similarity < this.options.fingerprintTolerance) reasons.push('fingerprint_mismatch')
     }
     if (reasons.length === 0) return null

@@ -81,7 +81,7 @@ test('an authenticated request costs one Redis command when no touch is due', as
   await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } })
   const before = await commandsProcessed(client)
   for (let n = 0; n < 10; n++) t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } })).statusCode, 200)
-  t.equal(await commandsProcessed(client) - before, 11, 'ten HGETALLs and the INFO')
+  t.equal(await commandsProcessed(client) - before, 11, 'ten GETs and the INFO')
 })
 
 test('an unknown, expired or malformed token is anonymous and its cookie is cleared', async (t) => {
@@ -112,8 +112,10 @@ test('ASVS 7.4.1: logout ends the session server-side for every instance and cle
 })
 
 test('ASVS 7.5.2: /sessions lists the caller\'s sessions with the current one marked and no token', async (t) => {
-  const app = await buildApp(t)
+  let clock = Date.now()
+  const app = await buildApp(t, { now: () => clock })
   const first = await login(app, 'erin')
+  clock += 1000
   const second = await login(app, 'erin')
   await login(app, 'someone-else')
   const response = await app.inject({ url: '/sessions', headers: { 'x-session-id': second.token } })
@@ -296,4 +298,48 @@ test('the store is down: fail-closed answers 503 within the timeout, fail-open s
     if (recovered !== 200) await new Promise((resolve) => setTimeout(resolve, 50))
   }
   t.equal(recovered, 200, 'served again once Redis is back')
+})
+
+test('reply.endSession and reply.rotateSession serve apps with their own logout and privilege-change routes', async (t) => {
+  const app = Fastify()
+  await app.register(sessionPlugin, { cleanup: false, routes: false })
+  app.post<{ Body: { user: string } }>('/signin', async (request, reply) => (await reply.startSession(request.body.user)).token)
+  app.post('/elevate', async (_request, reply) => {
+    const rotated = await reply.rotateSession()
+    return { token: rotated?.token ?? null }
+  })
+  app.post('/signout', async (_request, reply) => ({ ended: await reply.endSession() }))
+  app.get('/me', async (request) => ({ userId: request.session?.userId ?? null }))
+  t.teardown(() => app.close())
+  const token = (await app.inject({ method: 'POST', url: '/signin', payload: { user: 'nora' } })).body
+  const elevated = await app.inject({ method: 'POST', url: '/elevate', cookies: { session_id: token } })
+  const newToken = elevated.json().token as string
+  t.not(newToken, token)
+  t.equal(elevated.cookies[0]?.value, newToken, 'the cookie carries the new token')
+  t.same((await app.inject({ url: '/me', cookies: { session_id: token } })).json(), { userId: null }, 'the old token is dead')
+  t.same((await app.inject({ url: '/me', cookies: { session_id: newToken } })).json(), { userId: 'nora' })
+  t.same((await app.inject({ method: 'POST', url: '/elevate' })).json(), { token: null }, 'nothing to rotate without a session')
+  const out = await app.inject({ method: 'POST', url: '/signout', cookies: { session_id: newToken } })
+  t.same(out.json(), { ended: true })
+  t.equal(out.cookies[0]?.value, '', 'cleared')
+  t.same((await app.inject({ url: '/me', cookies: { session_id: newToken } })).json(), { userId: null })
+  t.same((await app.inject({ method: 'POST', url: '/signout' })).json(), { ended: false })
+})
+
+test('option errors say what the value must be', async (t) => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ idleTimeout: '30 minutes' }, 'fastify-distributed-session: option "idleTimeout" must be milliseconds (an integer >= 0) or a duration string such as \'30m\', \'24h\', \'500ms\', got "30 minutes"'],
+    [{ limitPolicy: 'lru' }, 'fastify-distributed-session: option "limitPolicy" must be one of "evict-oldest", "deny", got "lru"'],
+    [{ cookie: { sameSite: 'sideways' } }, 'fastify-distributed-session: option "cookie.sameSite" must be one of "lax", "strict", "none", got "sideways"']
+  ]
+  for (const [options, message] of cases) {
+    const app = Fastify()
+    app.register(sessionPlugin, options as SessionPluginOptions)
+    await t.rejects(async () => { await app.ready() }, { message })
+    await app.close()
+  }
+  const app = Fastify()
+  await app.register(sessionPlugin)
+  await t.resolves(async () => { await app.ready() }, 'the defaults (hourly cleanup included) are valid')
+  await app.close()
 })

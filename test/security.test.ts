@@ -1,6 +1,7 @@
+import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import { test } from 'tap'
-import type { AuditEvent } from '../lib/index'
+import sessionPlugin, { type AuditEvent } from '../lib/index'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { startRedis } from './helpers/redis'
 import { commandsProcessed } from './helpers/redis-inspect'
@@ -172,5 +173,18 @@ test('the security flag costs no extra Redis command, even when it fires', async
   const before = await commandsProcessed(client)
   const response = await app.inject({ url: '/orders', headers: from('10.0.0.1', { 'x-session-id': mine.token }) })
   t.equal(response.json().check, true)
-  t.equal(await commandsProcessed(client) - before, 2, 'one HGETALL plus the INFO')
+  t.equal(await commandsProcessed(client) - before, 2, 'one GET plus the INFO')
+})
+
+test('OWASP binding the session to device properties: client-supplied fingerprint fields given at login do not count against later requests', async (t) => {
+  const app = Fastify({ trustProxy: true })
+  await app.register(sessionPlugin, { cleanup: false })
+  app.post('/login', async (_request, reply) => (await reply.startSession('olga', { fingerprint: { screen: '1920x1080', timezone: 'Europe/Paris', platform: 'Linux x86_64' } })).token)
+  app.get('/check', async (request) => ({ check: request.requiresSecurityCheck }))
+  t.teardown(() => app.close())
+  const token = (await app.inject({ method: 'POST', url: '/login', headers: from('10.0.0.1') })).body
+  t.same((await app.inject({ url: '/check', headers: from('10.0.0.1', { 'x-session-id': token }) })).json(), { check: false })
+  t.same((await app.inject({ url: '/check', headers: from('10.0.0.1', { 'x-session-id': token, 'accept-encoding': 'identity' }) })).json(), { check: false }, 'one low-weight header changed')
+  const stored = (await app.sessions.get(token, { touch: false }))?.deviceFingerprint ?? ''
+  t.match(stored, /^v1(\.[A-Za-z0-9_-]{8}){3}\.\.(\.[A-Za-z0-9_-]{8}){3}$/, 'the client fields are stored')
 })
