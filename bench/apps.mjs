@@ -1,0 +1,184 @@
+// The servers under test. Each builder returns a Node http.Server that is not listening yet; every variant answers
+// POST /login { user } (to get a credential before the run) and GET /profile with { userId, sessionId }.
+import { randomBytes } from 'node:crypto'
+import http from 'node:http'
+import fastifyCookie from '@fastify/cookie'
+import fastifySession from '@fastify/session'
+import ConnectRedis from 'connect-redis'
+import express from 'express'
+import expressSession from 'express-session'
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import { MemoryStore, sessionPlugin } from '../dist/index.js'
+
+const SECRET = 'a bench secret that is at least thirty-two characters long'
+const IDLE_SECONDS = 1800
+
+// The same response schema for every Fastify variant, so serialization costs the same everywhere.
+const PROFILE_SCHEMA = {
+  response: {
+    200: {
+      type: 'object',
+      properties: { userId: { type: 'string' }, sessionId: { type: 'string' } }
+    }
+  }
+}
+
+function unauthorized (reply) {
+  reply.code(401)
+  return { userId: '', sessionId: '' }
+}
+
+function redisClient (url) {
+  return new Redis(url, { maxRetriesPerRequest: 1 })
+}
+
+async function bare () {
+  const app = Fastify()
+  app.get('/profile', { schema: PROFILE_SCHEMA }, async () => ({ userId: 'user-1', sessionId: 'constant' }))
+  await app.ready()
+  return { server: app.server, close: () => app.close() }
+}
+
+/** The one-round-trip floor: one plain GET of a JSON value and JSON.parse, nothing else. */
+async function floor (url) {
+  const redis = redisClient(url)
+  const app = Fastify()
+  app.post('/login', async (request) => {
+    const token = randomBytes(32).toString('base64url')
+    const now = Date.now()
+    const session = {
+      userId: request.body.user,
+      createdAt: now,
+      lastActivity: now,
+      ipAddress: request.ip,
+      userAgent: request.headers['user-agent'] ?? '',
+      metadata: { plan: 'free' }
+    }
+    await redis.set(`floor:${token}`, JSON.stringify(session), 'EX', IDLE_SECONDS)
+    return { token }
+  })
+  app.get('/profile', { schema: PROFILE_SCHEMA }, async (request, reply) => {
+    const token = request.headers['x-session-id']
+    const raw = typeof token === 'string' ? await redis.get(`floor:${token}`) : null
+    if (raw === null) return unauthorized(reply)
+    const session = JSON.parse(raw)
+    return { userId: session.userId, sessionId: token.slice(0, 24) }
+  })
+  await app.ready()
+  return { server: app.server, close: async () => { await app.close(); redis.disconnect() } }
+}
+
+/** This package with default options; the plugin's own GET /profile route. */
+async function ours (url, useMemoryStore) {
+  const redis = useMemoryStore ? null : redisClient(url)
+  const app = Fastify()
+  // Defaults, with the default cleanup interval spelled out: resolveOptions refuses an absent cleanup.interval.
+  const cleanup = { interval: '1h' }
+  await app.register(sessionPlugin, useMemoryStore ? { store: new MemoryStore(), cleanup } : { redis, cleanup })
+  app.post('/login', async (request, reply) => {
+    const { token } = await reply.startSession(request.body.user, { metadata: { plan: 'free' } })
+    return { token }
+  })
+  await app.ready()
+  return { server: app.server, close: async () => { await app.close(); redis?.disconnect() } }
+}
+
+/** @fastify/session + connect-redis 7 on ioredis, defaults except `cookie.secure: false` (it never saves over HTTP otherwise). */
+async function fastifySessionApp (url, rolling) {
+  const redis = redisClient(url)
+  const app = Fastify()
+  await app.register(fastifyCookie)
+  await app.register(fastifySession, {
+    secret: SECRET,
+    cookie: { secure: false },
+    store: new ConnectRedis({ client: redis }),
+    ...(rolling ? {} : { rolling: false })
+  })
+  app.post('/login', async (request) => {
+    request.session.set('userId', request.body.user)
+    request.session.set('plan', 'free')
+    return { ok: true }
+  })
+  app.get('/profile', { schema: PROFILE_SCHEMA }, async (request, reply) => {
+    const userId = request.session.get('userId')
+    if (userId === undefined) return unauthorized(reply)
+    return { userId, sessionId: request.session.sessionId }
+  })
+  await app.ready()
+  return { server: app.server, close: async () => { await app.close(); redis.disconnect() } }
+}
+
+/** express-session + connect-redis 7 on express 5, defaults (resave and saveUninitialized true, spelled out). */
+async function expressSessionApp (url) {
+  const redis = redisClient(url)
+  const app = express()
+  app.set('etag', false)
+  app.use(expressSession({
+    secret: SECRET,
+    resave: true,
+    saveUninitialized: true,
+    store: new ConnectRedis({ client: redis })
+  }))
+  app.post('/login', express.json(), (req, res) => {
+    req.session.userId = req.body.user
+    req.session.plan = 'free'
+    res.json({ ok: true })
+  })
+  app.get('/profile', (req, res) => {
+    if (req.session.userId === undefined) return res.status(401).json({ userId: '', sessionId: '' })
+    res.json({ userId: req.session.userId, sessionId: req.sessionID })
+  })
+  const server = http.createServer(app)
+  return { server, close: async () => { server.close(); redis.disconnect() } }
+}
+
+/**
+ * The design this package replaces: seven sequential commands per authenticated request (session, user record,
+ * the user's session set for the concurrency check, IP and fingerprint of the session, sliding TTL, audit entry).
+ */
+async function naive (url) {
+  const redis = redisClient(url)
+  const app = Fastify()
+  app.decorateRequest('requiresSecurityCheck', false)
+  app.post('/login', async (request) => {
+    const sid = randomBytes(18).toString('base64url')
+    const userId = request.body.user
+    const now = Date.now()
+    await redis.set(`session:${sid}`, JSON.stringify({ userId, createdAt: now, lastActivity: now, metadata: { plan: 'free' } }), 'EX', IDLE_SECONDS)
+    await redis.set(`user:${userId}`, JSON.stringify({ id: userId, maxSessions: 5 }))
+    await redis.sadd(`user_sessions:${userId}`, sid)
+    await redis.hset(`session_meta:${sid}`, 'ip', request.ip, 'fingerprint', request.headers['user-agent'] ?? '')
+    return { token: sid }
+  })
+  app.get('/profile', { schema: PROFILE_SCHEMA }, async (request, reply) => {
+    const sid = request.headers['x-session-id']
+    if (typeof sid !== 'string') return unauthorized(reply)
+    const raw = await redis.get(`session:${sid}`)
+    if (raw === null) return unauthorized(reply)
+    const session = JSON.parse(raw)
+    const user = JSON.parse(await redis.get(`user:${session.userId}`))
+    const others = await redis.smembers(`user_sessions:${session.userId}`)
+    const ip = await redis.hget(`session_meta:${sid}`, 'ip')
+    const fingerprint = await redis.hget(`session_meta:${sid}`, 'fingerprint')
+    request.requiresSecurityCheck = others.length > user.maxSessions || ip !== request.ip ||
+      fingerprint !== (request.headers['user-agent'] ?? '')
+    await redis.expire(`session:${sid}`, IDLE_SECONDS)
+    await redis.lpush(`audit:${session.userId}`, JSON.stringify({ type: 'access', sid, ip: request.ip, at: Date.now() }))
+    return { userId: session.userId, sessionId: sid }
+  })
+  await app.ready()
+  return { server: app.server, close: async () => { await app.close(); redis.disconnect() } }
+}
+
+/** Variant key -> label, how the credential travels, and the builder. Order is the order of the tables. */
+export const VARIANTS = [
+  { key: 'bare', label: 'bare Fastify (constant)', auth: 'none', redis: false, build: () => bare() },
+  { key: 'floor', label: 'one GET + JSON.parse (floor)', auth: 'header', redis: true, build: (url) => floor(url) },
+  { key: 'ours', label: 'this package, Redis', auth: 'header', redis: true, build: (url) => ours(url, false) },
+  { key: 'oursMemory', label: 'this package, memory store', auth: 'header', redis: false, build: (url) => ours(url, true) },
+  { key: 'fastifySession', label: '@fastify/session + connect-redis', auth: 'cookie', redis: true, build: (url) => fastifySessionApp(url, true) },
+  { key: 'fastifySessionNoRolling', label: '@fastify/session, rolling: false', auth: 'cookie', redis: true, build: (url) => fastifySessionApp(url, false) },
+  { key: 'expressSession', label: 'express-session + connect-redis', auth: 'cookie', redis: true, build: (url) => expressSessionApp(url) },
+  { key: 'naive', label: 'naive 7 commands', auth: 'header', redis: true, build: (url) => naive(url) }
+]

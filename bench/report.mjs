@@ -1,0 +1,489 @@
+// docs/benchmarks.md and docs/bench-reqs.svg from bench/results/latest.json (and bench/results/profile-*.json when
+// bench/profile.mjs has been run). `node bench/report.mjs` regenerates both without measuring again.
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const docs = path.join(here, '..', 'docs')
+
+const GOAL_FLOOR_RATIO = 0.9
+const GOAL_FASTIFY_SESSION_RATIO = 2
+
+function fixed (value, digits = 2) {
+  return value === null || value === undefined ? 'n/a' : value.toFixed(digits)
+}
+
+function int (value) {
+  return value === null || value === undefined ? 'n/a' : Math.round(value).toLocaleString('en-US')
+}
+
+function table (header, rows) {
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((h, n) => n === 0 ? '---' : '---:').join('|')}|`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`)
+  ].join('\n')
+}
+
+function escapeXml (text) {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+}
+
+/** Horizontal bars: median req/s relative to bare Fastify at 50 connections, with the floor and the goal marked. */
+export function barChart (rows) {
+  const labelWidth = 250
+  const barWidth = 420
+  const rowHeight = 26
+  const top = 40
+  const height = top + rows.length * rowHeight + 40
+  const width = labelWidth + barWidth + 70
+  const max = Math.max(1, ...rows.map((r) => r.ratioToBare ?? 0))
+  const x = (ratio) => labelWidth + (ratio / max) * barWidth
+  const floor = rows.find((r) => r.variant === 'floor')?.ratioToBare
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">`,
+    `<rect width="${width}" height="${height}" fill="#fff"/>`,
+    `<text x="${labelWidth}" y="20" font-weight="bold">median req/s relative to bare Fastify (50 connections)</text>`
+  ]
+  rows.forEach((row, n) => {
+    const y = top + n * rowHeight
+    const ratio = row.ratioToBare ?? 0
+    const color = row.variant === 'ours' || row.variant === 'oursMemory' ? '#2b6cb0' : row.variant === 'floor' ? '#718096' : '#a0aec0'
+    parts.push(`<text x="${labelWidth - 8}" y="${y + 16}" text-anchor="end">${escapeXml(row.label)}</text>`)
+    parts.push(`<rect x="${labelWidth}" y="${y + 3}" width="${Math.max(1, x(ratio) - labelWidth).toFixed(1)}" height="${rowHeight - 8}" fill="${color}"/>`)
+    parts.push(`<text x="${(x(ratio) + 6).toFixed(1)}" y="${y + 16}">${ratio.toFixed(2)}</text>`)
+  })
+  const bottom = top + rows.length * rowHeight
+  if (floor !== undefined && floor !== null) {
+    const goal = x(floor * GOAL_FLOOR_RATIO)
+    parts.push(`<line x1="${goal.toFixed(1)}" y1="${top - 4}" x2="${goal.toFixed(1)}" y2="${bottom}" stroke="#c53030" stroke-dasharray="4 3"/>`)
+    parts.push(`<text x="${goal.toFixed(1)}" y="${bottom + 16}" text-anchor="middle" fill="#c53030">goal: ${GOAL_FLOOR_RATIO} x floor</text>`)
+  }
+  parts.push('</svg>')
+  return parts.join('\n') + '\n'
+}
+
+function summaryRow (summary, key, connections) {
+  return summary.find((s) => s.variant === key && s.connections === connections)
+}
+
+function verdict (results) {
+  const ours = summaryRow(results.summary, 'ours', 50)
+  if (ours === undefined) return 'The Redis variant of this package was not measured in this run.'
+  const lines = []
+  const roundTrips = ours.roundTripsPerRequest
+  lines.push(`- **One Redis round trip per authenticated request**: measured ${fixed(roundTrips, 3)} round trips per request ` +
+    `(client side) and ${fixed(ours.redisCommandsPerRequest, 3)} commands executed by Redis per request. ` +
+    (roundTrips !== null && roundTrips <= 1.01 ? 'Met: the touch script runs once a minute per session, not per request.' : 'Not met.'))
+  const floorRatio = ours.ratioToFloor
+  lines.push(`- **>= ${GOAL_FLOOR_RATIO}x the one-GET floor**: ${fixed(floorRatio)}x (median of per-round ratios). ` +
+    (floorRatio >= GOAL_FLOOR_RATIO
+      ? 'Met.'
+      : `Not met: ${fixed((GOAL_FLOOR_RATIO - floorRatio) * 100, 0)} points short, ` +
+        `which is ${fixed((GOAL_FLOOR_RATIO / floorRatio - 1) * 100, 0)}% more throughput to find on the Node side (see the profile below).`))
+  const fsRatio = ours.ratioToFastifySession
+  lines.push(`- **> ${GOAL_FASTIFY_SESSION_RATIO}x @fastify/session defaults**: ${fixed(fsRatio)}x. ` + (fsRatio > GOAL_FASTIFY_SESSION_RATIO ? 'Met.' : 'Not met.'))
+  const memory = summaryRow(results.summary, 'oursMemory', 50)
+  if (memory !== undefined) {
+    lines.push(`- For scale: the same plugin on the memory store runs at ${fixed(memory.ratioToBare)}x bare Fastify, ` +
+      `so the plugin layer alone (hook, token parsing, hashing, security check, route) costs ${fixed((1 - memory.ratioToBare) * 100, 0)}% of bare throughput ` +
+      `before any Redis round trip; the floor pays ${fixed((1 - (summaryRow(results.summary, 'floor', 50)?.ratioToBare ?? 1)) * 100, 0)}% for its round trip.`)
+  }
+  return lines.join('\n')
+}
+
+function mainTable (results, connections) {
+  const rows = results.summary.filter((s) => s.connections === connections)
+  return table(
+    ['variant', 'req/s (median)', 'x bare', 'x floor', 'p50 ms', 'p99 ms', 'round trips / req', 'Redis cmds / req', 'server CPU µs / req', 'Redis CPU µs / req', 'busy %'],
+    rows.map((s) => [
+      s.label, int(s.reqPerSec), fixed(s.ratioToBare), fixed(s.ratioToFloor), fixed(s.p50Ms, 3), fixed(s.p99Ms, 3),
+      fixed(s.roundTripsPerRequest, 3), fixed(s.redisCommandsPerRequest, 3), fixed(s.serverCpuMicrosPerRequest, 0),
+      fixed(s.redisCpuMicrosPerRequest, 1), fixed(s.busyPercent, 0)
+    ])
+  )
+}
+
+/** req/s of each round and, in parentheses, the ratio to the floor in that round. */
+function perRoundTable (results, connections) {
+  const runs = results.runs.filter((r) => r.connections === connections)
+  const rounds = [...new Set(runs.map((r) => r.round))].sort((a, b) => a - b)
+  const rows = results.summary.filter((s) => s.connections === connections).map((s) => [s.label, ...rounds.map((round) => {
+    const run = runs.find((r) => r.variant === s.variant && r.round === round)
+    const floor = runs.find((r) => r.variant === 'floor' && r.round === round)
+    if (run === undefined) return 'n/a'
+    return floor === undefined ? int(run.reqPerSec) : `${int(run.reqPerSec)} (${fixed(run.reqPerSec / floor.reqPerSec)}x)`
+  })])
+  return table(['variant', ...rounds.map((round) => `round ${round + 1}: req/s (x floor)`)], rows)
+}
+
+/** The per-round ratios of a variant to the floor, e.g. "0.94, 0.45, 0.49". */
+function roundRatios (results, key, connections) {
+  const runs = results.runs.filter((r) => r.connections === connections)
+  return [...new Set(runs.map((r) => r.round))].sort((a, b) => a - b).map((round) => {
+    const run = runs.find((r) => r.variant === key && r.round === round)
+    const floor = runs.find((r) => r.variant === 'floor' && r.round === round)
+    return run === undefined || floor === undefined ? 'n/a' : fixed(run.reqPerSec / floor.reqPerSec)
+  }).join(', ')
+}
+
+function byCommand (map) {
+  if (map === undefined || map === null) return 'n/a'
+  return Object.entries(map).map(([name, count]) => `${name} ${count.toFixed(3)}`).join(', ') || 'none'
+}
+
+function createSection (create) {
+  if (create === undefined) return 'Not measured in this run.'
+  return [
+    `POST /login (\`reply.startSession\`) on this package with Redis, 50 connections, ${create.users} users picked at random, ` +
+    `maxSessionsPerUser ${create.maxSessionsPerUser} (evict-oldest): every user was at the limit before the measured run, so logins evict.`,
+    '',
+    table(['logins/s', 'p50 ms', 'p99 ms', 'evicted during the run', 'round trips / login', 'Redis cmds / login', 'server CPU µs / login', 'Redis CPU µs / login', 'busy %'], [[
+      int(create.reqPerSec), fixed(create.p50Ms, 3), fixed(create.p99Ms, 3), int(create.evicted),
+      fixed(create.roundTripsPerRequest, 3), fixed(create.redisCommandsPerRequest, 1), fixed(create.serverCpuMicrosPerRequest, 0),
+      fixed(create.redisCpuMicrosPerRequest, 1), fixed(create.busyPercent, 0)
+    ]]),
+    '',
+    `Commands Redis ran per login: ${byCommand(create.redisCommandsByName)}.`,
+    '',
+    create.roundTripsPerRequest > 1.5
+      ? `Round trips sent per login: ${byCommand(create.roundTripsByCommand)}. A login that evicts costs two script calls: the create ` +
+        'script (which already audits the eviction as an `evicted` event), then `reply.startSession` records a `session_limit_eviction` ' +
+        'security event per evicted session with a separate `record` script. Writing that event inside the create script would make every ' +
+        'login one round trip and save one XADD, PEXPIRE and TIME per eviction.'
+      : `Round trips sent per login: ${byCommand(create.roundTripsByCommand)}.`
+  ].join('\n')
+}
+
+function memorySection (store) {
+  if (store === undefined) return 'Not measured in this run.'
+  const rows = []
+  for (const [label, points] of [['with audit entries (default retention 7d)', store.withAudit], ['without audit entries (retention 0)', store.withoutAudit]]) {
+    for (const p of points.filter((point) => point.bytesPerSession !== undefined)) {
+      rows.push([label, int(p.sessions), fixed(p.usedMemoryDeltaBytes / 2 ** 20, 1), int(p.bytesPerSession), int(p.keys)])
+    }
+  }
+  const sample = store.withAudit.find((p) => p.breakdown !== undefined)?.breakdown
+  const shape = store.sessionShape
+  const largest = store.withAudit.filter((p) => p.bytesPerSession !== undefined).at(-1)
+  return [
+    'One user per session (each session pays for its user\'s index, tag and audit stream), session attributes as the plugin stores them: ' +
+    `IP, a ${shape.userAgent.length}-character user agent, a device fingerprint, metadata \`${shape.metadata}\`. ` +
+    'Bytes per session = INFO memory `used_memory` delta / sessions, so it includes the user index, the expiry-queue entry, the tag key and the audit stream.',
+    '',
+    table(['run', 'sessions', 'used_memory delta MiB', 'bytes / session', 'keys'], rows),
+    '',
+    sample === undefined
+      ? ''
+      : `MEMORY USAGE of one session's keys (bytes): session hash ${sample.sessionHash} (encoding \`${sample.sessionHashEncoding}\`), ` +
+        `user index ${sample.userIndex}, user tag ${sample.userTag}, audit stream ${sample.auditStream} (${sample.auditStreamEntries} ${sample.auditStreamEntries === 1 ? 'entry' : 'entries'}), ` +
+        `share of the expiry queue ${sample.expiryQueueShare}.`,
+    '',
+    largest === undefined || largest.sessions >= 1_000_000
+      ? ''
+      : `The largest keyspace measured is ${int(largest.sessions)} sessions (\`BENCH_MEMORY_SESSIONS\` sets the sizes). 1,000,000 was not run: ` +
+        `at ${int(largest.bytesPerSession)} bytes per session it needs about ${fixed(largest.bytesPerSession * 1e6 / 2 ** 30, 1)} GiB ` +
+        `and, at ${int(largest.createPerSec)} creates/s, ${fixed(1e6 / largest.createPerSec / 60, 1)} minutes of creation per audit setting, ` +
+        'beyond the time budget of a run on a shared machine. Bytes per session do not grow with the keyspace (compare the two sizes).'
+  ].join('\n')
+}
+
+function latencySection (store) {
+  if (store === undefined) return 'Not measured in this run.'
+  const rows = store.withAudit.filter((p) => p.get !== undefined).map((p) => [
+    int(p.sessions), fixed(p.get.p50Ms, 3), fixed(p.get.p99Ms, 3), fixed(p.list.p50Ms, 3), fixed(p.list.p99Ms, 3), int(p.createPerSec)
+  ])
+  return [
+    '`manager.get(token)` of a random session of the keyspace and `manager.list(userId)` of a user with 5 sessions, ' +
+    `one call at a time (${store.withAudit.find((p) => p.get !== undefined)?.get.samples ?? 0} calls each), in the bench process ` +
+    '(client-side time: ioredis, hashing, parsing). Creates/s is `manager.create` with 64 in flight while growing to that size.',
+    '',
+    table(['sessions in Redis', 'get p50 ms', 'get p99 ms', 'list p50 ms', 'list p99 ms', 'creates/s while growing'], rows),
+    '',
+    'Both are one command on keys whose size does not depend on the keyspace (HGETALL of one hash; one script reading one user\'s ' +
+    'index and sessions), so they should stay flat: compare the p50 column across sizes (p99 moves with the neighbours\' load).'
+  ].join('\n')
+}
+
+function cleanupSection (cleanup) {
+  if (cleanup === undefined) return 'Not measured in this run.'
+  return [
+    `${int(cleanup.sessions)} sessions created with an injected clock, the clock moved 25 h ahead, then one \`manager.cleanup()\` ` +
+    '(batch size 500, 32 shards in flight):',
+    '',
+    table(['expired', 'seconds', 'sessions / s', 'round trips', 'Redis CPU s', 'keys before', 'keys after'], [[
+      int(cleanup.expired), fixed(cleanup.seconds, 2), int(cleanup.sessionsPerSecond), int(cleanup.roundTrips),
+      fixed(cleanup.redisCpuSeconds, 2), int(cleanup.keysBefore), int(cleanup.keysAfter)
+    ]]),
+    '',
+    'Keys left after the cleanup are the users\' tag keys (they expire on their own) and audit streams (the expiry is audited; they expire after the retention).'
+  ].join('\n')
+}
+
+/** µs per request of the functions of a profile that match `test`, from its kept top functions. */
+function microsWhere (profile, test) {
+  return profile === undefined ? 0 : profile.top.filter(test).reduce((sum, f) => sum + f.microsPerRequest, 0)
+}
+
+const COST_CENTRES = [
+  ['ioredis: sending the command and decoding the reply', (f) => f.where.startsWith('ioredis/')],
+  ['SHA-256 of the token secret (createHash, update, digest)', (f) => f.where.startsWith('node:internal/crypto/hash')],
+  ['device fingerprint (derive from headers, validate, compare)', (f) => f.where.startsWith('dist/fingerprint.js') || f.name.startsWith('RegExp: ^v1')],
+  ['other JS of this package (hook, manager, store parsing, security report)', (f) => f.where.startsWith('dist/') && !f.where.startsWith('dist/fingerprint.js')],
+  ['timers and promise plumbing (setTimeout per request, microtasks)', (f) => f.where.startsWith('node:internal/timers') || f.where.startsWith('node:timers') || f.name === 'runMicrotasks' || f.name === 'processTicksAndRejections' || f.name === 'getLibuvNow'],
+  ['garbage collector', (f) => f.name === '(garbage collector)']
+]
+
+function commentary (results, profiles, decode) {
+  const ours = summaryRow(results.summary, 'ours', 50)
+  const floor = summaryRow(results.summary, 'floor', 50)
+  const ours1 = summaryRow(results.summary, 'ours', 1)
+  if (ours === undefined || floor === undefined) return 'Not enough variants in this run for a commentary.'
+  const parts = [
+    `At 50 connections every run kept the machine ${fixed(Math.min(ours.busyPercent, floor.busyPercent), 0)}-${fixed(Math.max(ours.busyPercent, floor.busyPercent), 0)}% busy, ` +
+    'so throughput follows CPU time per request. Redis is not what separates this package from the floor: Redis CPU per request ' +
+    `is ${fixed(ours.redisCpuMicrosPerRequest, 1)} µs against ${fixed(floor.redisCpuMicrosPerRequest, 1)} µs for the floor's GET, and both send one command. ` +
+    `The server process is: ${fixed(ours.serverCpuMicrosPerRequest, 0)} µs of CPU per request against ${fixed(floor.serverCpuMicrosPerRequest, 0)} µs. ` +
+    (ours1 === undefined
+      ? ''
+      : `With one connection this package runs at ${fixed(ours1.ratioToFloor)}x the floor (rounds: ${roundRatios(results, 'ours', 1)}), ` +
+        `at 50 connections ${fixed(ours.ratioToFloor)}x (rounds: ${roundRatios(results, 'ours', 50)}).`)
+  ]
+  if (profiles.ours !== undefined && profiles.floor !== undefined) {
+    parts.push('', 'Where the extra server CPU goes (from the profiles below, this package minus the floor, µs per request of sampled time):', '')
+    parts.push(table(['cost centre', 'this package', 'floor', 'extra'], COST_CENTRES.map(([label, test]) => {
+      const mine = microsWhere(profiles.ours, test)
+      const theirs = microsWhere(profiles.floor, test)
+      return [label, fixed(mine, 2), fixed(theirs, 2), fixed(mine - theirs, 2)]
+    })))
+    parts.push('', 'Socket writes and the HTTP layer cost the same in both (they dominate the sampled time but are not the difference).')
+  }
+  parts.push('', '### What would close the gap', '',
+    'Proposals for lib/ (not made by the benchmark work), cheapest first; a µs of server CPU per request is worth roughly ' +
+    `${fixed(100 / ours.serverCpuMicrosPerRequest, 1)}% of req/s in the CPU-bound regime:`,
+    '',
+    '1. **Read one value, not a 10-field hash.** The hot path reads the session with HGETALL, and the client pays per reply element. ' +
+    'Keeping the hot fields (and the metadata) packed in one field (`HGET key v`) or one string key makes the reply a single bulk string, ' +
+    'like the floor\'s; the write scripts decode and re-encode it with cjson, off the hot path. See the client measurements below.',
+    '2. **Hash the secret in one call.** `crypto.hash(\'sha256\', secret, \'buffer\')` (Node >= 20.12) instead of ' +
+    '`createHash().update().digest()`, and compare it with the stored hash decoded once per request (or store the hash as hex and compare two ' +
+    'latin1 buffers of the same length with `timingSafeEqual`).',
+    '3. **Fingerprint fast path.** When the request\'s user agent, accept-language and accept-encoding are the strings the session was created ' +
+    'with (almost always), the similarity is 1: cache the derived fingerprint per header tuple and return 1 on string equality before any ' +
+    'regular-expression validation of the two fingerprints.',
+    '4. **No timer per request.** `guard()` arms and clears a `setTimeout` and wraps the store promise in a new one for every request. ' +
+    'One shared interval that fails the calls older than `storeTimeout` (or the ioredis `commandTimeout` of a client the plugin creates) ' +
+    'removes the timer-list work and one promise per request.',
+    '5. **Allocate less per request.** `toSession` builds three `Date`s the route never reads, the token is parsed twice (request.ts, then ' +
+    'manager.load), and four nested async functions each add a promise: lazy date getters and a single async step lower GC and microtask time.')
+  if (decode !== null) {
+    parts.push('', `Client CPU to read one session by reply shape (\`node bench/client-decode.mjs\`, ${decode.measuredAt ?? 'measured separately'}: ${decode.inFlight} calls in flight, ` +
+      `median of ${decode.repeats} runs of ${int(decode.calls)} calls, µs of client CPU per call):`, '')
+    const shapes = [...new Set(decode.rows.map((r) => r.shape))]
+    const clients = [...new Set(decode.rows.map((r) => r.client))]
+    parts.push(table(['client', ...shapes], clients.map((client) => [client,
+      ...shapes.map((shape) => fixed(decode.rows.find((r) => r.client === client && r.shape === shape)?.cpuMicrosPerCall, 2))])))
+  }
+  const sample = results.store?.withAudit.find((p) => p.breakdown !== undefined)
+  if (sample !== undefined) {
+    const b = sample.breakdown
+    const withAudit = results.store.withAudit.at(-1)
+    const withoutAudit = results.store.withoutAudit.at(-1)
+    parts.push('', '### Memory', '',
+      `- At default settings a single-session user costs ${int(withAudit.bytesPerSession)} bytes of Redis memory, ${int(withoutAudit?.bytesPerSession)} without audit. ` +
+      `The audit stream is most of it: ${int(b.auditStream)} bytes for a stream holding ${b.auditStreamEntries} entr${b.auditStreamEntries === 1 ? 'y' : 'ies'}, because Redis 7 ` +
+      'allocates a stream\'s first listpack node at up to `stream-node-max-bytes` (4 KB) ahead of use. Per-user streams are the expensive part of ' +
+      'the layout: one stream per shard tag (user id as a field, read back filtered by user) would cost about the size of each event ' +
+      '(its JSON data, which carries the IP and user agent here) instead of a 4 KB node per user.',
+      `- The session hash is ${int(b.sessionHash)} bytes with encoding \`${b.sessionHashEncoding}\`: ` +
+      (b.sessionHashEncoding === 'hashtable'
+        ? `the user agent (${results.store.sessionShape.userAgent.length} characters here, typical of browsers) is longer than ` +
+          '`hash-max-listpack-value` (64 bytes by default), which turns every session hash into a real hash table. Packing the fields into ' +
+          'one value (proposal 1) keeps it one compact string; raising `hash-max-listpack-value` on the server is the configuration-only fix.'
+        : 'a compact listpack.'))
+  }
+  return parts.join('\n')
+}
+
+const PROFILE_ORDER = ['ours', 'floor', 'oursMemory', 'bare']
+
+function profileSection (profiles) {
+  const ours = profiles.ours
+  if (ours === undefined) return 'No profile in bench/results/: run `node bench/profile.mjs` (after `npm run build`).'
+  const present = PROFILE_ORDER.filter((key) => profiles[key] !== undefined).map((key) => profiles[key])
+  const groupNames = [...new Set(present.flatMap((p) => p.groups.filter((g) => g.microsPerRequest >= 0.05).map((g) => g.name)))]
+  const groupOf = (p, name) => p.groups.find((g) => g.name === name)?.microsPerRequest
+  const functionIn = (p, f) => p?.top.find((g) => g.name === f.name && g.where === f.where)?.microsPerRequest
+  return [
+    `Measured ${ours.measuredAt ?? 'separately'} by \`node bench/profile.mjs\`, not by \`npm run bench\`. ` +
+    `\`node --cpu-prof\` (${ours.samplingMicros} µs sampling) of each server process under ${ours.connections} connections for ${ours.seconds} s after a warm-up, ` +
+    'counting only the samples of the measured run, divided by its requests. ' +
+    'Sampled time includes the kernel time of the socket system calls (and time the process was descheduled in them on this busy ' +
+    'machine), so it exceeds the CPU time `process.cpuUsage()` reports; compare rows across columns.',
+    '',
+    table(['µs per request', ...present.map((p) => p.label)], [
+      ['req/s under the profiler', ...present.map((p) => int(p.reqPerSec))],
+      ['server CPU (process.cpuUsage)', ...present.map((p) => fixed(p.serverCpuMicrosPerRequest, 1))],
+      ['sampled, all', ...present.map((p) => fixed(p.profiledMicrosPerRequest, 1))],
+      ['with a frame of dist/ on the stack', ...present.map((p) => fixed(p.packageInclusive.microsPerRequest, 1))],
+      ...groupNames.map((name) => [name, ...present.map((p) => fixed(groupOf(p, name) ?? 0, 2))])
+    ]),
+    '',
+    'Top functions of "this package, Redis" by self time, next to the same function in the floor:',
+    '',
+    table(['function', 'where', 'µs / req', 'floor µs / req'],
+      ours.top.slice(0, 25).map((f) => [`\`${f.name}\``, f.where, fixed(f.microsPerRequest, 2), fixed(functionIn(profiles.floor, f) ?? 0, 2)])),
+    '',
+    'Inclusive time of the request-path functions of this package (callees included: `load` of the Redis store includes ioredis ' +
+    'writing the command to the socket, a system call whose kernel time is sampled here too):',
+    '',
+    table(['function', 'this package, Redis µs / req', 'memory store µs / req'],
+      [...new Set([...ours.inclusive, ...(profiles.oursMemory?.inclusive ?? [])].map((f) => f.name))].map((name) => [
+        `\`${name}\``,
+        fixed(ours.inclusive.find((f) => f.name === name)?.microsPerRequest ?? 0, 2),
+        fixed(profiles.oursMemory?.inclusive.find((f) => f.name === name)?.microsPerRequest ?? 0, 2)
+      ]))
+  ].join('\n')
+}
+
+export function renderMarkdown (results, profiles, decode = null) {
+  const m = results.machine
+  const s = results.settings
+  const ours = summaryRow(results.summary, 'ours', 50)
+  const sections = [
+    '# Benchmarks',
+    '',
+    `<!-- Generated by \`npm run bench\` (bench/run.mjs, bench/report.mjs) on ${results.startedAt}. Do not edit by hand: change bench/report.mjs. -->`,
+    '',
+    'How much an authenticated request costs with this package, next to the floor of one Redis round trip and to the',
+    'session plugins people use today. Everything below comes from one run of `npm run bench`; the raw numbers are in',
+    '`bench/results/latest.json`.',
+    '',
+    '## The goal, and where we are',
+    '',
+    'Goal: an authenticated request costs **one Redis round trip**, runs at **>= 0.9x the one-GET floor** and at',
+    '**more than 2x @fastify/session with its defaults**, with every feature on (idle and absolute timeouts, touch,',
+    'security flag, fingerprint check).',
+    '',
+    verdict(results),
+    '',
+    commentary(results, profiles, decode),
+    '',
+    '## How to run',
+    '',
+    '- `npm run bench`: builds, then runs everything below except the profile and the client measurements, and writes',
+    '  `bench/results/latest.json`, this page and `bench-reqs.svg` (about 11 minutes with the defaults).',
+    '  `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS` (3), `BENCH_VARIANTS` (comma-separated keys: bare, floor,',
+    '  ours, oursMemory, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0` (skip memory, latency',
+    '  and cleanup), `BENCH_MEMORY_SESSIONS` (10000,200000), `BENCH_LATENCY_SIZES` (1000,10000,100000), `BENCH_CLEANUP_SESSIONS` (100000).',
+    '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
+    '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',
+    '- `node bench/report.mjs`: regenerates this page and the chart from the JSON files without measuring.',
+    '',
+    '## Method',
+    '',
+    '- `npm run bench` builds the package, starts its own `redis-server` (free port, `--save \'\' --appendonly no`) and',
+    '  forks every variant as its own server process on its own port. Each authenticated variant gets a valid',
+    '  credential first (a real `POST /login`), and `GET /profile` is checked to answer 200 with it.',
+    '- Variants: (a) bare Fastify returning a constant; (b) the floor: Fastify + ioredis, one `GET` of a JSON value and',
+    '  `JSON.parse`; (c) this package on Redis, default options (touch interval 60 s, security flag, fingerprint check,',
+    '  token in `X-Session-ID`), its own `GET /profile` route; (d) the same on the memory store; (e) @fastify/session +',
+    '  @fastify/cookie + connect-redis 7 on ioredis, defaults but `cookie.secure: false` (otherwise it never saves over',
+    '  HTTP); (f) the same with `rolling: false`; (g) express-session + connect-redis 7 on express 5; (h) the naive design',
+    '  this package replaces: seven sequential commands per request (GET session, GET user, SMEMBERS user sessions,',
+    '  HGET ip, HGET fingerprint, EXPIRE, LPUSH audit). Every request carries the same browser headers.',
+    `- Load: autocannon (programmatic API) in the bench process, ${s.warmupSeconds} s warm-up at 50 connections, then`,
+    `  ${s.seconds} s at 50 connections and ${s.seconds} s at 1 connection, per variant and round; ${s.rounds} rounds, the variant order`,
+    '  rotated each round. Ratios (to bare, to the floor, to @fastify/session) are computed within a round, then the',
+    '  median over rounds is reported; req/s and latencies are medians over rounds. Latency quantiles come from the',
+    '  response times autocannon reports per request, in 5 µs buckets (autocannon\'s own histogram counts whole ms).',
+    '- Round trips per request: the server processes wrap ioredis `sendCommand` and report the count over IPC (nothing',
+    '  pipelines, so one command sent is one round trip). Redis commands per request: `INFO commandstats` deltas; these',
+    '  count the commands a Lua script runs inside Redis as well as the script call, so they overstate round trips.',
+    '- CPU per request: `process.cpuUsage()` in the server process; Redis CPU: `used_cpu_sys + used_cpu_user` deltas.',
+    '  Both divided by the 2xx responses of the run. Busy %: all cores, from `os.cpus()` deltas over the run.',
+    '',
+    '## Machine',
+    '',
+    `${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}, Redis ${m.redis}. The load generator,`,
+    'Redis and the server under test share these cores, and other engineers\' test runs were using the same machine',
+    `(load average ${m.loadAverageAtStart.map((v) => v.toFixed(2)).join(' / ')} at the start, ${(m.loadAverageAtEnd ?? []).map((v) => v.toFixed(2)).join(' / ')} at the end).`,
+    'Compare ratios, not absolute req/s; the busy % column says how saturated the machine was during each run.',
+    `Total bench time: ${results.totalSeconds} s.`,
+    '',
+    '## Authenticated GET /profile, 50 connections',
+    '',
+    mainTable(results, 50),
+    '',
+    '![median req/s relative to bare Fastify](bench-reqs.svg)',
+    '',
+    'req/s of each round (the spread shows the noise of the shared machine):',
+    '',
+    perRoundTable(results, 50),
+    '',
+    '## Authenticated GET /profile, 1 connection',
+    '',
+    'One request at a time: latency without queueing. On a machine this busy the single connection is at the mercy of the',
+    'scheduler (see the p99 column and the spread of the rounds): read these ratios with the per-round values below.',
+    '',
+    mainTable(results, 1),
+    '',
+    perRoundTable(results, 1),
+    '',
+    '## What this package sends to Redis per request',
+    '',
+    ours === undefined
+      ? 'Not measured.'
+      : `Round trips sent by the server, per request: ${byCommand(ours.roundTripsByCommand)}. ` +
+        `Commands Redis executed, per request: ${byCommand(ours.redisCommandsByName)}. ` +
+        'The touch (an `evalsha` whose inner commands Redis also counts) is due once per session and touch interval (60 s); one session serves the whole run here.',
+    '',
+    '## Login throughput, limit enforced',
+    '',
+    createSection(results.create),
+    '',
+    '## Redis memory per session',
+    '',
+    memorySection(results.store),
+    '',
+    '## get and list latency as the keyspace grows',
+    '',
+    latencySection(results.store),
+    '',
+    '## Cleanup of expired sessions',
+    '',
+    cleanupSection(results.store?.cleanup),
+    '',
+    '## Profile of the request path',
+    '',
+    profileSection(profiles),
+    ''
+  ]
+  return sections.join('\n')
+}
+
+export function writeReport (results, profiles = readProfiles(), decode = readJson('client-decode.json')) {
+  fs.mkdirSync(docs, { recursive: true })
+  fs.writeFileSync(path.join(docs, 'benchmarks.md'), renderMarkdown(results, profiles, decode))
+  fs.writeFileSync(path.join(docs, 'bench-reqs.svg'), barChart(results.summary.filter((s) => s.connections === 50)))
+}
+
+function readJson (name) {
+  const file = path.join(here, 'results', name)
+  return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null
+}
+
+/** bench/results/profile-<variant>.json files written by bench/profile.mjs, by variant. */
+function readProfiles () {
+  const profiles = {}
+  for (const key of PROFILE_ORDER) {
+    const profile = readJson(`profile-${key}.json`)
+    if (profile !== null) profiles[key] = profile
+  }
+  return profiles
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  writeReport(JSON.parse(fs.readFileSync(path.join(here, 'results', 'latest.json'), 'utf8')))
+}

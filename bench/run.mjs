@@ -1,0 +1,318 @@
+// `npm run bench`: every variant in its own server process, the load generator here, one redis-server of our own.
+// Variants are interleaved over rounds in a rotated order, and ratios are taken within a round, because the
+// machine is shared: absolute numbers move with the neighbours' load, ratios much less.
+//
+// Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3),
+// BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
+// BENCH_MEMORY_SESSIONS (10000,200000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000).
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+import { VARIANTS } from './apps.mjs'
+import { runStoreMeasurements } from './extras.mjs'
+import { runLoad } from './load.mjs'
+import { commandCalls, diffCalls, exitOnSignals, info, redisCpuSeconds, startRedis } from './redis.mjs'
+import { writeReport } from './report.mjs'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+function numberList (value, fallback) {
+  return (value ?? fallback).split(',').filter((s) => s !== '').map(Number)
+}
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const CONNECTIONS = [50, 1]
+const CREATE_USERS = 1000
+const WANTED = process.env.BENCH_VARIANTS?.split(',') ?? VARIANTS.map((v) => v.key)
+
+const BROWSER_HEADERS = {
+  'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
+  'accept-language': 'en-GB,en;q=0.9',
+  'accept-encoding': 'gzip, deflate, br'
+}
+
+function median (values) {
+  const sorted = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return null
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+function log (message) {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`)
+}
+
+/** Forks one server and wraps its IPC in request/answer calls. */
+async function startServer (variant, redisUrl, { execArgv = [], countRoundTrips = true } = {}) {
+  const child = fork(path.join(here, 'server.mjs'), [variant.key], {
+    env: { ...process.env, BENCH_REDIS_URL: redisUrl, BENCH_COUNT_ROUND_TRIPS: countRoundTrips ? '1' : '0' },
+    execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  let isClosing = false
+  const exited = once(child, 'exit').then(([code]) => {
+    if (!isClosing) throw new Error(`${variant.key} server exited with ${code}`)
+  })
+  exited.catch(() => {}) // observed by the races below
+  const [ready] = await Promise.race([once(child, 'message'), exited])
+  const ask = async (type, answer) => {
+    child.send({ type })
+    for (;;) {
+      const [message] = await Promise.race([once(child, 'message'), exited])
+      if (message.type === answer) return message
+    }
+  }
+  return {
+    variant,
+    child,
+    url: `http://127.0.0.1:${ready.port}`,
+    start: () => ask('start', 'started'),
+    stop: () => ask('stop', 'stats'),
+    async close () {
+      isClosing = true
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.send({ type: 'close' })
+      await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, 5000).unref())])
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+  }
+}
+
+/** Logs a user in and returns the headers that carry its credential (token header or session cookie). */
+async function credentialHeaders (server, user) {
+  if (server.variant.auth === 'none') return { ...BROWSER_HEADERS }
+  const response = await fetch(`${server.url}/login`, {
+    method: 'POST',
+    headers: { ...BROWSER_HEADERS, 'content-type': 'application/json' },
+    body: JSON.stringify({ user })
+  })
+  if (response.status !== 200) throw new Error(`${server.variant.key}: login answered ${response.status}`)
+  const body = await response.json()
+  const headers = { ...BROWSER_HEADERS }
+  if (server.variant.auth === 'header') {
+    headers['x-session-id'] = body.token
+  } else {
+    const cookies = response.headers.getSetCookie().map((c) => c.split(';')[0])
+    if (cookies.length === 0) throw new Error(`${server.variant.key}: login set no cookie`)
+    headers.cookie = cookies.join('; ')
+  }
+  const check = await fetch(`${server.url}/profile`, { headers })
+  const profile = await check.json()
+  if (check.status !== 200 || profile.userId !== user) {
+    throw new Error(`${server.variant.key}: GET /profile with the credential answered ${check.status} ${JSON.stringify(profile)}`)
+  }
+  return headers
+}
+
+/** Hooks that read the server's CPU and round trips, and Redis' commands and CPU, around one load run. */
+function counters (server, probe) {
+  let calls
+  let redisCpu
+  return {
+    async onStart () {
+      if (probe !== null) {
+        calls = await commandCalls(probe)
+        redisCpu = await redisCpuSeconds(probe)
+      }
+      await server.start()
+    },
+    async onStop () {
+      const stats = await server.stop()
+      const result = { serverCpuMicros: stats.cpuMicros, roundTrips: stats.roundTrips, sentByCommand: stats.sentByCommand }
+      if (probe !== null) {
+        const commands = diffCalls(calls, await commandCalls(probe))
+        result.redisCommands = commands.total
+        result.redisByCommand = commands.byCommand
+        result.redisCpuMicros = ((await redisCpuSeconds(probe)) - redisCpu) * 1e6
+      }
+      return result
+    }
+  }
+}
+
+function perRequest (run) {
+  const n = run.requests
+  const per = (value) => value === undefined || n === 0 ? null : value / n
+  const perCommand = (map) => map === undefined
+    ? undefined
+    : Object.fromEntries(Object.entries(map).map(([name, count]) => [name, count / n]))
+  return {
+    roundTripsPerRequest: per(run.roundTrips),
+    roundTripsByCommand: perCommand(run.sentByCommand),
+    redisCommandsPerRequest: per(run.redisCommands),
+    redisCommandsByName: perCommand(run.redisByCommand),
+    serverCpuMicrosPerRequest: per(run.serverCpuMicros),
+    redisCpuMicrosPerRequest: per(run.redisCpuMicros)
+  }
+}
+
+async function measureRounds (servers, headersByKey, probe) {
+  const runs = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const shift = round % servers.length
+    const order = [...servers.slice(shift), ...servers.slice(0, shift)]
+    log(`round ${round + 1}/${ROUNDS}: ${order.map((s) => s.variant.key).join(', ')}`)
+    for (const server of order) {
+      const key = server.variant.key
+      const headers = headersByKey[key]
+      await runLoad({ url: `${server.url}/profile`, connections: 50, seconds: WARMUP_SECONDS, headers })
+      for (const connections of CONNECTIONS) {
+        const run = await runLoad({ url: `${server.url}/profile`, connections, seconds: SECONDS, headers },
+          counters(server, server.variant.redis ? probe : null))
+        if (run.non2xx > 0 || run.errors > 0) log(`  ${key}: ${run.non2xx} non-2xx, ${run.errors} errors`)
+        const { sentByCommand, redisByCommand, ...kept } = run
+        runs.push({ round, variant: key, ...kept, ...perRequest(run) })
+        log(`  ${key.padEnd(24)} c=${String(connections).padStart(2)} ${run.reqPerSec.toFixed(0).padStart(6)} req/s  p50 ${run.p50Ms} ms  p99 ${run.p99Ms} ms  busy ${run.busyPercent.toFixed(0)}%`)
+      }
+    }
+  }
+  return runs
+}
+
+/** Medians per variant and connection count; ratios are computed within a round first. */
+function summarize (runs, keys) {
+  const summary = []
+  for (const connections of CONNECTIONS) {
+    for (const key of keys) {
+      const mine = runs.filter((r) => r.variant === key && r.connections === connections)
+      if (mine.length === 0) continue
+      const ratioTo = (other) => median(mine.map((run) => {
+        const peer = runs.find((r) => r.variant === other && r.connections === connections && r.round === run.round)
+        return peer === undefined ? null : run.reqPerSec / peer.reqPerSec
+      }))
+      const med = (field) => median(mine.map((r) => r[field]))
+      summary.push({
+        variant: key,
+        label: VARIANTS.find((v) => v.key === key).label,
+        connections,
+        rounds: mine.length,
+        reqPerSec: med('reqPerSec'),
+        reqPerSecPerRound: mine.map((r) => Math.round(r.reqPerSec)),
+        ratioToBare: ratioTo('bare'),
+        ratioToFloor: ratioTo('floor'),
+        ratioToFastifySession: ratioTo('fastifySession'),
+        p50Ms: med('p50Ms'),
+        p99Ms: med('p99Ms'),
+        roundTripsPerRequest: med('roundTripsPerRequest'),
+        redisCommandsPerRequest: med('redisCommandsPerRequest'),
+        serverCpuMicrosPerRequest: med('serverCpuMicrosPerRequest'),
+        redisCpuMicrosPerRequest: med('redisCpuMicrosPerRequest'),
+        busyPercent: med('busyPercent'),
+        roundTripsByCommand: mine.at(-1).roundTripsByCommand,
+        redisCommandsByName: mine.at(-1).redisCommandsByName
+      })
+    }
+  }
+  return summary
+}
+
+/** Login throughput of this package with the per-user limit enforced: few users, so most logins evict. */
+async function measureCreate (server, probe) {
+  const requests = [{
+    method: 'POST',
+    path: '/login',
+    headers: { ...BROWSER_HEADERS, 'content-type': 'application/json' },
+    setupRequest (request) {
+      request.body = `{"user":"login-${Math.floor(Math.random() * CREATE_USERS)}"}`
+      return request
+    }
+  }]
+  const countSessions = async () => {
+    let cursor = '0'
+    let count = 0
+    do {
+      const [next, keys] = await probe.scan(cursor, 'MATCH', 'sess:{*}:s:*', 'COUNT', 1000)
+      cursor = next
+      count += keys.length
+    } while (cursor !== '0')
+    return count
+  }
+  // The warm-up also fills every user up to the limit, so the measured logins evict.
+  await runLoad({ url: server.url, connections: 50, seconds: Math.max(WARMUP_SECONDS, 3), requests })
+  const before = await countSessions()
+  const run = await runLoad({ url: server.url, connections: 50, seconds: SECONDS, requests }, counters(server, probe))
+  const after = await countSessions()
+  const { sentByCommand, redisByCommand, ...kept } = run
+  return {
+    users: CREATE_USERS,
+    maxSessionsPerUser: 5,
+    ...kept,
+    ...perRequest(run),
+    liveSessionsBefore: before,
+    liveSessionsAfter: after,
+    evicted: run.requests - (after - before)
+  }
+}
+
+async function main () {
+  const startedAt = Date.now()
+  const redis = await startRedis()
+  const probe = new Redis(redis.url)
+  const serverInfo = await info(probe, 'server')
+  log(`redis-server ${serverInfo.redis_version} on port ${redis.port}`)
+  const variants = VARIANTS.filter((v) => WANTED.includes(v.key))
+  const servers = []
+  const results = {
+    startedAt: new Date(startedAt).toISOString(),
+    settings: { seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, connections: CONNECTIONS },
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      redis: serverInfo.redis_version,
+      platform: `${os.type()} ${os.release()}`,
+      loadAverageAtStart: os.loadavg()
+    }
+  }
+  try {
+    for (const variant of variants) servers.push(await startServer(variant, redis.url))
+    const headersByKey = {}
+    for (const server of servers) headersByKey[server.variant.key] = await credentialHeaders(server, `bench-${server.variant.key}`)
+    const runs = await measureRounds(servers, headersByKey, probe)
+    results.runs = runs
+    results.summary = summarize(runs, variants.map((v) => v.key))
+    const ours = servers.find((s) => s.variant.key === 'ours')
+    if (ours !== undefined) {
+      log('login throughput (this package, Redis, limit enforced)')
+      results.create = await measureCreate(ours, probe)
+      log(`  ${results.create.reqPerSec.toFixed(0)} logins/s, ${results.create.evicted} evicted`)
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.close()))
+    probe.disconnect()
+    await redis.stop()
+  }
+  if (process.env.BENCH_EXTRAS !== '0') {
+    results.store = await runStoreMeasurements({
+      log,
+      memorySessions: numberList(process.env.BENCH_MEMORY_SESSIONS, '10000,200000'),
+      latencySizes: numberList(process.env.BENCH_LATENCY_SIZES, '1000,10000,100000'),
+      cleanupSessions: Number(process.env.BENCH_CLEANUP_SESSIONS ?? 100_000),
+      headers: BROWSER_HEADERS
+    })
+  }
+  results.machine.loadAverageAtEnd = os.loadavg()
+  results.totalSeconds = Math.round((Date.now() - startedAt) / 1000)
+  const resultsDir = path.join(here, 'results')
+  fs.mkdirSync(resultsDir, { recursive: true })
+  fs.writeFileSync(path.join(resultsDir, 'latest.json'), JSON.stringify(results, null, 2) + '\n')
+  writeReport(results)
+  log(`done in ${results.totalSeconds} s: bench/results/latest.json, docs/benchmarks.md, docs/bench-reqs.svg`)
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  exitOnSignals()
+  main().catch((error) => {
+    console.error(error)
+    process.exit(1)
+  })
+}
+
+export { startServer, credentialHeaders }
