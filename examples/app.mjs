@@ -1,0 +1,162 @@
+// The demo app: a login page, a profile, "your devices" (each session, with a sign-out button) and the account's
+// audit log, all server-rendered HTML that works without JavaScript. `node examples/server.mjs` runs it;
+// the tests build it with `buildApp()` and call it with `app.inject()` or a real browser.
+import Fastify from 'fastify'
+import sessionPlugin from 'fastify-distributed-session'
+import { createUserDirectory, DEMO_USERS } from './users.mjs'
+import * as views from './views.mjs'
+
+/** The plugin's default cookie name; the logout route clears it. */
+const COOKIE_NAME = 'session_id'
+const FORM_BODY_LIMIT = 8 * 1024
+const MAX_FIELD_LENGTH = 256
+const SECURITY_HEADERS = {
+  'content-security-policy': "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin'
+}
+
+function field (body, name) {
+  const value = body !== null && typeof body === 'object' ? body[name] : undefined
+  return typeof value === 'string' ? value.slice(0, MAX_FIELD_LENGTH) : ''
+}
+
+/** Same-origin check for form posts: the SameSite=Lax cookie already keeps cross-site posts anonymous. */
+function isCrossSite (request) {
+  const origin = request.headers.origin
+  if (origin === undefined) return false
+  try {
+    return new URL(origin).host !== request.headers.host
+  } catch {
+    return true
+  }
+}
+
+/**
+ * Builds the app without listening.
+ * - `redis`: a redis:// URL (or an ioredis client); without it the plugin uses its embedded memory store.
+ * - `session`: more options for the session plugin; `fastify`: options for Fastify itself.
+ */
+export async function buildApp ({ redis, logger = false, session = {}, fastify = {} } = {}) {
+  const app = Fastify({ logger, ...fastify })
+  const users = await createUserDirectory()
+  // Why the plugin flagged a request, kept for the banner; the plugin itself only sets request.requiresSecurityCheck.
+  const flaggedReasons = new WeakMap()
+
+  await app.register(sessionPlugin, {
+    redis,
+    // The plugin's JSON routes (GET /api/sessions, DELETE /api/sessions/:id, ...) live under /api, the pages at /.
+    routes: { prefix: '/api' },
+    ...session,
+    security: {
+      onSuspicious: (request, report) => { flaggedReasons.set(request, report.reasons) },
+      ...session.security
+    }
+  })
+
+  // HTML forms post application/x-www-form-urlencoded; URLSearchParams parses it, no extra dependency needed.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT },
+    (request, body, done) => { done(null, Object.fromEntries(new URLSearchParams(body))) })
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.headers(SECURITY_HEADERS)
+    if (request.method === 'POST' && isCrossSite(request)) {
+      reply.code(403).type('text/html; charset=utf-8').send(views.errorPage({ statusCode: 403, message: 'Cross-site form posts are refused.' }))
+      return reply
+    }
+  })
+
+  app.setErrorHandler((error, request, reply) => {
+    // The plugin's JSON routes keep their JSON errors (FST_SESSION_* codes).
+    if (request.url.startsWith('/api/')) return reply.send(error)
+    const statusCode = error.statusCode >= 400 ? error.statusCode : 500
+    if (statusCode >= 500) request.log.error({ err: error }, 'request failed')
+    return reply.code(statusCode).type('text/html; charset=utf-8')
+      .send(views.errorPage({ statusCode, message: statusCode >= 500 ? 'Please try again in a moment.' : error.message }))
+  })
+
+  /** preValidation of the pages: anonymous visitors go to the login page instead of getting a 401. */
+  async function requireLogin (request, reply) {
+    if (request.session === null) return reply.redirect('/login', 303)
+    reply.header('cache-control', 'no-store')
+  }
+
+  function pageContext (request) {
+    const session = request.session
+    return {
+      user: users.find(session.userId) ?? { id: session.userId, name: session.metadata.name ?? session.userId },
+      securityCheck: request.requiresSecurityCheck ? { reasons: flaggedReasons.get(request) ?? [] } : null
+    }
+  }
+
+  async function signOut (request, reply) {
+    if (request.session !== null) await app.sessions.invalidate(request.session.id, { reason: 'logout' })
+    reply.clearCookie(COOKIE_NAME, { path: '/' })
+    return reply.redirect('/login?signed_out=1', 303)
+  }
+
+  function sendPage (reply, page, statusCode = 200) {
+    return reply.code(statusCode).type('text/html; charset=utf-8').send(page)
+  }
+
+  app.get('/style.css', async (request, reply) => {
+    return reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(views.STYLESHEET)
+  })
+
+  app.get('/', async (request, reply) => reply.redirect(request.session === null ? '/login' : '/profile', 303))
+
+  app.get('/login', async (request, reply) => {
+    if (request.session !== null) return reply.redirect('/profile', 303)
+    const notice = request.query.signed_out === '1' ? 'You are signed out.' : null
+    return sendPage(reply, views.loginPage({ notice, users: DEMO_USERS }))
+  })
+
+  app.post('/login', async (request, reply) => {
+    const username = field(request.body, 'username').trim().toLowerCase()
+    const user = await users.verify(username, field(request.body, 'password'))
+    if (user === null) {
+      request.log.info({ username }, 'failed login')
+      return sendPage(reply, views.loginPage({ username, error: 'Wrong user name or password.', users: DEMO_USERS }), 401)
+    }
+    // Ends the session this browser had (no session fixation), creates a new one and sets the HttpOnly cookie.
+    await reply.startSession(user.id, { metadata: { name: user.name } })
+    return reply.redirect('/profile', 303)
+  })
+
+  app.post('/logout', signOut)
+
+  app.get('/profile', { preValidation: requireLogin }, async (request, reply) => {
+    return sendPage(reply, views.profilePage({ ...pageContext(request), session: request.session }))
+  })
+
+  app.get('/devices', { preValidation: requireLogin }, async (request, reply) => {
+    const sessions = await app.sessions.list(request.session.userId)
+    const signedOut = /^\d{1,4}$/.test(request.query.signed_out ?? '') ? Number(request.query.signed_out) : null
+    return sendPage(reply, views.devicesPage({
+      ...pageContext(request), sessions, currentSessionId: request.session.id, signedOut, now: Date.now()
+    }))
+  })
+
+  // Forms cannot send DELETE: the "sign out" buttons post here.
+  app.post('/devices/:id/sign-out', {
+    preValidation: requireLogin,
+    schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{24}$' } } } }
+  }, async (request, reply) => {
+    if (request.params.id === request.session.id) return signOut(request, reply)
+    // With userId, the session is only ended when it belongs to this user: ids from the form are not trusted.
+    const isSignedOut = await app.sessions.invalidate(request.params.id, { userId: request.session.userId, reason: 'signed_out_from_devices_page' })
+    return reply.redirect(`/devices?signed_out=${isSignedOut ? 1 : 0}`, 303)
+  })
+
+  app.post('/devices/sign-out-others', { preValidation: requireLogin }, async (request, reply) => {
+    const count = await app.sessions.invalidateAll(request.session.userId, { except: request.session.id, reason: 'signed_out_other_devices' })
+    return reply.redirect(`/devices?signed_out=${count}`, 303)
+  })
+
+  app.get('/activity', { preValidation: requireLogin }, async (request, reply) => {
+    const events = await app.sessions.auditLog(request.session.userId, { limit: 50 })
+    return sendPage(reply, views.activityPage({ ...pageContext(request), events, currentSessionId: request.session.id }))
+  })
+
+  return app
+}

@@ -1,0 +1,18 @@
+// Runs the demo: `npm start` (it builds dist/ first, which this file imports through the package name).
+//   PORT        port to listen on (default 3000)
+//   HOST        interface to listen on (default 127.0.0.1; 0.0.0.0 to reach it from other machines)
+//   REDIS_URL   redis:// URL; without it sessions live in the process's memory and end with it
+//   LOG_LEVEL   pino level (default 'warn': the plugin's warnings and security events)
+import { buildApp } from './app.mjs'
+
+const port = Number(process.env.PORT ?? 3000)
+const host = process.env.HOST ?? '127.0.0.1'
+const app = await buildApp({ redis: process.env.REDIS_URL, logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
+}
+
+await app.listen({ port, host })
+const store = process.env.REDIS_URL === undefined ? 'the in-memory store' : 'Redis'
+console.log(`Session demo on ${store}: open http://${host === '0.0.0.0' ? 'localhost' : host}:${app.server.address().port}/ and sign in as alice / wonderland or bob / canwefixit`)

@@ -1,0 +1,1 @@
+export declare function escapeHtml (value: unknown): string
