@@ -73,9 +73,7 @@ async function floor (url) {
 async function ours (url, useMemoryStore) {
   const redis = useMemoryStore ? null : redisClient(url)
   const app = Fastify()
-  // Defaults, with the default cleanup interval spelled out: resolveOptions refuses an absent cleanup.interval.
-  const cleanup = { interval: '1h' }
-  await app.register(sessionPlugin, useMemoryStore ? { store: new MemoryStore(), cleanup } : { redis, cleanup })
+  await app.register(sessionPlugin, useMemoryStore ? { store: new MemoryStore() } : { redis })
   app.post('/login', async (request, reply) => {
     const { token } = await reply.startSession(request.body.user, { metadata: { plan: 'free' } })
     return { token }

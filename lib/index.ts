@@ -1,5 +1,5 @@
 import fastifyCookie from '@fastify/cookie'
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Cluster, Redis } from 'ioredis'
 import { SessionCleanupService } from './cleanup'
@@ -30,14 +30,20 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     sessions: SessionManager
-    /** A preHandler that answers 401 FST_SESSION_REQUIRED when the request has no session. */
-    requireSession (request: FastifyRequest, reply: FastifyReply): Promise<void>
+    /** A preHandler (or any request hook) that answers 401 FST_SESSION_REQUIRED when the request has no session. */
+    requireSession (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void
   }
 }
 
 function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPrefix: string): Store {
   if (options.store !== undefined) return options.store
-  if (options.redis !== undefined) return new RedisStore({ client: options.redis as Redis | Cluster | string, prefix: keyPrefix })
+  if (options.redis !== undefined) {
+    const clientOptions = typeof options.redis === 'string' ? null : (options.redis as { options?: { sentinels?: unknown, failoverDetector?: boolean } }).options
+    if (clientOptions?.sentinels != null && clientOptions.failoverDetector !== true) {
+      app.log.warn('fastify-distributed-session: a Sentinel client without `failoverDetector: true` keeps writing to the old master for seconds after a failover (see docs/deployment.md)')
+    }
+    return new RedisStore({ client: options.redis as Redis | Cluster | string, prefix: keyPrefix })
+  }
   app.log.warn('fastify-distributed-session: no `redis` or `store` option: using the in-memory store; sessions are lost on restart and not shared between processes')
   return new MemoryStore()
 }
@@ -74,8 +80,9 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
   app.decorateReply('rotateSession', function rotateSession (this: FastifyReply) {
     return handler.rotateSession(this.request, this)
   })
-  app.decorate('requireSession', async function requireSession (request: FastifyRequest) {
-    if (request.session === null) throw new errors.SESSION_REQUIRED()
+  // Callback style: no promise per request for the most common hook of an app.
+  app.decorate('requireSession', function requireSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+    done(request.session === null ? new errors.SESSION_REQUIRED() : undefined)
   })
   app.addHook('onRequest', function loadSession (request, reply) {
     return handler.loadSession(request, reply)

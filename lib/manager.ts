@@ -3,7 +3,7 @@ import { concurrencyFlags, flagReasons, type ConcurrencyReason } from './concurr
 import { parseDuration } from './duration'
 import { errors } from './errors'
 import { serializeMetadata } from './metadata'
-import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches } from './token'
+import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
 import type { AuditEventType, ConcurrencyRules, RawAuditEvent, Store, StoredSession } from './store/types'
 
 /**
@@ -215,8 +215,8 @@ export class SessionManager extends EventEmitter {
   }
 
   /** `get` plus the concurrency flags the store keeps on the session (used by the plugin's request hook). */
-  async load (token: string, touch = true): Promise<LoadedSession | null> {
-    const parsed = parseToken(token)
+  async load (token: string | ParsedToken, touch = true): Promise<LoadedSession | null> {
+    const parsed = typeof token === 'string' ? parseToken(token) : token
     if (parsed === null) return null
     const stored = await this.store.load(parsed.sessionId)
     if (stored === null) return null
@@ -233,11 +233,17 @@ export class SessionManager extends EventEmitter {
     let flags = stored.concurrencyFlags
     if (touch && now - stored.lastActivity >= this.touchIntervalMs) {
       const auditData = this.auditActivity ? JSON.stringify({ ip: stored.ipAddress }) : null
-      const touched = await this.store.touch(stored.id, now, this.touchIntervalMs, auditData)
-      this.emitEvents(touched.events)
-      if (touched.status === 'gone') return null
-      if (touched.status === 'touched') stored.lastActivity = now
-      flags = touched.concurrencyFlags
+      try {
+        const touched = await this.store.touch(stored.id, now, this.touchIntervalMs, auditData)
+        this.emitEvents(touched.events)
+        if (touched.status === 'gone') return null
+        if (touched.status === 'touched') stored.lastActivity = now
+        flags = touched.concurrencyFlags
+      } catch (error) {
+        // The session was just read: a failed touch (Redis full, a dropped connection) only leaves its idle
+        // deadline where it was; it does not turn a valid request away.
+        this.emit('storeError', error)
+      }
     }
     return { session: this.toSession(stored), concurrencyFlags: flags }
   }
@@ -323,10 +329,13 @@ export class SessionManager extends EventEmitter {
     return count
   }
 
-  /** Records a security event: audit log, `'security'` and `'audit'` events. */
-  async recordSecurityEvent (userId: string, sessionId: string, data: Record<string, unknown>): Promise<void> {
+  /**
+   * Records a security event: `'security'` and `'audit'` events, and the audit log unless `persist` is false
+   * (for events whose audit record the store has already written, such as limit evictions).
+   */
+  async recordSecurityEvent (userId: string, sessionId: string, data: Record<string, unknown>, persist = true): Promise<void> {
     const event: RawAuditEvent = { type: 'security', userId, sessionId, timestamp: this.now(), data: JSON.stringify(data) }
-    if (this.auditRetentionMs > 0) await this.store.recordEvent(event)
+    if (persist && this.auditRetentionMs > 0) await this.store.recordEvent(event)
     this.emitEvents([event])
   }
 

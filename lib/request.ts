@@ -2,6 +2,7 @@ import { Signer } from '@fastify/cookie'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { InvalidTokenTracker } from './abuse'
 import { flagReasons } from './concurrency'
+import { DeadlineQueue } from './deadline'
 import { errors } from './errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 import type { LoadedSession, Session, SessionManager, SessionData } from './manager'
@@ -28,6 +29,8 @@ export interface StartSessionData {
 }
 
 const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
+/** A fingerprint ending with three empty slots has no client-supplied fields. */
+const NO_CLIENT_SLOTS = '...'
 const SUSPICIOUS_REPORT_EVERY_MS = 60_000
 const MAX_REPORTED = 10_000
 
@@ -37,6 +40,7 @@ const MAX_REPORTED = 10_000
  */
 export class RequestHandler {
   private readonly signer: Signer | null
+  private readonly deadlines: DeadlineQueue
   private readonly tracker: InvalidTokenTracker
   /** sessionId -> last time a suspicious report was recorded for it by this instance. */
   private readonly reported = new Map<string, number>()
@@ -44,6 +48,7 @@ export class RequestHandler {
   constructor (readonly manager: SessionManager, readonly options: ResolvedOptions) {
     const cookie = options.cookie
     this.signer = cookie !== false && cookie.signed ? new Signer(cookie.secrets) : null
+    this.deadlines = new DeadlineQueue(options.storeTimeoutMs)
     this.tracker = new InvalidTokenTracker({
       threshold: options.invalidTokenThreshold,
       windowMs: options.invalidTokenWindowMs,
@@ -53,24 +58,18 @@ export class RequestHandler {
 
   /** Bounds a store call by `storeTimeout` and turns store failures into FST_SESSION_STORE_UNAVAILABLE. */
   guard<T> (promise: Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.manager.emit('storeError', new Error(`store call timed out after ${this.options.storeTimeoutMs} ms`))
-        reject(new errors.STORE_UNAVAILABLE())
-      }, this.options.storeTimeoutMs)
-      promise.then((value) => {
-        clearTimeout(timer)
-        resolve(value)
-      }, (error: unknown) => {
-        clearTimeout(timer)
-        if (isOwnError(error)) {
-          reject(error)
-        } else {
-          this.manager.emit('storeError', error)
-          reject(new errors.STORE_UNAVAILABLE())
-        }
-      })
-    })
+    return this.deadlines.bound(promise, this.onTimeout, this.onStoreError)
+  }
+
+  private readonly onTimeout = (): Error => {
+    this.manager.emit('storeError', new Error(`store call timed out after ${this.options.storeTimeoutMs} ms`))
+    return new errors.STORE_UNAVAILABLE()
+  }
+
+  private readonly onStoreError = (error: unknown): unknown => {
+    if (isOwnError(error)) return error
+    this.manager.emit('storeError', error)
+    return new errors.STORE_UNAVAILABLE()
   }
 
   /** onRequest: sets request.session and request.requiresSecurityCheck. No store call without a token. */
@@ -79,13 +78,14 @@ export class RequestHandler {
     if (token === null) return
     const ip = request.ip
     if (this.tracker.isBlocked(ip)) throw new errors.TOO_MANY_INVALID_TOKENS()
-    if (parseToken(token) === null) {
+    const parsed = parseToken(token)
+    if (parsed === null) {
       this.rejectToken(request, reply, ip)
       return
     }
     let loaded: LoadedSession | null
     try {
-      loaded = await this.guard(this.manager.load(token))
+      loaded = await this.guard(this.manager.load(parsed))
     } catch (error) {
       if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
         request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
@@ -99,7 +99,7 @@ export class RequestHandler {
     }
     request.session = loaded.session
     request[kSessionToken] = token
-    const report = this.securityReport(request, loaded)
+    const report = this.securityReport(request, loaded, ip)
     if (report === null) return
     request.requiresSecurityCheck = true
     this.reportSuspicious(request, report)
@@ -114,18 +114,29 @@ export class RequestHandler {
     if (previous !== null) {
       await this.guard(this.manager.invalidate(previous.id, { reason: 'new_login' }))
     }
-    const created = await this.guard(this.manager.create(userId, {
+    const creating = this.manager.create(userId, {
       ipAddress: request.ip,
       userAgent: header(request, 'user-agent'),
       deviceFingerprint: fingerprintFromHeaders(request.headers, data.fingerprint),
       metadata: data.metadata
-    }, { ttl: data.ttl }))
+    }, { ttl: data.ttl })
+    let created: Awaited<typeof creating>
+    try {
+      created = await this.guard(creating)
+    } catch (error) {
+      // The client was told the login failed: a create that still completes later must not leave a session that
+      // nobody holds the token of (and that could evict the user's real ones).
+      creating.then((late) => this.manager.invalidate(late.session.id, { reason: 'login_timed_out' }), () => false)
+        .catch((lateError: unknown) => { request.log.warn({ err: lateError }, 'fastify-distributed-session: could not end a login that timed out') })
+      throw error
+    }
     request.session = created.session
     request.requiresSecurityCheck = false
     request[kSessionToken] = created.token
     this.setCookie(request, reply, created.token, created.session.expiresAt)
     for (const evicted of created.evicted) {
-      this.recordSecurity(request, userId, evicted, { rule: 'session_limit_eviction', newSessionId: created.session.id })
+      // The create script has already written the 'evicted' audit record: log and emit, no second round trip.
+      this.recordSecurity(request, userId, evicted, { rule: 'session_limit_eviction', newSessionId: created.session.id }, false)
     }
     return { token: created.token, session: created.session }
   }
@@ -207,14 +218,17 @@ export class RequestHandler {
     }
   }
 
-  private securityReport (request: FastifyRequest, loaded: LoadedSession): SuspiciousReport | null {
+  private securityReport (request: FastifyRequest, loaded: LoadedSession, ip: string): SuspiciousReport | null {
     const session = loaded.session
     const reasons: SuspiciousReport['reasons'] = loaded.concurrencyFlags === 0 ? [] : flagReasons(loaded.concurrencyFlags)
-    if (this.options.checkIp && session.ipAddress !== '' && session.ipAddress !== request.ip) reasons.push('ip_changed')
+    if (this.options.checkIp && session.ipAddress !== '' && session.ipAddress !== ip) reasons.push('ip_changed')
     let similarity: number | null = null
-    if (session.deviceFingerprint !== '') {
+    const stored = session.deviceFingerprint
+    if (stored !== '') {
       // A request only brings headers: the client-supplied slots given at login are left out of the comparison.
-      similarity = compareFingerprints(headerFingerprint(session.deviceFingerprint), fingerprintFromHeaders(request.headers))
+      const storedHeaders = stored.endsWith(NO_CLIENT_SLOTS) ? stored : headerFingerprint(stored)
+      const current = fingerprintFromHeaders(request.headers)
+      similarity = storedHeaders === current ? 1 : compareFingerprints(storedHeaders, current)
       if (similarity < this.options.fingerprintTolerance) reasons.push('fingerprint_mismatch')
     }
     if (reasons.length === 0) return null
@@ -234,9 +248,9 @@ export class RequestHandler {
   }
 
   /** Security events: warn log, 'security' event and audit record; a store failure here never fails the request. */
-  private recordSecurity (request: FastifyRequest, userId: string, sessionId: string, data: Record<string, unknown>): void {
+  private recordSecurity (request: FastifyRequest, userId: string, sessionId: string, data: Record<string, unknown>, persist = true): void {
     request.log.warn({ userId, sessionId, ...data }, 'fastify-distributed-session: security event')
-    this.guard(this.manager.recordSecurityEvent(userId, sessionId, data)).catch((error: unknown) => {
+    this.guard(this.manager.recordSecurityEvent(userId, sessionId, data, persist)).catch((error: unknown) => {
       request.log.warn({ err: error }, 'fastify-distributed-session: could not record a security event')
     })
   }

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 
 /**
  * Token format: `<sessionId>.<secret>`.
@@ -36,7 +36,7 @@ export function newSecret (): string {
 
 /** SHA-256 of a token secret, base64url. This is all Redis ever sees of a token. */
 export function hashSecret (secret: string): string {
-  return createHash('sha256').update(secret).digest('base64url')
+  return hash('sha256', secret, 'base64url')
 }
 
 export function formatToken (sessionId: string, secret: string): string {
@@ -54,9 +54,14 @@ export function parseToken (value: unknown): ParsedToken | null {
   return { sessionId, secret }
 }
 
-/** Constant-time comparison of a presented secret with a stored hash. */
+/**
+ * Whether a presented secret hashes to the stored hash. The comparison of the two digests does not stop at the
+ * first difference (and the digest of an attacker's guess is not under the attacker's control anyway).
+ */
 export function secretMatches (secret: string, storedHash: string): boolean {
-  const expected = Buffer.from(storedHash, 'base64url')
-  const actual = createHash('sha256').update(secret).digest()
-  return expected.length === actual.length && timingSafeEqual(expected, actual)
+  const actual = hash('sha256', secret, 'base64url')
+  if (actual.length !== storedHash.length) return false
+  let difference = 0
+  for (let index = 0; index < actual.length; index++) difference |= actual.charCodeAt(index) ^ storedHash.charCodeAt(index)
+  return difference === 0
 }

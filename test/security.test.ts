@@ -112,7 +112,9 @@ test('security events are emitted, logged at warn without the token, and recorde
     t.notMatch(line, second.token.split('.')[1] as string)
   }
   const audit = await app.sessions.auditLog('grace')
-  t.equal(audit.filter((e) => e.type === 'security').length, 2)
+  t.equal(audit.filter((e) => e.type === 'security').length, 1, 'the suspicious session is recorded')
+  t.match(audit.filter((e) => e.type === 'evicted'), [{ sessionId: first.sessionId, data: { reason: 'limit' } }],
+    'the eviction is in the audit log once, written by the create script itself')
   await app.inject({ url: '/orders', headers: from('10.7.7.7', { 'x-session-id': second.token }) })
   t.equal(events.length, 2, 'a suspicious session is reported once a minute per instance, not on every request')
 })

@@ -1,0 +1,86 @@
+import { performance } from 'node:perf_hooks'
+
+interface Entry {
+  deadline: number
+  done: boolean
+  expire: () => void
+}
+
+const MIN_TICK_MS = 5
+const MAX_TICK_MS = 250
+
+/**
+ * Bounds store calls by one timeout without a timer per call. Every call gets the same timeout, so deadlines
+ * come in insertion order: one interval timer expires them from the head of a queue. The timer runs only while
+ * calls are pending, and like a per-call setTimeout it keeps the process alive until they are settled. A call times out between `timeoutMs` and `timeoutMs` plus one tick (1/8 of it,
+ * 5 to 250 ms) after it started.
+ */
+export class DeadlineQueue {
+  private entries: Entry[] = []
+  private head = 0
+  private timer: NodeJS.Timeout | null = null
+  private readonly tickMs: number
+
+  constructor (readonly timeoutMs: number) {
+    this.tickMs = Math.max(MIN_TICK_MS, Math.min(MAX_TICK_MS, Math.floor(timeoutMs / 8)))
+  }
+
+  /** Settles like `promise`, or calls `onTimeout` for the rejection reason once the deadline has passed. */
+  bound<T> (promise: Promise<T>, onTimeout: () => unknown, onError: (error: unknown) => unknown): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry: Entry = {
+        deadline: performance.now() + this.timeoutMs,
+        done: false,
+        expire: () => reject(onTimeout())
+      }
+      this.push(entry)
+      promise.then((value) => {
+        if (entry.done) return
+        entry.done = true
+        resolve(value)
+      }, (error: unknown) => {
+        if (entry.done) return
+        entry.done = true
+        reject(onError(error))
+      })
+    })
+  }
+
+  /** Pending calls, settled ones included until they leave the queue (for tests). */
+  get size (): number {
+    return this.entries.length - this.head
+  }
+
+  private push (entry: Entry): void {
+    this.entries.push(entry)
+    if (this.timer === null) {
+      this.timer = setInterval(() => this.sweep(), this.tickMs)
+    }
+  }
+
+  private sweep (): void {
+    const now = performance.now()
+    const entries = this.entries
+    let head = this.head
+    while (head < entries.length) {
+      const entry = entries[head] as Entry
+      if (!entry.done) {
+        if (entry.deadline > now) break
+        entry.done = true
+        entry.expire()
+      }
+      head++
+    }
+    if (head === entries.length) {
+      this.entries = []
+      this.head = 0
+      if (this.timer !== null) clearInterval(this.timer)
+      this.timer = null
+    } else if (head > 1024 && head * 2 > entries.length) {
+      this.entries = entries.slice(head)
+      this.head = 0
+    } else {
+      this.head = head
+    }
+  }
+}
