@@ -101,15 +101,14 @@ export class RedisStore implements Store {
     return { ok: true, session, evicted, events }
   }
 
-  async load (sessionId: string): Promise<LoadResult> {
-    let record: string | null
-    try {
-      record = await this.client.get(sessionKey(this.prefix, sessionId))
-    } catch (error) {
-      if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return 'corrupt'
-      throw error
-    }
-    return parseRecord(sessionId, record)
+  load (sessionId: string): Promise<LoadResult> {
+    // The request path: one GET, no script, no extra promise layer.
+    return this.client.get(sessionKey(this.prefix, sessionId)).then(
+      (record) => parseRecord(sessionId, record),
+      (error: unknown) => {
+        if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return 'corrupt'
+        throw error
+      })
   }
 
   async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {

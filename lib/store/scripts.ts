@@ -34,6 +34,8 @@ local xkey = KEYS[1]
 local base = string.sub(xkey, 1, -2)
 local akey = base .. 'a'
 local SID_LEN = 24
+local HASH_LEN = 43
+local FORBIDDEN = { __proto__ = true, constructor = true, prototype = true }
 local events = {}
 local serverNow = nil
 
@@ -73,12 +75,16 @@ local function readRec(sid)
   if not raw then return nil end
   if type(raw) ~= 'string' then return false end
   local ok, rec = pcall(cjson.decode, raw)
-  if not ok or type(rec) ~= 'table' or type(rec.u) ~= 'string' or type(rec.h) ~= 'string' or
-    type(rec.c) ~= 'number' or type(rec.l) ~= 'number' or type(rec.a) ~= 'number' or
+  if not ok or type(rec) ~= 'table' or type(rec.u) ~= 'string' or rec.u == '' or type(rec.h) ~= 'string' or
+    #rec.h ~= HASH_LEN or type(rec.c) ~= 'number' or type(rec.l) ~= 'number' or type(rec.a) ~= 'number' or
     (rec.m ~= nil and type(rec.m) ~= 'table') then
     return false
   end
   if rec.m == nil then rec.m = {} end
+  -- The same rules as parseRecord in redis.ts: every metadata value is JSON text under an ordinary key.
+  for k, v in pairs(rec.m) do
+    if type(k) ~= 'string' or FORBIDDEN[k] or type(v) ~= 'string' or not pcall(cjson.decode, v) then return false end
+  end
   if type(rec.i) ~= 'string' then rec.i = '' end
   if type(rec.g) ~= 'string' then rec.g = '' end
   if type(rec.f) ~= 'string' then rec.f = '' end
@@ -97,8 +103,56 @@ local function writeRec(sid, rec)
   redis.call('SET', skey(sid), encode(rec), 'KEEPTTL')
 end
 
+-- A glob pattern matching \`s\` literally (for ZSCAN MATCH).
+local function globEscape(s)
+  local out = {}
+  for i = 1, #s do
+    local c = string.sub(s, i, i)
+    if c == '*' or c == '?' or c == '[' or c == ']' or c == string.char(92) then out[#out + 1] = string.char(92) end
+    out[#out + 1] = c
+  end
+  return table.concat(out)
+end
+
+-- Members of the shard's expiry queue matching a pattern, as { sid, uid } pairs.
+local function queueMembers(pattern)
+  local found = {}
+  local cursor = '0'
+  repeat
+    local r = redis.call('ZSCAN', xkey, cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = r[1]
+    for i = 1, #r[2], 2 do
+      local m = r[2][i]
+      found[#found + 1] = { sid = string.sub(m, 1, SID_LEN), uid = string.sub(m, SID_LEN + 1) }
+    end
+  until cursor == '0'
+  return found
+end
+
+-- A user index that is not a sorted set (written by hand, or by something else) would make every script of the
+-- user fail: it is rebuilt from the shard's expiry queue, the other place that lists the user's sessions.
+local function ensureIndex(uid)
+  local u = ukey(uid)
+  local kind = redis.call('TYPE', u)['ok']
+  if kind == 'zset' or kind == 'none' then return end
+  redis.call('DEL', u)
+  local ttl = 0
+  for _, entry in ipairs(queueMembers('*' .. globEscape(uid))) do
+    if entry.uid == uid then
+      local rec = readRec(entry.sid)
+      if rec and rec.u == uid then
+        redis.call('ZADD', u, rec.l, entry.sid)
+        if rec.a - now > ttl then ttl = rec.a - now end
+      end
+    end
+  end
+  if ttl > 0 then redis.call('PEXPIRE', u, ttl) end
+  audit(uid, '', 'corrupt', reason('index'))
+end
+
 local function removeSession(sid, uid, kind, data)
   redis.call('DEL', skey(sid))
+  ensureIndex(uid)
   redis.call('ZREM', ukey(uid), sid)
   redis.call('ZREM', xkey, sid .. uid)
   audit(uid, sid, kind, data)
@@ -111,6 +165,7 @@ end
 
 -- The user's live sessions, oldest activity first; removes (and audits) the ones that are gone, expired or corrupt.
 local function loadLive(uid)
+  ensureIndex(uid)
   local u = ukey(uid)
   local sids = redis.call('ZRANGE', u, 0, -1)
   local live = {}
@@ -175,6 +230,7 @@ local function sweep(limit)
       users[uid] = true
     elseif rec == false or rec.u ~= uid then
       if rec == false then redis.call('DEL', skey(sid)) end
+      ensureIndex(uid)
       redis.call('ZREM', ukey(uid), sid)
       redis.call('ZREM', xkey, m)
       audit(uid, sid, 'corrupt', reason('malformed'))
@@ -255,6 +311,7 @@ if deadline(rec) <= now then
   return { 'GONE', 0, events }
 end
 if now - rec.l < tonumber(ARGV[8]) then return { 'FRESH', rec.s or 0, events } end
+ensureIndex(uid)
 rec.l = now
 local d = deadline(rec)
 redis.call('SET', skey(sid), encode(rec), 'PX', d - now)
@@ -390,8 +447,15 @@ if type(raw) == 'string' then
   local ok, partial = pcall(cjson.decode, raw)
   if ok and type(partial) == 'table' and type(partial.u) == 'string' and partial.u ~= '' then uid = partial.u end
 end
+-- No readable owner in the key: the shard's expiry queue names it.
+if not uid then
+  for _, entry in ipairs(queueMembers(globEscape(sid) .. '*')) do
+    if entry.sid == sid and entry.uid ~= '' then uid = entry.uid end
+  end
+end
 redis.call('DEL', skey(sid))
 if uid then
+  ensureIndex(uid)
   redis.call('ZREM', ukey(uid), sid)
   redis.call('ZREM', xkey, sid .. uid)
   audit(uid, sid, 'corrupt', reason('malformed'))
