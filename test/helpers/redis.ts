@@ -300,6 +300,16 @@ async function isClusterReady (port: number, nodeCount: number): Promise<boolean
   }
 }
 
+/** A master, or a replica whose link to its master is up (its first sync is done). */
+async function isReplicationReady (port: number): Promise<boolean> {
+  try {
+    const info = parseInfo(await sendCommand(port, ['INFO', 'replication']))
+    return info.get('role') === 'master' || info.get('master_link_status') === 'up'
+  } catch {
+    return false
+  }
+}
+
 function runRedisCli (args: string[]): Promise<void> {
   const binary = requireExecutable('redis-cli')
   return new Promise((resolve, reject) => {
@@ -312,7 +322,7 @@ function runRedisCli (args: string[]): Promise<void> {
 
 /**
  * Starts a Redis Cluster of 3 masters and 3 replicas, each its own redis-server, and waits until every node
- * reports cluster_state:ok with all 16384 slots assigned. With a tap Test, it is stopped in that test's teardown.
+ * reports cluster_state:ok with all 16384 slots assigned and every replica has synced with its master. With a tap Test, it is stopped in that test's teardown.
  */
 export async function startRedisCluster (t?: Teardownable): Promise<RedisCluster> {
   requireExecutable('redis-server')
@@ -329,6 +339,8 @@ export async function startRedisCluster (t?: Teardownable): Promise<RedisCluster
       '--cluster-enabled', 'yes',
       '--cluster-config-file', 'nodes.conf',
       '--cluster-node-timeout', '1000',
+      // Replicas sync at once instead of after the default 5 s, so a failover test can start right away.
+      '--repl-diskless-sync-delay', '0',
     ], true)))
     for (const result of started) {
       if (result.status === 'fulfilled') nodes.push(result.value)
@@ -345,7 +357,8 @@ export async function startRedisCluster (t?: Teardownable): Promise<RedisCluster
 
     const deadline = Date.now() + START_TIMEOUT_MS
     while (true) {
-      const readiness = await Promise.all(nodes.map((node) => isClusterReady(node.port, nodeCount)))
+      const readiness = await Promise.all(nodes.map(async (node) =>
+        await isClusterReady(node.port, nodeCount) && await isReplicationReady(node.port)))
       if (readiness.every(Boolean)) break
       if (Date.now() > deadline) throw new Error(`redis cluster not ready within ${START_TIMEOUT_MS} ms`)
       await new Promise((resolve) => setTimeout(resolve, 50))

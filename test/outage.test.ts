@@ -1,0 +1,244 @@
+import v8 from 'node:v8'
+import vm from 'node:vm'
+import { test, type Test } from 'tap'
+import { Redis } from 'ioredis'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
+import type { SessionManager } from '../lib/manager'
+import { RedisStore } from '../lib/store/redis'
+import { buildApp, BROWSER, login } from './helpers/app'
+import { sendCommand, startRedis, type RedisServer } from './helpers/redis'
+import { startProcess } from './helpers/sentinel'
+
+const STORE_TIMEOUT_MS = 500
+// The bound every answer is held to while Redis is down or frozen: the timeout plus a generous margin.
+const ANSWER_BOUND_MS = STORE_TIMEOUT_MS + 1000
+const REQUESTS_WHILE_DOWN = 2000
+const CHUNK = 250
+const HEAP_GROWTH_BOUND = 32 * 1024 * 1024
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+v8.setFlagsFromString('--expose-gc')
+const gc = vm.runInNewContext('gc') as () => void
+
+function heapUsedAfterGc (): number {
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed
+}
+
+/**
+ * The plugin's client, made to fail fast while Redis is unreachable: a command waits for at most one reconnect
+ * attempt (maxRetriesPerRequest: 1, as the plugin's own URL client), reconnect attempts every 100 ms instead of
+ * ioredis's growing delay up to 2 s (so a restarted Redis is found at once), and a connect attempt gives up
+ * after 500 ms.
+ */
+function failFastClient (t: Test, server: RedisServer): Redis {
+  const client = new Redis(server.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100, connectTimeout: 500 })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  return client
+}
+
+/** No unhandled rejection anywhere in the process while the test runs. */
+function watchRejections (t: Test): unknown[] {
+  const seen: unknown[] = []
+  const listener = (reason: unknown) => { seen.push(reason) }
+  process.on('unhandledRejection', listener)
+  t.teardown(() => { process.off('unhandledRejection', listener) })
+  return seen
+}
+
+/** What a burst of requests got, without keeping the responses (the heap is measured across bursts). */
+interface Tally {
+  /** `<status> <code or body>` -> count */
+  answers: Map<string, number>
+  minMs: number
+  maxMs: number
+}
+
+function describe (response: LightMyRequestResponse): string {
+  return `${response.statusCode} ${response.json().code ?? JSON.stringify(response.json())}`
+}
+
+/** Sends `count` requests, CHUNK at a time, and tallies their status and error code (or body). */
+async function burst (app: FastifyInstance, count: number, make: (n: number) => InjectOptions): Promise<Tally> {
+  const tally: Tally = { answers: new Map(), minMs: Infinity, maxMs: 0 }
+  for (let first = 0; first < count; first += CHUNK) {
+    await Promise.all(Array.from({ length: Math.min(CHUNK, count - first) }, async (_, k) => {
+      const startedAt = Date.now()
+      const response = await app.inject(make(first + k))
+      const ms = Date.now() - startedAt
+      const answer = describe(response)
+      tally.answers.set(answer, (tally.answers.get(answer) ?? 0) + 1)
+      tally.minMs = Math.min(tally.minMs, ms)
+      tally.maxMs = Math.max(tally.maxMs, ms)
+    }))
+  }
+  return tally
+}
+
+const only = (tally: Tally) => [...tally.answers.keys()]
+const UNAVAILABLE = '503 FST_SESSION_STORE_UNAVAILABLE'
+
+test('Redis killed: fail-closed answers 503 in time, fail-open serves anonymously, memory stays bounded; a restart on the same port needs no app restart', async (t) => {
+  const rejections = watchRejections(t)
+  const server = await startRedis(t)
+  const client = failFastClient(t, server)
+  const closed = await buildApp(t, { redis: client, storeTimeout: STORE_TIMEOUT_MS })
+  const open = await buildApp(t, { redis: client, storeTimeout: STORE_TIMEOUT_MS, onStoreError: 'fail-open' })
+  const users = await Promise.all(Array.from({ length: 20 }, (_, n) => login(closed, `user${n}`)))
+  const tokenOf = (n: number) => (users[n % users.length] as { token: string }).token
+
+  server.kill('SIGKILL')
+  await sleep(50)
+  const orders = (n: number) => ({ url: '/orders', headers: { ...BROWSER, 'x-session-id': tokenOf(n) } })
+  t.same(only(await burst(closed, 200, orders)), [UNAVAILABLE], 'warm-up burst: 503')
+  const heapBefore = heapUsedAfterGc()
+
+  const failClosed = await burst(closed, REQUESTS_WHILE_DOWN, orders)
+  t.same(only(failClosed), [UNAVAILABLE], `fail-closed: all ${REQUESTS_WHILE_DOWN} requests with a token answered 503`)
+  t.ok(failClosed.maxMs <= ANSWER_BOUND_MS, `fail-closed: answered in ${failClosed.minMs}..${failClosed.maxMs} ms (bound ${ANSWER_BOUND_MS} ms)`)
+
+  const failOpen = await burst(open, REQUESTS_WHILE_DOWN, (n) => ({ url: n % 2 === 0 ? '/public' : '/orders', headers: { 'x-session-id': tokenOf(n) } }))
+  t.same(failOpen.answers, new Map([['200 {"anonymous":true}', REQUESTS_WHILE_DOWN / 2], ['401 FST_SESSION_REQUIRED', REQUESTS_WHILE_DOWN / 2]]),
+    'fail-open: served as anonymous (/public answers, /orders asks for a session)')
+  t.ok(failOpen.maxMs <= ANSWER_BOUND_MS, `fail-open: answered in ${failOpen.minMs}..${failOpen.maxMs} ms`)
+
+  const anonymous = await burst(closed, 200, () => ({ url: '/public' }))
+  t.same(only(anonymous), ['200 {"anonymous":true}'], 'a request without a token needs no store')
+  t.same(only(await burst(closed, 50, (n) => ({ method: 'POST', url: '/login', payload: { user: `late${n}` } }))), [UNAVAILABLE], 'a login answers 503 too')
+
+  const heapGrowth = heapUsedAfterGc() - heapBefore
+  const requestsWhileDown = 2 * REQUESTS_WHILE_DOWN + 250
+  t.ok(heapGrowth < HEAP_GROWTH_BOUND, `heapUsed grew by ${(heapGrowth / 1024 / 1024).toFixed(2)} MB over ${requestsWhileDown} requests while down`)
+  t.comment(`down: fail-closed ${failClosed.minMs}..${failClosed.maxMs} ms, fail-open ${failOpen.minMs}..${failOpen.maxMs} ms, ` +
+    `heap growth ${(heapGrowth / 1024).toFixed(0)} KB over ${requestsWhileDown} requests`)
+
+  // Redis comes back on the same port, empty (no persistence): the old tokens are unknown, new logins work.
+  const restartedAt = Date.now()
+  await startProcess(t, server.port, [])
+  let status = 503
+  while (status === 503 && Date.now() - restartedAt < 5000) {
+    status = (await closed.inject({ url: '/orders', headers: { 'x-session-id': tokenOf(0) } })).statusCode
+    if (status === 503) await sleep(20)
+  }
+  const recoveryMs = Date.now() - restartedAt
+  t.equal(status, 401, 'the old token is unknown to the restarted Redis')
+  t.ok(recoveryMs < 2000, `answering again ${recoveryMs} ms after the restart (bound 2000 ms)`)
+  t.comment(`restart: answering again ${recoveryMs} ms after redis-server was started`)
+  const fresh = await login(closed, 'user0')
+  t.equal((await closed.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': fresh.token } })).statusCode, 200, 'a new login works')
+  t.same(rejections, [], 'no unhandled rejection')
+})
+
+test('Redis frozen (SIGSTOP): every request is answered within the bound; after SIGCONT all is well', async (t) => {
+  const rejections = watchRejections(t)
+  const server = await startRedis(t)
+  t.teardown(() => server.kill('SIGCONT'))
+  const client = failFastClient(t, server)
+  const closed = await buildApp(t, { redis: client, storeTimeout: STORE_TIMEOUT_MS })
+  const open = await buildApp(t, { redis: client, storeTimeout: STORE_TIMEOUT_MS, onStoreError: 'fail-open' })
+  const { token } = await login(closed, 'frozen')
+
+  server.kill('SIGSTOP')
+  const failClosed = await burst(closed, 300, () => ({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } }))
+  t.same(only(failClosed), [UNAVAILABLE], 'fail-closed: 503')
+  t.ok(failClosed.maxMs <= ANSWER_BOUND_MS, `fail-closed: answered in ${failClosed.minMs}..${failClosed.maxMs} ms (bound ${ANSWER_BOUND_MS} ms)`)
+  t.ok(failClosed.minMs >= STORE_TIMEOUT_MS - 50, 'a frozen server is only given up on at storeTimeout')
+  const failOpen = await burst(open, 300, () => ({ url: '/public', headers: { 'x-session-id': token } }))
+  t.same(only(failOpen), ['200 {"anonymous":true}'], 'fail-open: anonymous')
+  t.ok(failOpen.maxMs <= ANSWER_BOUND_MS, `fail-open: answered in ${failOpen.minMs}..${failOpen.maxMs} ms`)
+  t.comment(`frozen: fail-closed answered in ${failClosed.minMs}..${failClosed.maxMs} ms, fail-open in ${failOpen.minMs}..${failOpen.maxMs} ms`)
+
+  server.kill('SIGCONT')
+  const thawedAt = Date.now()
+  let status = 503
+  while (status !== 200 && Date.now() - thawedAt < 2000) {
+    status = (await closed.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } })).statusCode
+  }
+  t.equal(status, 200, `the session works again ${Date.now() - thawedAt} ms after SIGCONT`)
+  t.equal((await login(closed, 'thawed')).sessionId.length, 24, 'a new login works')
+  t.same(rejections, [], 'no unhandled rejection')
+})
+
+interface Shape { sessions: Map<string, string>, index: Set<string>, queue: Set<string>, created: Set<string>, timedOut: Set<string> }
+
+/**
+ * Every session (owner read through the store), index entry, expiry-queue entry and 'created' audit event (read
+ * through the manager) under the prefix, each as `<sid><uid>`. Key names: docs/design.md.
+ */
+async function shapeOf (client: Redis, manager: SessionManager, prefix: string): Promise<Shape> {
+  const shape: Shape = { sessions: new Map(), index: new Set(), queue: new Set(), created: new Set(), timedOut: new Set() }
+  const reader = new RedisStore({ client, prefix })
+  const keys: string[] = []
+  let cursor = '0'
+  do {
+    const [next, found] = await client.scan(cursor, 'MATCH', `${prefix}{*`, 'COUNT', 1000)
+    cursor = next
+    keys.push(...found)
+  } while (cursor !== '0')
+  const users = new Set<string>()
+  for (const key of keys) {
+    const [, kind, rest] = /^[^{]*\{..\}:([sux])(?::(.*))?$/.exec(key) ?? []
+    if (kind === 's') {
+      const stored = await reader.load(rest as string)
+      const owner = stored === null || stored === 'corrupt' ? '?' : stored.userId
+      shape.sessions.set(rest as string, owner)
+      users.add(owner)
+    }
+    if (kind === 'u') for (const sid of await client.zrange(key, '0', '-1')) shape.index.add(`${sid}${rest}`)
+    if (kind === 'x') for (const member of await client.zrange(key, '0', '-1')) shape.queue.add(member)
+  }
+  for (const entry of [...shape.index, ...shape.queue]) users.add(entry.slice(24))
+  for (const user of users) {
+    if (user === '?') continue
+    for (const event of await manager.auditLog(user, { limit: 10_000 })) {
+      if (event.type === 'created') shape.created.add(`${event.sessionId}${user}`)
+      if (event.type === 'invalidated' && event.data.reason === 'login_timed_out') shape.timedOut.add(`${event.sessionId}${user}`)
+    }
+  }
+  return shape
+}
+
+test('a create cut off by a frozen Redis and a dropped connection leaves each session whole or absent', async (t) => {
+  const rejections = watchRejections(t)
+  const server = await startRedis(t)
+  t.teardown(() => server.kill('SIGCONT'))
+  const client = failFastClient(t, server)
+  const app = await buildApp(t, { redis: client, storeTimeout: 200, maxSessionsPerUser: 100 })
+  const users = Array.from({ length: 20 }, (_, n) => `cut${n}`)
+  // Half the users have logged in before: their shard tag is cached and a create is one script call.
+  await Promise.all(users.slice(0, 10).map((user) => login(app, user)))
+
+  server.kill('SIGSTOP')
+  const attempts = await Promise.all(users.flatMap((user) => [1, 2, 3].map(() =>
+    app.inject({ method: 'POST', url: '/login', payload: { user } }))))
+  t.ok(attempts.every((a) => a.statusCode === 503), `all ${attempts.length} logins answered 503`)
+  // Drop the connection while the commands sit unread in the frozen server's socket buffer; the client
+  // reconnects on its own (and, by ioredis default, sends again the commands that got no reply).
+  client.disconnect(true)
+  server.kill('SIGCONT')
+  await sendCommand(server.port, ['PING'])
+  while (client.status !== 'ready') await sleep(20)
+  await sleep(300)
+
+  const shape = await shapeOf(client, app.sessions, 'sess:')
+  const everySid = new Set([...shape.sessions.keys()].map((sid) => `${sid}${shape.sessions.get(sid)}`))
+  for (const set of [shape.index, shape.queue, shape.created]) for (const entry of set) everySid.add(entry)
+  let whole = 0
+  let ended = 0
+  for (const entry of everySid) {
+    const sid = entry.slice(0, 24)
+    const parts = [shape.sessions.get(sid) === entry.slice(24), shape.index.has(entry), shape.queue.has(entry), shape.created.has(entry)]
+    if (parts.every(Boolean)) whole++
+    // A create applied after its login answered 503 is ended at once: created, then invalidated, nothing left.
+    else if (parts.join() === 'false,false,false,true' && shape.timedOut.has(entry)) ended++
+    else t.fail(`session ${sid} is half there: key, index, queue, audit = ${parts.join(', ')}`)
+  }
+  t.equal(whole + ended, everySid.size, `${whole} sessions whole (key, index entry, expiry entry, 'created' event), ${ended} created late and ended`)
+  t.equal(whole, 10, 'exactly the sessions created before the freeze are alive: no login answered 503 left a session')
+  t.comment(`cut-off creates: ${ended} of ${attempts.length} logins answered 503 were applied anyway, then ended`)
+  t.equal((await login(app, 'cut0')).sessionId.length, 24, 'logins work again')
+  t.same(rejections, [], 'no unhandled rejection')
+})
