@@ -7,7 +7,6 @@ import { createUserDirectory, DEMO_USERS } from './users.mjs'
 import * as views from './views.mjs'
 
 /** The plugin's default cookie name; the logout route clears it. */
-const COOKIE_NAME = 'session_id'
 const FORM_BODY_LIMIT = 8 * 1024
 const MAX_FIELD_LENGTH = 256
 const SECURITY_HEADERS = {
@@ -90,8 +89,7 @@ export async function buildApp ({ redis, logger = false, session = {}, fastify =
   }
 
   async function signOut (request, reply) {
-    if (request.session !== null) await app.sessions.invalidate(request.session.id, { reason: 'logout' })
-    reply.clearCookie(COOKIE_NAME, { path: '/' })
+    await reply.endSession('logout') // ends it server-side and clears the cookie
     return reply.redirect('/login?signed_out=1', 303)
   }
 
