@@ -220,8 +220,7 @@ export class RequestHandler {
 
   private securityReport (request: FastifyRequest, loaded: LoadedSession, ip: string): SuspiciousReport | null {
     const session = loaded.session
-    const reasons: SuspiciousReport['reasons'] = loaded.concurrencyFlags === 0 ? [] : flagReasons(loaded.concurrencyFlags)
-    if (this.options.checkIp && session.ipAddress !== '' && session.ipAddress !== ip) reasons.push('ip_changed')
+    const isIpChanged = this.options.checkIp && session.ipAddress !== '' && session.ipAddress !== ip
     let similarity: number | null = null
     const stored = session.deviceFingerprint
     if (stored !== '') {
@@ -229,9 +228,13 @@ export class RequestHandler {
       const storedHeaders = stored.endsWith(NO_CLIENT_SLOTS) ? stored : headerFingerprint(stored)
       const current = fingerprintFromHeaders(request.headers)
       similarity = storedHeaders === current ? 1 : compareFingerprints(storedHeaders, current)
-      if (similarity < this.options.fingerprintTolerance) reasons.push('fingerprint_mismatch')
     }
-    if (reasons.length === 0) return null
+    const isFingerprintMismatch = similarity !== null && similarity < this.options.fingerprintTolerance
+    // The common case allocates nothing.
+    if (loaded.concurrencyFlags === 0 && !isIpChanged && !isFingerprintMismatch) return null
+    const reasons: SuspiciousReport['reasons'] = flagReasons(loaded.concurrencyFlags)
+    if (isIpChanged) reasons.push('ip_changed')
+    if (isFingerprintMismatch) reasons.push('fingerprint_mismatch')
     return { userId: session.userId, sessionId: session.id, reasons, fingerprintSimilarity: similarity }
   }
 

@@ -308,3 +308,16 @@ test('fingerprintFromHeaders works on a Fastify request', async (t) => {
   })
   t.equal(response.json().fingerprint, generateDeviceFingerprint({ ...chrome, screen: undefined, timezone: undefined, platform: undefined }))
 })
+
+test('the per-user-agent cache of fingerprintFromHeaders never returns the fingerprint of other headers', async (t) => {
+  const ua = 'Mozilla/5.0 (cache test) Gecko/20100101 Firefox/130.0'
+  const english = fingerprintFromHeaders({ 'user-agent': ua, 'accept-language': 'en' })
+  const french = fingerprintFromHeaders({ 'user-agent': ua, 'accept-language': 'fr' })
+  t.not(english, french)
+  t.equal(fingerprintFromHeaders({ 'user-agent': ua, 'accept-language': 'en' }), english, 'a hit for the same headers')
+  t.equal(fingerprintFromHeaders({ 'user-agent': ua, 'accept-language': 'fr' }), french)
+  t.equal(fingerprintFromHeaders({ 'user-agent': ua, 'accept-language': 'en', 'sec-ch-ua-mobile': '?1' }),
+    generateDeviceFingerprint({ userAgent: ua, acceptLanguage: 'en', mobileHint: '?1' }), 'a changed client hint is seen')
+  t.equal(fingerprintFromHeaders({ 'user-agent': ua, 'accept-language': 'en' }, { screen: '800x600' }),
+    generateDeviceFingerprint({ userAgent: ua, acceptLanguage: 'en', screen: '800x600' }), 'client fields bypass the cache')
+})
