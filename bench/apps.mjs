@@ -70,10 +70,10 @@ async function floor (url) {
 }
 
 /** This package with default options; the plugin's own GET /profile route. */
-async function ours (url, useMemoryStore) {
+async function ours (url, useMemoryStore, nearCache = false) {
   const redis = useMemoryStore ? null : redisClient(url)
   const app = Fastify()
-  await app.register(sessionPlugin, useMemoryStore ? { store: new MemoryStore() } : { redis })
+  await app.register(sessionPlugin, useMemoryStore ? { store: new MemoryStore() } : { redis, nearCache })
   app.post('/login', async (request, reply) => {
     const { token } = await reply.startSession(request.body.user, { metadata: { plan: 'free' } })
     return { token }
@@ -175,6 +175,7 @@ export const VARIANTS = [
   { key: 'floor', label: 'one GET + JSON.parse (floor)', auth: 'header', redis: true, build: (url) => floor(url) },
   { key: 'ours', label: 'this package, Redis', auth: 'header', redis: true, build: (url) => ours(url, false) },
   { key: 'oursMemory', label: 'this package, memory store', auth: 'header', redis: false, build: (url) => ours(url, true) },
+  { key: 'oursNearCache', label: 'this package, Redis + near cache (opt-in)', auth: 'header', redis: true, build: (url) => ours(url, false, true) },
   { key: 'fastifySession', label: '@fastify/session + connect-redis', auth: 'cookie', redis: true, build: (url) => fastifySessionApp(url, true) },
   { key: 'fastifySessionNoRolling', label: '@fastify/session, rolling: false', auth: 'cookie', redis: true, build: (url) => fastifySessionApp(url, false) },
   { key: 'expressSession', label: 'express-session + connect-redis', auth: 'cookie', redis: true, build: (url) => expressSessionApp(url) },

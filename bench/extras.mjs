@@ -52,20 +52,22 @@ async function timeEach (samples, operation) {
   return { samples, p50Ms: histogram.quantile(0.5), p99Ms: histogram.quantile(0.99) }
 }
 
-/** MEMORY USAGE of the keys of one session (its hash, its user's index, tag and audit stream, its share of the expiry queue). */
+/** MEMORY USAGE of the keys of one session (its record, its user's index and tag, its share of the shard's audit stream and expiry queue). */
 async function keyBreakdown (client, prefix, token, userId) {
   const sid = token.slice(0, 24)
   const shard = `${prefix}{${sid.slice(0, 2)}}:`
   const usage = async (key) => Number(await client.memory('USAGE', key, 'SAMPLES', '0')) || 0
   const queue = `${shard}x`
   const queueEntries = await client.zcard(queue)
+  const stream = `${shard}a`
+  const streamEntries = await client.xlen(stream)
   return {
-    sessionHashEncoding: await client.object('ENCODING', `${shard}s:${sid}`),
-    auditStreamEntries: await client.xlen(`${shard}a:${userId}`),
-    sessionHash: await usage(`${shard}s:${sid}`),
+    sessionRecordEncoding: await client.object('ENCODING', `${shard}s:${sid}`),
+    sessionRecord: await usage(`${shard}s:${sid}`),
     userIndex: await usage(`${shard}u:${userId}`),
     userTag: await usage(`${prefix}t:${userId}`),
-    auditStream: await usage(`${shard}a:${userId}`),
+    auditStreamEntries: streamEntries,
+    auditStreamPerEntry: streamEntries === 0 ? 0 : Math.round(await usage(stream) / streamEntries),
     expiryQueueShare: queueEntries === 0 ? 0 : Math.round(await usage(queue) / queueEntries)
   }
 }

@@ -49,7 +49,7 @@ export function barChart (rows) {
   rows.forEach((row, n) => {
     const y = top + n * rowHeight
     const ratio = row.ratioToBare ?? 0
-    const color = row.variant === 'ours' || row.variant === 'oursMemory' ? '#2b6cb0' : row.variant === 'floor' ? '#718096' : '#a0aec0'
+    const color = row.variant === 'ours' || row.variant === 'oursMemory' || row.variant === 'oursNearCache' ? '#2b6cb0' : row.variant === 'floor' ? '#718096' : '#a0aec0'
     parts.push(`<text x="${labelWidth - 8}" y="${y + 16}" text-anchor="end">${escapeXml(row.label)}</text>`)
     parts.push(`<rect x="${labelWidth}" y="${y + 3}" width="${Math.max(1, x(ratio) - labelWidth).toFixed(1)}" height="${rowHeight - 8}" fill="${color}"/>`)
     parts.push(`<text x="${(x(ratio) + 6).toFixed(1)}" y="${y + 16}">${ratio.toFixed(2)}</text>`)
@@ -147,12 +147,8 @@ function createSection (create) {
     '',
     `Commands Redis ran per login: ${byCommand(create.redisCommandsByName)}.`,
     '',
-    create.roundTripsPerRequest > 1.5
-      ? `Round trips sent per login: ${byCommand(create.roundTripsByCommand)}. A login that evicts costs two script calls: the create ` +
-        'script (which already audits the eviction as an `evicted` event), then `reply.startSession` records a `session_limit_eviction` ' +
-        'security event per evicted session with a separate `record` script. Writing that event inside the create script would make every ' +
-        'login one round trip and save one XADD, PEXPIRE and TIME per eviction.'
-      : `Round trips sent per login: ${byCommand(create.roundTripsByCommand)}.`
+    `Round trips sent per login: ${byCommand(create.roundTripsByCommand)} (the user's shard tag is cached, and an eviction is ` +
+    'audited by the create script itself).'
   ].join('\n')
 }
 
@@ -176,9 +172,9 @@ function memorySection (store) {
     '',
     sample === undefined
       ? ''
-      : `MEMORY USAGE of one session's keys (bytes): session hash ${sample.sessionHash} (encoding \`${sample.sessionHashEncoding}\`), ` +
-        `user index ${sample.userIndex}, user tag ${sample.userTag}, audit stream ${sample.auditStream} (${sample.auditStreamEntries} ${sample.auditStreamEntries === 1 ? 'entry' : 'entries'}), ` +
-        `share of the expiry queue ${sample.expiryQueueShare}.`,
+      : `MEMORY USAGE of one session's keys (bytes): session record ${sample.sessionRecord} (encoding \`${sample.sessionRecordEncoding}\`), ` +
+        `user index ${sample.userIndex}, user tag ${sample.userTag}, per entry of the shard's audit stream ${sample.auditStreamPerEntry} ` +
+        `(${sample.auditStreamEntries} entries in that stream), share of the expiry queue ${sample.expiryQueueShare}.`,
     '',
     largest === undefined || largest.sessions >= 1_000_000
       ? ''
@@ -201,7 +197,7 @@ function latencySection (store) {
     '',
     table(['sessions in Redis', 'get p50 ms', 'get p99 ms', 'list p50 ms', 'list p99 ms', 'creates/s while growing'], rows),
     '',
-    'Both are one command on keys whose size does not depend on the keyspace (HGETALL of one hash; one script reading one user\'s ' +
+    'Both are one command on keys whose size does not depend on the keyspace (GET of one record; one script reading one user\'s ' +
     'index and sessions), so they should stay flat: compare the p50 column across sizes (p99 moves with the neighbours\' load).'
   ].join('\n')
 }
@@ -228,10 +224,10 @@ function microsWhere (profile, test) {
 
 const COST_CENTRES = [
   ['ioredis: sending the command and decoding the reply', (f) => f.where.startsWith('ioredis/')],
-  ['SHA-256 of the token secret (createHash, update, digest)', (f) => f.where.startsWith('node:internal/crypto/hash')],
+  ['SHA-256 of the token secret', (f) => f.where.startsWith('node:internal/crypto/hash')],
   ['device fingerprint (derive from headers, validate, compare)', (f) => f.where.startsWith('dist/fingerprint.js') || f.name.startsWith('RegExp: ^v1')],
   ['other JS of this package (hook, manager, store parsing, security report)', (f) => f.where.startsWith('dist/') && !f.where.startsWith('dist/fingerprint.js')],
-  ['timers and promise plumbing (setTimeout per request, microtasks)', (f) => f.where.startsWith('node:internal/timers') || f.where.startsWith('node:timers') || f.name === 'runMicrotasks' || f.name === 'processTicksAndRejections' || f.name === 'getLibuvNow'],
+  ['timers and promise plumbing (microtasks)', (f) => f.where.startsWith('node:internal/timers') || f.where.startsWith('node:timers') || f.name === 'runMicrotasks' || f.name === 'processTicksAndRejections' || f.name === 'getLibuvNow'],
   ['garbage collector', (f) => f.name === '(garbage collector)']
 ]
 
@@ -259,24 +255,33 @@ function commentary (results, profiles, decode) {
     })))
     parts.push('', 'Socket writes and the HTTP layer cost the same in both (they dominate the sampled time but are not the difference).')
   }
-  parts.push('', '### What would close the gap', '',
-    'Proposals for lib/ (not made by the benchmark work), cheapest first; a µs of server CPU per request is worth roughly ' +
-    `${fixed(100 / ours.serverCpuMicrosPerRequest, 1)}% of req/s in the CPU-bound regime:`,
+  parts.push('', '### What was changed after the first run, and what is left', '',
+    'The first run of this benchmark measured 0.68x the floor and 1.75x @fastify/session. Its profile led to these changes in lib/, ' +
+    'each measured with the same benchmark:',
     '',
-    '1. **Read one value, not a 10-field hash.** The hot path reads the session with HGETALL, and the client pays per reply element. ' +
-    'Keeping the hot fields (and the metadata) packed in one field (`HGET key v`) or one string key makes the reply a single bulk string, ' +
-    'like the floor\'s; the write scripts decode and re-encode it with cjson, off the hot path. See the client measurements below.',
-    '2. **Hash the secret in one call.** `crypto.hash(\'sha256\', secret, \'buffer\')` (Node >= 20.12) instead of ' +
-    '`createHash().update().digest()`, and compare it with the stored hash decoded once per request (or store the hash as hex and compare two ' +
-    'latin1 buffers of the same length with `timingSafeEqual`).',
-    '3. **Fingerprint fast path.** When the request\'s user agent, accept-language and accept-encoding are the strings the session was created ' +
-    'with (almost always), the similarity is 1: cache the derived fingerprint per header tuple and return 1 on string equality before any ' +
-    'regular-expression validation of the two fingerprints.',
-    '4. **No timer per request.** `guard()` arms and clears a `setTimeout` and wraps the store promise in a new one for every request. ' +
-    'One shared interval that fails the calls older than `storeTimeout` (or the ioredis `commandTimeout` of a client the plugin creates) ' +
-    'removes the timer-list work and one promise per request.',
-    '5. **Allocate less per request.** `toSession` builds three `Date`s the route never reads, the token is parsed twice (request.ts, then ' +
-    'manager.load), and four nested async functions each add a promise: lazy date getters and a single async step lower GC and microtask time.')
+    '1. **One value per session.** A session is one JSON string read with one `GET` instead of a 10-field hash read with `HGETALL`: ' +
+    'ioredis decodes one bulk string for about half the client CPU (table below), and a record with a browser user agent is no longer ' +
+    'a hash table in Redis.',
+    '2. **One-shot SHA-256.** `crypto.hash(\'sha256\', secret, \'base64url\')`, compared with the stored digest without allocating Buffers.',
+    '3. **Fingerprint cache.** The request\'s fingerprint is cached per user agent; a hit costs four string comparisons, and an equal ' +
+    'fingerprint is not parsed at all.',
+    '4. **One timer for all deadlines** (`lib/deadline.ts`) instead of a `setTimeout` per request; the token is parsed once; ' +
+    '`requireSession` is a callback hook; a request that raises no flag allocates no report.',
+    '',
+    'What is left is mostly allocation (the parsed record, the session object and its three `Date`s, the promises of the async ' +
+    'steps) and the extra hooks (cookie parsing, the session hook, requireSession) that the floor does not run. ' +
+    'The opt-in near cache (below) removes the round trip itself for repeat requests.')
+  const near = summaryRow(results.summary, 'oursNearCache', 50)
+  if (near !== undefined) {
+    parts.push('', '### Past the floor: the near cache (opt-in)', '',
+      'With `nearCache: true` the plugin keeps session records in process and Redis invalidates them (CLIENT TRACKING, ' +
+      'RESP2 redirect to a listener connection) when they change on any instance. Repeat requests within the touch interval cost ' +
+      `no round trip: ${fixed(near.roundTripsPerRequest, 3)} round trips per request, ${fixed(near.ratioToFloor)}x the floor ` +
+      `(rounds: ${roundRatios(results, 'oursNearCache', 50)}) and ${fixed(near.ratioToBare)}x bare Fastify. ` +
+      'A revocation reaches the other instances\' caches within a few milliseconds on loopback (`test/near-cache.test.ts` ' +
+      'prints the measured delays). It is off by default: it costs two extra connections per instance and Redis memory for ' +
+      'the tracking table, and a silently broken listener connection could serve a revoked session until `nearCache.maxAge` (5 s).')
+  }
   if (decode !== null) {
     parts.push('', `Client CPU to read one session by reply shape (\`node bench/client-decode.mjs\`, ${decode.measuredAt ?? 'measured separately'}: ${decode.inFlight} calls in flight, ` +
       `median of ${decode.repeats} runs of ${int(decode.calls)} calls, µs of client CPU per call):`, '')
@@ -292,16 +297,10 @@ function commentary (results, profiles, decode) {
     const withoutAudit = results.store.withoutAudit.at(-1)
     parts.push('', '### Memory', '',
       `- At default settings a single-session user costs ${int(withAudit.bytesPerSession)} bytes of Redis memory, ${int(withoutAudit?.bytesPerSession)} without audit. ` +
-      `The audit stream is most of it: ${int(b.auditStream)} bytes for a stream holding ${b.auditStreamEntries} entr${b.auditStreamEntries === 1 ? 'y' : 'ies'}, because Redis 7 ` +
-      'allocates a stream\'s first listpack node at up to `stream-node-max-bytes` (4 KB) ahead of use. Per-user streams are the expensive part of ' +
-      'the layout: one stream per shard tag (user id as a field, read back filtered by user) would cost about the size of each event ' +
-      '(its JSON data, which carries the IP and user agent here) instead of a 4 KB node per user.',
-      `- The session hash is ${int(b.sessionHash)} bytes with encoding \`${b.sessionHashEncoding}\`: ` +
-      (b.sessionHashEncoding === 'hashtable'
-        ? `the user agent (${results.store.sessionShape.userAgent.length} characters here, typical of browsers) is longer than ` +
-          '`hash-max-listpack-value` (64 bytes by default), which turns every session hash into a real hash table. Packing the fields into ' +
-          'one value (proposal 1) keeps it one compact string; raising `hash-max-listpack-value` on the server is the configuration-only fix.'
-        : 'a compact listpack.'))
+      `The session record is ${int(b.sessionRecord)} bytes (\`${b.sessionRecordEncoding}\` string), the user's index ${int(b.userIndex)}, ` +
+      `the user's tag key ${int(b.userTag)}; an audit event costs about ${int(b.auditStreamPerEntry)} bytes in its shard's stream. ` +
+      'The goal of 512 bytes per session with its index is not met for a user with a single session: the index and tag keys are ' +
+      'per user and cost their key overhead; users with several sessions share them (see docs/design.md).')
   }
   return parts.join('\n')
 }
@@ -375,7 +374,7 @@ export function renderMarkdown (results, profiles, decode = null) {
     '- `npm run bench`: builds, then runs everything below except the profile and the client measurements, and writes',
     '  `bench/results/latest.json`, this page and `bench-reqs.svg` (about 11 minutes with the defaults).',
     '  `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS` (3), `BENCH_VARIANTS` (comma-separated keys: bare, floor,',
-    '  ours, oursMemory, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0` (skip memory, latency',
+    '  ours, oursMemory, oursNearCache, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0` (skip memory, latency',
     '  and cleanup), `BENCH_MEMORY_SESSIONS` (10000,200000), `BENCH_LATENCY_SIZES` (1000,10000,100000), `BENCH_CLEANUP_SESSIONS` (100000).',
     '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
     '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',

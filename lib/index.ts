@@ -6,7 +6,7 @@ import { SessionCleanupService } from './cleanup'
 import { errors } from './errors'
 import { SessionManager, type Session } from './manager'
 import { registerMetrics } from './metrics'
-import { resolveOptions, type SessionPluginOptions } from './options'
+import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
 import { RequestHandler, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
 import { MemoryStore } from './store/memory'
@@ -35,14 +35,14 @@ declare module 'fastify' {
   }
 }
 
-function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPrefix: string): Store {
+function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPrefix: string, nearCache: ResolvedOptions['nearCache']): Store {
   if (options.store !== undefined) return options.store
   if (options.redis !== undefined) {
     const clientOptions = typeof options.redis === 'string' ? null : (options.redis as { options?: { sentinels?: unknown, failoverDetector?: boolean } }).options
     if (clientOptions?.sentinels != null && clientOptions.failoverDetector !== true) {
       app.log.warn('fastify-distributed-session: a Sentinel client without `failoverDetector: true` keeps writing to the old master for seconds after a failover (see docs/deployment.md)')
     }
-    return new RedisStore({ client: options.redis as Redis | Cluster | string, prefix: keyPrefix })
+    return new RedisStore({ client: options.redis as Redis | Cluster | string, prefix: keyPrefix, nearCache })
   }
   app.log.warn('fastify-distributed-session: no `redis` or `store` option: using the in-memory store; sessions are lost on restart and not shared between processes')
   return new MemoryStore()
@@ -51,7 +51,7 @@ function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPr
 const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionPlugin (app, rawOptions) {
   const options = resolveOptions(rawOptions)
   const raw = options.raw
-  const store = createStore(app, raw, options.keyPrefix)
+  const store = createStore(app, raw, options.keyPrefix, options.nearCache)
   const manager = new SessionManager({
     store,
     idleTimeout: raw.idleTimeout,
@@ -98,7 +98,8 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
   })
   app.addHook('onClose', async function closeSessions () {
     await cleanup?.stop()
-    // A store the user passed in is theirs; a Redis client they passed in is never closed by RedisStore.
+    // A store the user passed in is theirs; a Redis client they passed in is never closed by RedisStore
+    // (its near-cache connections are).
     if (raw.store === undefined) await manager.close()
   })
 
@@ -116,3 +117,4 @@ export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from '
 export type { StartSessionData } from './request'
 export type { Store, StoredSession } from './store/types'
 export type { RedisStoreOptions } from './store/redis'
+export type { NearCacheOptions } from './store/near-cache'

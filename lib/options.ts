@@ -39,6 +39,10 @@ const OptionsSchema = Type.Object({
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 }))
   }, { additionalProperties: false })),
   onStoreError: Type.Optional(Type.Union([Type.Literal('fail-closed'), Type.Literal('fail-open')])),
+  nearCache: Type.Optional(Type.Object({
+    maxEntries: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    maxAge: Type.Optional(Duration)
+  }, { additionalProperties: false })),
   security: Type.Optional(Type.Object({
     maxDistinctIps: Type.Optional(Type.Integer({ minimum: 0 })),
     maxDistinctUserAgents: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -120,6 +124,16 @@ export interface SessionPluginOptions {
   cleanup?: false | { interval?: number | string, batchSize?: number }
   /** @default 'fail-closed' */
   onStoreError?: 'fail-closed' | 'fail-open'
+  /**
+   * Cache session records in process, invalidated by Redis when they change on any instance (CLIENT TRACKING):
+   * repeat requests cost no round trip. Needs `redis` (standalone or Sentinel, not Cluster). @default false
+   */
+  nearCache?: boolean | {
+    /** @default 10000 */
+    maxEntries?: number
+    /** Longest a record is served from memory without asking Redis. @default '5s' */
+    maxAge?: number | string
+  }
   security?: {
     /** @default 2 */
     maxDistinctIps?: number
@@ -154,6 +168,7 @@ export interface SessionPluginOptions {
 
 export interface ResolvedOptions {
   raw: SessionPluginOptions
+  nearCache: false | { maxEntries?: number, maxAgeMs?: number }
   keyPrefix: string
   storeTimeoutMs: number
   header: string
@@ -212,6 +227,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   if (shape.cookie === false) delete shape.cookie
   if (shape.cleanup === false) delete shape.cleanup
   if (typeof shape.routes === 'boolean') delete shape.routes
+  if (typeof shape.nearCache === 'boolean') delete shape.nearCache
   const first = Value.Errors(OptionsSchema, shape).First()
   if (first !== undefined) {
     const path = first.path.slice(1).replace(/\//g, '.') || '(root)'
@@ -228,6 +244,9 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     throw optionError('store', 'must implement the Store interface')
   }
   if (valid.now !== undefined && typeof valid.now !== 'function') throw optionError('now', 'must be a function')
+  if (valid.nearCache !== undefined && valid.nearCache !== false && (valid.redis === undefined || valid.store !== undefined)) {
+    throw optionError('nearCache', 'needs the `redis` option (and no custom `store`)')
+  }
   const onSuspicious = valid.security?.onSuspicious ?? 'flag'
   if (onSuspicious !== 'flag' && onSuspicious !== 'deny' && typeof onSuspicious !== 'function') {
     throw optionError('security.onSuspicious', "must be 'flag', 'deny' or a function (request, report)")
@@ -266,8 +285,10 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   const cleanupOption = valid.cleanup ?? {}
   if (cleanupOption !== false && ms(cleanupOption.interval, 3_600_000) < 1000) throw optionError('cleanup.interval', 'must be at least 1 second')
   const blockAfter = valid.security?.blockAfter ?? false
+  const near = valid.nearCache ?? false
   return {
     raw: valid,
+    nearCache: near === false ? false : near === true ? {} : { maxEntries: near.maxEntries, maxAgeMs: near.maxAge === undefined ? undefined : ms(near.maxAge, 5000) },
     keyPrefix: valid.keyPrefix ?? 'sess:',
     storeTimeoutMs,
     header: (valid.header ?? 'x-session-id').toLowerCase(),

@@ -2,6 +2,8 @@ import { Redis, Cluster } from 'ioredis'
 import { sessionKey, shardKey, tagKey } from '../keys'
 import { FORBIDDEN_KEYS } from '../metadata'
 import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
+import { errors } from '../errors'
+import { NearCache, type NearCacheOptions } from './near-cache'
 import * as scripts from './scripts'
 import type {
   AuditEventType, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
@@ -16,6 +18,11 @@ export interface RedisStoreOptions {
    * @default 'sess:'
    */
   prefix?: string
+  /**
+   * Keep session records in process, invalidated by Redis (CLIENT TRACKING) when they change anywhere: repeat
+   * requests cost no round trip. Standalone or Sentinel Redis only. Off by default; see docs/benchmarks.md.
+   */
+  nearCache?: boolean | NearCacheOptions
 }
 
 type Client = Redis | Cluster
@@ -60,6 +67,8 @@ export class RedisStore implements Store {
   readonly prefix: string
   private readonly ownsClient: boolean
   private config: StoreConfig | null = null
+  /** The near cache, when enabled. */
+  readonly nearCache: NearCache | null
   private readonly tags = new Map<string, { tag: string, expiresAt: number }>()
 
   constructor (options: RedisStoreOptions) {
@@ -71,6 +80,11 @@ export class RedisStore implements Store {
       this.ownsClient = false
     }
     this.prefix = options.prefix ?? 'sess:'
+    const near = options.nearCache ?? false
+    if (near !== false && this.client instanceof Cluster) {
+      throw new errors.INVALID_OPTION('"nearCache": needs a standalone or Sentinel Redis, not a Cluster client')
+    }
+    this.nearCache = near === false ? null : new NearCache(this.client as Redis, near === true ? {} : near)
     for (const [name, lua] of Object.entries(COMMANDS)) {
       this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
     }
@@ -103,7 +117,8 @@ export class RedisStore implements Store {
 
   load (sessionId: string): Promise<LoadResult> {
     // The request path: one GET, no script, no extra promise layer.
-    return this.client.get(sessionKey(this.prefix, sessionId)).then(
+    const key = sessionKey(this.prefix, sessionId)
+    return (this.nearCache === null ? this.client.get(key) : this.nearCache.get(key)).then(
       (record) => parseRecord(sessionId, record),
       (error: unknown) => {
         if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return 'corrupt'
@@ -203,6 +218,7 @@ export class RedisStore implements Store {
   }
 
   async close (): Promise<void> {
+    await this.nearCache?.close()
     if (!this.ownsClient) return
     // QUIT needs a live connection; a client still connecting or reconnecting is simply dropped.
     if (this.client.status === 'ready') await this.client.quit().catch(() => this.client.disconnect())

@@ -1,0 +1,119 @@
+import Fastify from 'fastify'
+import { Cluster, Redis } from 'ioredis'
+import { test, type Test } from 'tap'
+import sessionPlugin from '../lib/index'
+import type { RedisStore } from '../lib/store/redis'
+import { buildApp, BROWSER, login } from './helpers/app'
+import { startRedis, type RedisServer } from './helpers/redis'
+import { commandsProcessed } from './helpers/redis-inspect'
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function client (t: Test, server: RedisServer): Promise<Redis> {
+  const redis = new Redis(server.url)
+  t.teardown(() => redis.quit())
+  return redis
+}
+
+/** Waits until the near cache has set up tracking (connections ready, CLIENT TRACKING on). */
+async function nearCacheReady (store: RedisStore): Promise<void> {
+  for (let n = 0; n < 200 && store.nearCache?.ready !== true; n++) await sleep(10)
+  if (store.nearCache?.ready !== true) throw new Error('the near cache did not get ready')
+}
+
+test('with the near cache, repeat requests cost no Redis command', async (t) => {
+  const server = await startRedis(t)
+  const redis = await client(t, server)
+  const app = await buildApp(t, { redis, nearCache: true })
+  await nearCacheReady(app.sessions.store as RedisStore)
+  const { token } = await login(app, 'alice')
+  const headers = { ...BROWSER, 'x-session-id': token }
+  t.equal((await app.inject({ url: '/orders', headers })).statusCode, 200, 'the first request reads Redis')
+  const before = await commandsProcessed(redis)
+  for (let n = 0; n < 20; n++) t.equal((await app.inject({ url: '/orders', headers })).statusCode, 200)
+  t.equal(await commandsProcessed(redis) - before, 1, 'twenty requests, no command but the INFO')
+})
+
+test('a revocation on another instance reaches the cache within milliseconds', async (t) => {
+  const server = await startRedis(t)
+  const cached = await buildApp(t, { redis: await client(t, server), nearCache: true })
+  const other = await buildApp(t, { redis: await client(t, server) })
+  await nearCacheReady(cached.sessions.store as RedisStore)
+  const delays: number[] = []
+  for (let round = 0; round < 5; round++) {
+    const { token, sessionId } = await login(other, `bob${round}`)
+    const headers = { ...BROWSER, 'x-session-id': token }
+    t.equal((await cached.inject({ url: '/orders', headers })).statusCode, 200)
+    t.equal((await cached.inject({ url: '/orders', headers })).statusCode, 200, 'served from the cache')
+    const revokedAt = performance.now()
+    t.equal(await other.sessions.invalidate(sessionId), true, 'revoked on the other instance')
+    let status = 200
+    while (status === 200 && performance.now() - revokedAt < 2000) {
+      status = (await cached.inject({ url: '/orders', headers })).statusCode
+      if (status === 200) await sleep(1)
+    }
+    t.equal(status, 401, 'the cached instance refuses the revoked token')
+    delays.push(performance.now() - revokedAt)
+  }
+  delays.sort((a, b) => a - b)
+  t.ok((delays[delays.length - 1] as number) < 1000, `revocation delays ${delays.map((d) => d.toFixed(1)).join(', ')} ms`)
+})
+
+test('updates, touches and rotation are seen through the cache', async (t) => {
+  let clock = Date.now()
+  const server = await startRedis(t)
+  const app = await buildApp(t, { redis: await client(t, server), nearCache: true, touchInterval: '1m', now: () => clock })
+  await nearCacheReady(app.sessions.store as RedisStore)
+  const { token, sessionId } = await login(app, 'carol')
+  const headers = { ...BROWSER, 'x-session-id': token }
+  await app.inject({ url: '/orders', headers })
+  t.equal(await app.sessions.update(sessionId, { metadata: { plan: 'pro' } }), true)
+  await sleep(20)
+  t.same((await app.inject({ url: '/orders', headers })).json().metadata, { plan: 'pro' }, 'the update is visible')
+  clock += 61_000
+  t.equal((await app.sessions.get(token))?.lastActivity.getTime(), clock, 'a due touch is written')
+  await sleep(20)
+  t.equal((await app.sessions.get(token, { touch: false }))?.lastActivity.getTime(), clock, 'and read back, not the cached record')
+  const rotated = await app.sessions.rotate(token)
+  await sleep(20)
+  t.equal((await app.inject({ url: '/orders', headers })).statusCode, 401, 'the old token is dead at once')
+  t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': rotated?.token } })).statusCode, 200)
+})
+
+test('a lost invalidation connection empties the cache and nothing stale is served', async (t) => {
+  const server = await startRedis(t)
+  const redis = await client(t, server)
+  const app = await buildApp(t, { redis, nearCache: true })
+  const store = app.sessions.store as RedisStore
+  await nearCacheReady(store)
+  const { token, sessionId } = await login(app, 'dave')
+  const headers = { ...BROWSER, 'x-session-id': token }
+  await app.inject({ url: '/orders', headers })
+  t.equal(store.nearCache?.size, 1)
+  await redis.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  for (let n = 0; n < 100 && store.nearCache?.size !== 0; n++) await sleep(10)
+  t.equal(store.nearCache?.size, 0, 'emptied when the listener dropped')
+  // Revoked while the listener reconnects: whatever the timing, the next request must not be served from memory.
+  await redis.del(`sess:{${sessionId.slice(0, 2)}}:s:${sessionId}`)
+  t.equal((await app.inject({ url: '/orders', headers })).statusCode, 401)
+  await nearCacheReady(store)
+  const again = await login(app, 'dave')
+  await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': again.token } })
+  t.equal(store.nearCache?.size, 1, 'caching again once tracking is set up anew')
+  await redis.flushall()
+  await sleep(50)
+  t.equal(store.nearCache?.size, 0, 'a flush empties it')
+})
+
+test('the near cache is refused where it cannot work', async (t) => {
+  const app = Fastify()
+  app.register(sessionPlugin, { nearCache: true })
+  await t.rejects(async () => { await app.ready() }, /option "nearCache" needs the `redis` option/)
+  await app.close()
+  const cluster = new Cluster([{ host: '127.0.0.1', port: 1 }], { lazyConnect: true })
+  const clustered = Fastify()
+  clustered.register(sessionPlugin, { redis: cluster, nearCache: true })
+  await t.rejects(async () => { await clustered.ready() }, { code: 'FST_SESSION_INVALID_OPTION', message: /nearCache.*Cluster/ })
+  await clustered.close()
+  cluster.disconnect()
+})
