@@ -3,6 +3,7 @@ import path from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { test } from 'tap'
+import { assertDistIsCurrent } from './helpers/dist'
 
 const root = path.join(__dirname, '..')
 const CHROMIUM = '/usr/bin/chromium'
@@ -12,16 +13,6 @@ const SCREENSHOT = path.join(root, 'docs', 'devices.png')
 const LAPTOP_AGENT = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36 Edg/130.0.2849.68'
 const DESKTOP_AGENT = 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36'
 const ACTION_TIMEOUT_MS = 10_000
-
-// The demo imports the package by its name, as a user's app would: that is dist/, which must be current.
-function assertDistIsCurrent (): void {
-  const built = path.join(root, 'dist', 'esm.mjs')
-  const lib = path.join(root, 'lib')
-  const newestSource = Math.max(...fs.readdirSync(lib, { recursive: true, encoding: 'utf8' }).map((file) => fs.statSync(path.join(lib, file)).mtimeMs))
-  if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newestSource) {
-    throw new Error('dist/ is missing or older than lib/: run `npm run build` first (`npm test` and `npm start` do)')
-  }
-}
 
 async function signIn (page: Page, baseUrl: string): Promise<void> {
   await page.goto(`${baseUrl}/login`)

@@ -1,19 +1,8 @@
-import fs from 'node:fs'
-import path from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { test, type Test } from 'tap'
 import { startRedis } from './helpers/redis'
+import { assertDistIsCurrent } from './helpers/dist'
 
-// The demo imports the package by its name, as a user's app would: that is dist/, which must be current.
-const root = path.join(__dirname, '..')
-function assertDistIsCurrent (): void {
-  const built = path.join(root, 'dist', 'esm.mjs')
-  const lib = path.join(root, 'lib')
-  const newestSource = Math.max(...fs.readdirSync(lib, { recursive: true, encoding: 'utf8' }).map((file) => fs.statSync(path.join(lib, file)).mtimeMs))
-  if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newestSource) {
-    throw new Error('dist/ is missing or older than lib/: run `npm run build` first (`npm test` and `npm start` do)')
-  }
-}
 assertDistIsCurrent()
 
 const CHROME_LINUX = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36'

@@ -5,19 +5,9 @@ import type {
   StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
 } from './types'
 
-interface Entry {
-  id: string
-  userId: string
-  tokenHash: string
-  createdAt: number
-  lastActivity: number
-  absoluteDeadline: number
-  ipAddress: string
-  userAgent: string
-  deviceFingerprint: string
-  /** key -> JSON, as the Redis store keeps it. */
+/** A session as kept in process: metadata as key -> JSON, as the Redis store keeps it. */
+interface Entry extends Omit<StoredSession, 'metadata'> {
   metadata: Map<string, string>
-  concurrencyFlags: number
 }
 
 const SWEEP_INTERVAL_MS = 60_000
