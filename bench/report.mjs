@@ -177,8 +177,8 @@ function memorySection (store) {
         `(${sample.auditStreamEntries} entries in that stream), share of the expiry queue ${sample.expiryQueueShare}.`,
     '',
     largest === undefined || largest.sessions >= 1_000_000
-      ? ''
-      : `The largest keyspace measured by default is ${int(largest.sessions)} sessions; \`BENCH_MEMORY_SESSIONS=10000,1000000\` ` +
+      ? 'Bytes per session do not grow with the keyspace (compare the sizes).'
+      : `The largest keyspace measured is ${int(largest.sessions)} sessions; \`BENCH_MEMORY_SESSIONS=10000,1000000\` ` +
         `measures 1,000,000 (about ${fixed(largest.bytesPerSession * 1e6 / 2 ** 30, 1)} GiB of Redis memory and, at ` +
         `${int(largest.createPerSec)} creates/s, ${fixed(1e6 / largest.createPerSec / 60, 1)} minutes of creation per audit setting). ` +
         'Bytes per session do not grow with the keyspace (compare the sizes).'
@@ -377,7 +377,7 @@ export function renderMarkdown (results, profiles, decode = null) {
     '  `bench/results/latest.json`, this page and `bench-reqs.svg` (about 11 minutes with the defaults).',
     '  `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS` (3), `BENCH_VARIANTS` (comma-separated keys: bare, floor,',
     '  ours, oursMemory, oursNearCache, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0` (skip memory, latency',
-    '  and cleanup), `BENCH_MEMORY_SESSIONS` (10000,200000), `BENCH_LATENCY_SIZES` (1000,10000,100000), `BENCH_CLEANUP_SESSIONS` (100000).',
+    '  and cleanup), `BENCH_MEMORY_SESSIONS` (10000,1000000), `BENCH_LATENCY_SIZES` (1000,10000,100000,1000000), `BENCH_CLEANUP_SESSIONS` (100000).',
     '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
     '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',
     '- `node bench/report.mjs`: regenerates this page and the chart from the JSON files without measuring.',

@@ -4,7 +4,7 @@
 //
 // Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3),
 // BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
-// BENCH_MEMORY_SESSIONS (10000,200000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000).
+// BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000).
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs'
@@ -292,8 +292,8 @@ async function main () {
   if (process.env.BENCH_EXTRAS !== '0') {
     results.store = await runStoreMeasurements({
       log,
-      memorySessions: numberList(process.env.BENCH_MEMORY_SESSIONS, '10000,200000'),
-      latencySizes: numberList(process.env.BENCH_LATENCY_SIZES, '1000,10000,100000'),
+      memorySessions: numberList(process.env.BENCH_MEMORY_SESSIONS, '10000,1000000'),
+      latencySizes: numberList(process.env.BENCH_LATENCY_SIZES, '1000,10000,100000,1000000'),
       cleanupSessions: Number(process.env.BENCH_CLEANUP_SESSIONS ?? 100_000),
       headers: BROWSER_HEADERS
     })
