@@ -157,6 +157,10 @@ export class SessionManager extends EventEmitter {
     this.idleTimeoutMs = duration('idleTimeout', options.idleTimeout, 30 * 60_000)
     this.absoluteTimeoutMs = duration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
     this.touchIntervalMs = duration('touchInterval', options.touchInterval, 60_000, true)
+    if (this.touchIntervalMs >= this.idleTimeoutMs) {
+      // A session would expire before its first touch could slide the idle deadline.
+      throw new errors.INVALID_OPTION(`"touchInterval" (${this.touchIntervalMs} ms) must be shorter than "idleTimeout" (${this.idleTimeoutMs} ms)`)
+    }
     this.maxSessionsPerUser = positiveInteger('maxSessionsPerUser', options.maxSessionsPerUser, 5)
     this.maxMetadataBytes = positiveInteger('maxMetadataBytes', options.maxMetadataBytes, 4096, 2)
     const policy = options.limitPolicy ?? 'evict-oldest'
@@ -273,6 +277,7 @@ export class SessionManager extends EventEmitter {
 
   /** Ends one session. With `userId`, only when it belongs to that user (ownership check in the same step). */
   async invalidate (sessionId: string, options: { reason?: string, userId?: string } = {}): Promise<boolean> {
+    if (options.userId !== undefined) validUserId(options.userId)
     if (!isSessionId(sessionId)) return false
     const result = await this.store.invalidate(sessionId, this.now(), 'invalidated',
       JSON.stringify({ reason: clip(options.reason ?? 'logout', MAX_REASON_LENGTH) }), options.userId)

@@ -156,9 +156,13 @@ export class RequestHandler {
   /** Ends the request's session and clears its cookie. */
   async endSession (request: FastifyRequest, reply: FastifyReply, reason: string): Promise<boolean> {
     const session = request.session
-    this.clearCookie(reply)
-    if (session === null) return false
+    if (session === null) {
+      this.clearCookie(reply)
+      return false
+    }
+    // Cleared only once the session is ended: after a store failure (503) the client can still retry the logout.
     const ended = await this.guard(this.manager.invalidate(session.id, { reason }))
+    this.clearCookie(reply)
     request.session = null
     request[kSessionToken] = null
     return ended

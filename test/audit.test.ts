@@ -1,6 +1,6 @@
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { auditKey } from '../lib/keys'
+import { auditKey, tagKey } from '../lib/keys'
 import { SessionManager, type AuditEvent, type SessionManagerOptions } from '../lib/manager'
 import { RedisStore } from '../lib/store/redis'
 import { hashSecret } from '../lib/token'
@@ -215,4 +215,14 @@ test('audit.activity records an activity event at the touch interval and never m
   quiet.clock.offset = 61_000
   t.ok(await quiet.manager.get(other.token))
   t.same((await quiet.manager.auditLog('grace')).map((event) => event.type), ['created'], 'off by default')
+})
+
+test("a user's audit log stays reachable for the whole retention, after every session has ended", async (t) => {
+  const server = await startRedis(t)
+  const { client, manager } = setup(t, server, { absoluteTimeout: '1h', audit: { retention: '7d' } })
+  const { session } = await manager.create('grace')
+  await manager.invalidate(session.id)
+  const ttl = await client.pttl(tagKey(PREFIX, 'grace'))
+  t.ok(ttl > 7 * 86_400_000, `the user's tag key outlives the retention (${Math.round(ttl / 3_600_000)} h)`)
+  t.same((await manager.auditLog('grace')).map((event) => event.type), ['invalidated', 'created'])
 })

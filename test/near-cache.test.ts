@@ -117,3 +117,23 @@ test('the near cache is refused where it cannot work', async (t) => {
   await clustered.close()
   cluster.disconnect()
 })
+
+test('a change made on this instance is never answered from its own cache', async (t) => {
+  const server = await startRedis(t)
+  const redis = await client(t, server)
+  const app = await buildApp(t, { redis, nearCache: true })
+  await nearCacheReady(app.sessions.store as RedisStore)
+  for (let round = 0; round < 20; round++) {
+    const { token } = await login(app, `erin${round}`)
+    const headers = { ...BROWSER, 'x-session-id': token }
+    await app.inject({ url: '/orders', headers })
+    t.equal((await app.inject({ method: 'POST', url: '/logout', headers })).statusCode, 200)
+    // No wait for Redis's invalidation message: the logout itself dropped the record here.
+    t.equal((await app.inject({ url: '/orders', headers })).statusCode, 401, `round ${round}: dead at once`)
+  }
+  const { token } = await login(app, 'frank')
+  await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } })
+  const rotated = await app.sessions.rotate(token)
+  t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } })).statusCode, 401, 'a rotated token at once')
+  t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': rotated?.token } })).statusCode, 200)
+})

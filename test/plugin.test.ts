@@ -343,3 +343,18 @@ test('option errors say what the value must be', async (t) => {
   await t.resolves(async () => { await app.ready() }, 'the defaults (hourly cleanup included) are valid')
   await app.close()
 })
+
+test('a logout the store could not carry out answers 503 and keeps the cookie, so the client can retry', async (t) => {
+  const store = new MemoryStore()
+  const app = await buildApp(t, { store })
+  const { token } = await login(app, 'oscar')
+  const invalidate = store.invalidate.bind(store)
+  store.invalidate = async () => { throw new Error('connection reset') }
+  const failed = await app.inject({ method: 'POST', url: '/logout', cookies: { session_id: token } })
+  t.equal(failed.statusCode, 503)
+  t.equal(failed.cookies.length, 0, 'no Set-Cookie')
+  store.invalidate = invalidate
+  const retried = await app.inject({ method: 'POST', url: '/logout', cookies: { session_id: token } })
+  t.equal(retried.statusCode, 200)
+  t.equal(retried.cookies[0]?.value, '', 'cleared once the session is ended')
+})

@@ -97,6 +97,17 @@ export class NearCache {
     })
   }
 
+  /**
+   * Drops a key this instance has just changed, without waiting for Redis's message: a request that follows the
+   * change on this instance never sees the old record. A read in flight for the key is not cached either.
+   */
+  evict (key: string): void {
+    const fullKey = this.keyPrefix + key
+    this.entries.delete(fullKey)
+    const pending = this.pending.get(fullKey)
+    if (pending !== undefined) pending.isInvalidated = true
+  }
+
   /** Records held (for tests and metrics). */
   get size (): number {
     return this.entries.size

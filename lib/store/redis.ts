@@ -106,7 +106,7 @@ export class RedisStore implements Store {
         input.deviceFingerprint, cached ? '1' : '0', input.auditData, ...metadata)
     }
     const reply = await this.withTag(input.userId, sessionTtl, run)
-    const events = reply === null ? [] : parseEvents(reply[2])
+    const events = reply === null ? [] : this.eventsOf(reply)
     if (reply === null || reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
     const [evicted, record] = reply[1] as [string[], string]
     const session = parseRecord(sessionId, record)
@@ -129,7 +129,7 @@ export class RedisStore implements Store {
   async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {
     const reply = await this.call('touch', tagOf(sessionId), now, sessionId, String(touchIntervalMs), auditData ?? '')
     const status = reply[0] === 'OK' ? 'touched' : reply[0] === 'FRESH' ? 'fresh' : 'gone'
-    return { status, concurrencyFlags: Number(reply[1]) || 0, events: parseEvents(reply[2]) }
+    return { status, concurrencyFlags: Number(reply[1]) || 0, events: this.eventsOf(reply, sessionId) }
   }
 
   async update (input: UpdateInput): Promise<UpdateResult> {
@@ -138,19 +138,19 @@ export class RedisStore implements Store {
       String(input.maxMetadataBytes), input.ipAddress ?? UNCHANGED, input.userAgent ?? UNCHANGED,
       input.deviceFingerprint ?? UNCHANGED, input.auditData, ...metadata)
     const status = reply[0] === 'OK' ? 'ok' : reply[0] === 'TOO_LARGE' ? 'too_large' : 'gone'
-    return { status, events: parseEvents(reply[2]) }
+    return { status, events: this.eventsOf(reply, input.sessionId) }
   }
 
   async invalidate (sessionId: string, now: number, type: 'invalidated' | 'expired', auditData: string, userId?: string): Promise<RemoveResult> {
     const reply = await this.call('invalidate', tagOf(sessionId), now, sessionId, type, auditData, userId ?? '')
-    return { count: reply[0] === 'OK' ? 1 : 0, events: parseEvents(reply[2]) }
+    return { count: reply[0] === 'OK' ? 1 : 0, events: this.eventsOf(reply, sessionId) }
   }
 
   async invalidateAll (userId: string, now: number, exceptSessionId: string | null, auditData: string): Promise<RemoveResult> {
     const reply = await this.withTag(userId, null, (tag, cached) =>
       this.call('invalidateAll', tag, now, userId, exceptSessionId ?? '', auditData, cached ? '1' : '0'))
     if (reply === null) return { count: 0, events: [] }
-    return { count: Number(reply[1]), events: parseEvents(reply[2]) }
+    return { count: Number(reply[1]), events: this.eventsOf(reply) }
   }
 
   async list (userId: string, now: number): Promise<{ sessions: StoredSession[], events: RawAuditEvent[] }> {
@@ -163,17 +163,17 @@ export class RedisStore implements Store {
       const session = parseRecord(flat[n] as string, flat[n + 1] as string)
       if (session !== null && session !== 'corrupt') sessions.push(session)
     }
-    return { sessions, events: parseEvents(reply[2]) }
+    return { sessions, events: this.eventsOf(reply) }
   }
 
   async rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
     const reply = await this.call('rotate', tagOf(sessionId), now, sessionId, oldHash, newHash, auditData)
-    return { ok: reply[0] === 'OK', events: parseEvents(reply[2]) }
+    return { ok: reply[0] === 'OK', events: this.eventsOf(reply, sessionId) }
   }
 
   async discard (sessionId: string, now: number): Promise<RemoveResult> {
     const reply = await this.call('discard', tagOf(sessionId), now, sessionId)
-    return { count: reply[0] === 'OK' ? 1 : 0, events: parseEvents(reply[2]) }
+    return { count: reply[0] === 'OK' ? 1 : 0, events: this.eventsOf(reply, sessionId) }
   }
 
   async recordEvent (event: RawAuditEvent): Promise<void> {
@@ -199,8 +199,9 @@ export class RedisStore implements Store {
   async cleanup (now: number, batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult> {
     const result: CleanupResult = { expired: 0, orphaned: 0 }
     let next = 0
+    const run = { hasFailed: false }
     const worker = async (): Promise<void> => {
-      while (next < ALL_TAGS.length) {
+      while (next < ALL_TAGS.length && !run.hasFailed) {
         const tag = ALL_TAGS[next++] as string
         let examined = batchSize
         while (examined >= batchSize) {
@@ -209,11 +210,17 @@ export class RedisStore implements Store {
           result.expired += Number(counts[0])
           result.orphaned += Number(counts[1])
           examined = Number(counts[2])
-          onEvents(parseEvents(reply[2]))
+          onEvents(this.eventsOf(reply))
         }
       }
     }
-    await Promise.all(Array.from({ length: CLEANUP_CONCURRENCY }, worker))
+    // One failed batch fails the run; the other workers stop, and the run ends only once they have.
+    const outcomes = await Promise.allSettled(Array.from({ length: CLEANUP_CONCURRENCY }, () => worker().catch((error: unknown) => {
+      run.hasFailed = true
+      throw error
+    })))
+    const failure = outcomes.find((outcome) => outcome.status === 'rejected')
+    if (failure !== undefined) throw failure.reason
     return result
   }
 
@@ -223,6 +230,19 @@ export class RedisStore implements Store {
     // QUIT needs a live connection; a client still connecting or reconnecting is simply dropped.
     if (this.client.status === 'ready') await this.client.quit().catch(() => this.client.disconnect())
     else this.client.disconnect()
+  }
+
+  /** Keeps the near cache in step with this instance's own writes (see NearCache.evict). */
+  private forget (sessionIds: Iterable<string>): void {
+    if (this.nearCache === null) return
+    for (const sessionId of sessionIds) this.nearCache.evict(sessionKey(this.prefix, sessionId))
+  }
+
+  /** The audit events of a reply; the sessions they name are dropped from the near cache. */
+  private eventsOf (reply: Reply, ...changed: string[]): RawAuditEvent[] {
+    const events = parseEvents(reply[2])
+    if (this.nearCache !== null) this.forget([...changed, ...events.map((event) => event.sessionId).filter((id) => id !== '')])
+    return events
   }
 
   private call (name: ScriptName, tag: string, now: number, ...args: string[]): Promise<Reply> {
@@ -257,8 +277,9 @@ export class RedisStore implements Store {
       return { tag: cached.tag, cached: true }
     }
     const create = sessionTtl !== null
-    // The tag outlives every session of the user: twice the new session's lifetime, so cached creates stay valid.
-    const ttl = create ? 2 * sessionTtl + TAG_SLACK_MS : 0
+    // The tag outlives every session of the user (twice the new session's lifetime, so cached creates stay valid)
+    // and the user's audit events, which are found through it.
+    const ttl = create ? 2 * sessionTtl + (this.config?.auditRetentionMs ?? 0) + TAG_SLACK_MS : 0
     const command = (this.client as unknown as Record<string, (...args: string[]) => Promise<[string, number] | null>>)[COMMAND_PREFIX + 'tag'] as (...args: string[]) => Promise<[string, number] | null>
     const candidate = ALL_TAGS[Math.floor(Math.random() * ALL_TAGS.length)] as string
     const reply = await command.call(this.client, tagKey(this.prefix, userId), candidate, String(ttl), create ? '1' : '0')
@@ -302,11 +323,12 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
   if (record === null || typeof record !== 'object') return 'corrupt'
   const { u, h, c, l, a, i, g, f, s, m } = record as Record<string, unknown>
   if (typeof u !== 'string' || u === '' || typeof h !== 'string' || h.length !== TOKEN_HASH_LENGTH ||
-    typeof c !== 'number' || typeof l !== 'number' || typeof a !== 'number') {
+    !Number.isFinite(c) || !Number.isFinite(l) || !Number.isFinite(a)) {
     return 'corrupt'
   }
   const metadata: Record<string, unknown> = {}
-  if (m !== undefined) {
+  // cjson cannot tell an empty object from an empty array: the scripts accept both as no metadata.
+  if (m !== undefined && !(Array.isArray(m) && m.length === 0)) {
     if (m === null || typeof m !== 'object' || Array.isArray(m)) return 'corrupt'
     for (const key of Object.keys(m)) {
       const value = (m as Record<string, unknown>)[key]
@@ -322,9 +344,9 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     id: sessionId,
     userId: u,
     tokenHash: h,
-    createdAt: c,
-    lastActivity: l,
-    absoluteDeadline: a,
+    createdAt: c as number,
+    lastActivity: l as number,
+    absoluteDeadline: a as number,
     ipAddress: typeof i === 'string' ? i : '',
     userAgent: typeof g === 'string' ? g : '',
     deviceFingerprint: typeof f === 'string' ? f : '',

@@ -80,7 +80,12 @@ local function readRec(sid)
     (rec.m ~= nil and type(rec.m) ~= 'table') then
     return false
   end
+  -- cjson reads 1e999 as infinity and NaN is not equal to itself: neither is a time.
+  for _, t in ipairs({ rec.c, rec.l, rec.a }) do
+    if t ~= t or t == math.huge or t == -math.huge then return false end
+  end
   if rec.m == nil then rec.m = {} end
+  if rec.m[1] ~= nil then return false end
   -- The same rules as parseRecord in redis.ts: every metadata value is JSON text under an ordinary key.
   for k, v in pairs(rec.m) do
     if type(k) ~= 'string' or FORBIDDEN[k] or type(v) ~= 'string' or not pcall(cjson.decode, v) then return false end
@@ -350,7 +355,7 @@ for k, v in pairs(rec.m) do
   size = size + #k + 3 + #v
   count = count + 1
 end
-if count > 0 then size = size - 1 end
+if count > 1 then size = size + count - 1 end
 if size > tonumber(ARGV[8]) then return { 'TOO_LARGE', '', events } end
 local changed = false
 if ARGV[9] ~= '\\0' then rec.i = ARGV[9]; changed = true end

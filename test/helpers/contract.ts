@@ -181,6 +181,20 @@ export function storeContract (t: Test, target: ContractTarget): void {
     t.equal(({} as Record<string, unknown>).polluted, undefined)
   })
 
+  t.test('the metadata limit is the exact byte length of the merged object as JSON', async (t) => {
+    const exact = { a: 1, bb: 'x', ccc: [1, 2] }
+    const bytes = Buffer.byteLength(JSON.stringify(exact))
+    const m = await manager(t, { maxMetadataBytes: bytes })
+    const { token, session } = await m.create('ursula', { metadata: { a: 1 } })
+    t.equal(await m.update(session.id, { metadata: { bb: 'x', ccc: [1, 2] } }), true, `${bytes} bytes fit a limit of ${bytes}`)
+    t.same((await m.get(token))?.metadata, exact)
+    await t.rejects(m.update(session.id, { metadata: { d: 0 } }), { code: 'FST_SESSION_METADATA_TOO_LARGE' }, 'one key more does not')
+    const tight = await manager(t, { maxMetadataBytes: bytes - 1 })
+    const other = await tight.create('ursula', { metadata: { a: 1 } })
+    await t.rejects(tight.update(other.session.id, { metadata: { bb: 'x', ccc: [1, 2] } }), { code: 'FST_SESSION_METADATA_TOO_LARGE' }, `${bytes} bytes do not fit ${bytes - 1}`)
+    await t.rejects(tight.create('ursula', { metadata: exact }), { code: 'FST_SESSION_METADATA_TOO_LARGE' }, 'nor at creation')
+  })
+
   t.test('invalidateAll ends every session of the user but the one kept, and no one else', async (t) => {
     const m = await manager(t)
     const a = await m.create('judy')
@@ -201,6 +215,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
     const m = await manager(t)
     const a = await m.create('leo')
     t.equal(await m.invalidate(a.session.id, { userId: 'mia' }), false, 'another user cannot end it')
+    await t.rejects(m.invalidate(a.session.id, { userId: '' }), { code: 'FST_SESSION_INVALID_USER_ID' }, 'an empty owner is not "any owner"')
     t.ok(await m.get(a.token))
     t.equal(await m.invalidate(a.session.id, { userId: 'leo' }), true)
     t.equal(await m.invalidate(a.session.id), false, 'already gone')
@@ -294,6 +309,7 @@ export function storeContract (t: Test, target: ContractTarget): void {
     await t.rejects(m.create(42 as never), { code: 'FST_SESSION_INVALID_USER_ID' })
     await t.rejects(m.create('ok', { metadata: [] as never }), { code: 'FST_SESSION_INVALID_METADATA' })
     await t.rejects(m.create('ok', {}, { ttl: -5 }), { code: 'FST_SESSION_INVALID_OPTION' })
+    t.throws(() => new SessionManager({ store: m.store, idleTimeout: '1m', touchInterval: '1m' }), { code: 'FST_SESSION_INVALID_OPTION', message: /touchInterval.*shorter than.*idleTimeout/ })
     await t.rejects(m.list(''), { code: 'FST_SESSION_INVALID_USER_ID' })
     t.same(await m.list('ok'), [])
   })
