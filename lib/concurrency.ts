@@ -53,3 +53,38 @@ export function concurrencyFlags (currentId: string, sessions: readonly Concurre
   }
   return flags
 }
+
+/**
+ * The flags of every session of a user at once, in O(n) (the same result as concurrencyFlags for each): distinct
+ * IPs and user agents are counted once and each session's "others" are the totals minus itself; the others'
+ * creation range comes from the two smallest and two largest creation times. The Lua applyFlags does the same.
+ */
+export function allConcurrencyFlags (sessions: readonly ConcurrencyInput[], rules: ConcurrencyRules): number[] {
+  const ipCount = new Map<string, number>()
+  const agentCount = new Map<string, number>()
+  let low1 = Infinity
+  let low2 = Infinity
+  let high1 = -Infinity
+  let high2 = -Infinity
+  for (const session of sessions) {
+    if (session.ipAddress !== '') ipCount.set(session.ipAddress, (ipCount.get(session.ipAddress) ?? 0) + 1)
+    if (session.userAgent !== '') agentCount.set(session.userAgent, (agentCount.get(session.userAgent) ?? 0) + 1)
+    const c = session.createdAt
+    if (c < low1) { low2 = low1; low1 = c } else if (c < low2) low2 = c
+    if (c > high1) { high2 = high1; high1 = c } else if (c > high2) high2 = c
+  }
+  const others = sessions.length - 1
+  return sessions.map((session) => {
+    const otherIps = ipCount.size - (session.ipAddress !== '' && ipCount.get(session.ipAddress) === 1 ? 1 : 0)
+    const otherAgents = agentCount.size - (session.userAgent !== '' && agentCount.get(session.userAgent) === 1 ? 1 : 0)
+    const minCreated = session.createdAt === low1 ? low2 : low1
+    const maxCreated = session.createdAt === high1 ? high2 : high1
+    let flags = 0
+    if (otherIps > rules.maxDistinctIps) flags |= FLAG_DISTINCT_IPS
+    if (otherAgents > rules.maxDistinctUserAgents) flags |= FLAG_DISTINCT_USER_AGENTS
+    if (rules.rapidCreationWindowMs > 0 && others >= 2 && maxCreated - minCreated <= rules.rapidCreationWindowMs) {
+      flags |= FLAG_RAPID_CREATION
+    }
+    return flags
+  })
+}

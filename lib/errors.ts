@@ -15,5 +15,7 @@ export const errors = {
   INVALID_METADATA: createError('FST_SESSION_INVALID_METADATA', 'Invalid session metadata: %s', 400),
   METADATA_TOO_LARGE: createError('FST_SESSION_METADATA_TOO_LARGE', 'Session metadata would exceed %s bytes serialized: store less or raise maxMetadataBytes', 400),
   INVALID_ARGUMENT: createError('FST_SESSION_INVALID_ARGUMENT', 'Invalid argument: %s', 400),
-  INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: invalid option %s', 500)
+  INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: invalid option %s', 500),
+  INVALID_OWNER: createError('FST_SESSION_INVALID_OWNER', 'The owner (userId) was given but is not a non-empty string: pass the owner\'s user id, or leave the key out to mean any owner', 400),
+  CONFLICT: createError('FST_SESSION_CONFLICT', 'The session changed since revision %s: read it again and retry', 409)
 }

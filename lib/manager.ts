@@ -2,9 +2,12 @@ import { EventEmitter } from 'node:events'
 import { concurrencyFlags, flagReasons, type ConcurrencyReason } from './concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
-import { serializeMetadata } from './metadata'
+import { warningLogger, type SessionLogger } from './logger'
+import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, MAX_METADATA_KEYS_CEILING, serializeMetadata } from './metadata'
 import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
-import type { AuditEventType, ConcurrencyRules, RawAuditEvent, Store, StoredSession } from './store/types'
+import { sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from './store/types'
+
+export type { SessionLogger } from './logger'
 
 /**
  * Extend this interface to type `session.metadata`:
@@ -20,10 +23,36 @@ export interface Session {
   lastActivity: Date
   /** The earlier of the idle and the absolute deadline. */
   expiresAt: Date
+  /** Creation + the session's absolute lifetime (`ttl`): it ends then however active it is. */
+  absoluteDeadline: Date
+  /** The session's idle timeout (its own `idleTimeout`, else the manager's). */
+  idleTimeoutMs: number
+  /** Moved by every update of the session's metadata or attributes; pass it as `ifRevision` to update safely. */
+  revision: number
   ipAddress: string
   userAgent: string
   deviceFingerprint: string
   metadata: SessionMetadata & Record<string, unknown>
+}
+
+export interface CreateOptions {
+  /** Absolute lifetime of this session (milliseconds or a duration string, at most 400 days). @default absoluteTimeout */
+  ttl?: number | string
+  /** Idle timeout of this session (at most its `ttl`, longer than `touchInterval`). @default idleTimeout */
+  idleTimeout?: number | string
+  /**
+   * Public id of the device's previous session: ended in the same atomic step as the create when it lives on the
+   * same shard (audited 'invalidated', reason 'new_login'), right after it otherwise; only if it is live. A create
+   * that is refused (limit, invalid input) leaves it alone.
+   */
+  replace?: string
+}
+
+export interface UpdateOptions {
+  /** Only update when the session's revision is still this one; else FST_SESSION_CONFLICT (409). */
+  ifRevision?: number
+  /** Only update a session of this user (when the key is present it must be a non-empty string). */
+  userId?: string
 }
 
 export interface SessionData {
@@ -73,6 +102,13 @@ export interface SessionManagerOptions {
   limitPolicy?: 'evict-oldest' | 'deny'
   /** Serialized size limit of a session's metadata. @default 4096 */
   maxMetadataBytes?: number
+  /** Most top-level keys a session's metadata may hold (1 to 1024). @default 64 */
+  maxMetadataKeys?: number
+  /**
+   * Where the manager reports what it isolates or repairs: a listener that threw, damaged data removed, a best
+   * effort clean-up that failed. A Fastify / pino logger fits. @default process warnings (process.emitWarning)
+   */
+  logger?: SessionLogger
   security?: SecurityThresholds
   audit?: {
     /** How long audit events are kept; 0 turns the audit log off. @default '7d' */
@@ -95,6 +131,8 @@ const MAX_IP_LENGTH = 64
 const MAX_USER_AGENT_LENGTH = 512
 const MAX_FINGERPRINT_LENGTH = 512
 const MAX_REASON_LENGTH = 256
+/** Longest per-session lifetime (`ttl`): 400 days, the longest cookie lifetime browsers honour. */
+const MAX_SESSION_TTL_MS = 400 * 86_400_000
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const CONTROL = /[\u0000-\u001f\u007f]/
 
@@ -115,18 +153,40 @@ function positiveInteger (name: string, value: unknown, fallback: number, min = 
   return value
 }
 
-/** Cuts untrusted request-derived strings to a bounded size instead of refusing the login. */
-function clip (value: unknown, max: number): string {
+/**
+ * Cuts untrusted request-derived strings to a bounded size instead of refusing the login (never between the two
+ * halves of a surrogate pair). A string with a lone surrogate cannot reach Redis unchanged: it is refused.
+ */
+function clip (value: unknown, max: number, name = 'a string'): string {
   if (typeof value !== 'string') return ''
+  if (!isWellFormed(value)) throw new errors.INVALID_ARGUMENT(`${name} holds a lone UTF-16 surrogate`)
   // eslint-disable-next-line no-control-regex -- strip control characters from header-derived text
-  return value.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, max)
+  let clipped = value.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, max)
+  const last = clipped.charCodeAt(clipped.length - 1)
+  if (last >= 0xd800 && last <= 0xdbff) clipped = clipped.slice(0, -1)
+  return clipped
 }
 
 function validUserId (userId: unknown): string {
-  if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH || CONTROL.test(userId)) {
+  if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH || CONTROL.test(userId) ||
+    !isWellFormed(userId)) {
     throw new errors.INVALID_USER_ID()
   }
   return userId
+}
+
+/** The owner of an options object: absent key = any owner; a present key must be a valid user id. */
+function ownerOf (options: object): string | undefined {
+  if (!('userId' in options)) return undefined
+  const userId = (options as { userId?: unknown }).userId
+  if (typeof userId !== 'string' || userId === '') throw new errors.INVALID_OWNER()
+  return validUserId(userId)
+}
+
+function optionsObject<T extends object> (options: T | undefined, name: string): T {
+  if (options === undefined) return {} as T
+  if (options === null || typeof options !== 'object') throw new errors.INVALID_ARGUMENT(`${name} must be an object`)
+  return options
 }
 
 /**
@@ -143,6 +203,8 @@ export class SessionManager extends EventEmitter {
   readonly maxSessionsPerUser: number
   readonly limitPolicy: 'evict-oldest' | 'deny'
   readonly maxMetadataBytes: number
+  readonly maxMetadataKeys: number
+  readonly logger: SessionLogger
   readonly rules: ConcurrencyRules
   readonly auditRetentionMs: number
   readonly auditActivity: boolean
@@ -163,6 +225,11 @@ export class SessionManager extends EventEmitter {
     }
     this.maxSessionsPerUser = positiveInteger('maxSessionsPerUser', options.maxSessionsPerUser, 5)
     this.maxMetadataBytes = positiveInteger('maxMetadataBytes', options.maxMetadataBytes, 4096, 2)
+    this.maxMetadataKeys = positiveInteger('maxMetadataKeys', options.maxMetadataKeys, DEFAULT_MAX_METADATA_KEYS)
+    if (this.maxMetadataKeys > MAX_METADATA_KEYS_CEILING) {
+      throw new errors.INVALID_OPTION(`"maxMetadataKeys": expected an integer from 1 to ${MAX_METADATA_KEYS_CEILING}, got ${this.maxMetadataKeys}`)
+    }
+    this.logger = options.logger ?? warningLogger
     const policy = options.limitPolicy ?? 'evict-oldest'
     if (policy !== 'evict-oldest' && policy !== 'deny') {
       throw new errors.INVALID_OPTION(`"limitPolicy": expected 'evict-oldest' or 'deny', got ${JSON.stringify(policy)}`)
@@ -182,18 +249,28 @@ export class SessionManager extends EventEmitter {
 
   /**
    * Starts a session. At the limit, the least recently active sessions are evicted in the same atomic step
-   * (`evict-oldest`) or the call fails with FST_SESSION_LIMIT_REACHED (`deny`).
+   * (`evict-oldest`) or the call fails with FST_SESSION_LIMIT_REACHED (`deny`). Everything (user id, metadata,
+   * timeouts, `replace`) is validated before anything is written; see CreateOptions for `replace`.
    */
-  async create (userId: string, data: SessionData = {}, options: { ttl?: number | string } = {}): Promise<{ token: string, session: Session, evicted: string[] }> {
+  async create (userId: string, data: SessionData = {}, options: CreateOptions = {}): Promise<{ token: string, session: Session, evicted: string[], replaced: boolean }> {
     validUserId(userId)
     if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('data must be an object')
-    const ttl = duration('ttl', options.ttl, this.absoluteTimeoutMs)
-    const { entries, bytes } = serializeMetadata(data.metadata ?? {}, false)
+    const { ttl: ttlOption, idleTimeout, replace } = optionsObject(options, 'the create options')
+    const ttl = duration('ttl', ttlOption, this.absoluteTimeoutMs)
+    if (ttl > MAX_SESSION_TTL_MS) throw new errors.INVALID_OPTION(`"ttl": at most 400 days, got ${ttl} ms`)
+    const idleTimeoutMs = duration('idleTimeout', idleTimeout, this.idleTimeoutMs)
+    if (idleTimeout !== undefined && idleTimeoutMs > ttl) throw new errors.INVALID_OPTION(`"idleTimeout" (${idleTimeoutMs} ms) must not exceed the session's "ttl" (${ttl} ms)`)
+    if (idleTimeoutMs <= this.touchIntervalMs) {
+      throw new errors.INVALID_OPTION(`"idleTimeout" (${idleTimeoutMs} ms) must be longer than "touchInterval" (${this.touchIntervalMs} ms)`)
+    }
+    if (replace !== undefined && !isSessionId(replace)) throw new errors.INVALID_ARGUMENT('replace must be a session id')
+    const { entries, bytes } = serializeMetadata(data.metadata ?? {}, false, this.maxMetadataKeys)
     if (bytes > this.maxMetadataBytes) throw new errors.METADATA_TOO_LARGE(this.maxMetadataBytes)
+    const ipAddress = clip(data.ipAddress, MAX_IP_LENGTH, 'ipAddress')
+    const userAgent = clip(data.userAgent, MAX_USER_AGENT_LENGTH, 'userAgent')
+    const deviceFingerprint = clip(data.deviceFingerprint, MAX_FINGERPRINT_LENGTH, 'deviceFingerprint')
     const secret = newSecret()
     const now = this.now()
-    const ipAddress = clip(data.ipAddress, MAX_IP_LENGTH)
-    const userAgent = clip(data.userAgent, MAX_USER_AGENT_LENGTH)
     const result = await this.store.create({
       userId,
       tokenHash: hashSecret(secret),
@@ -203,13 +280,15 @@ export class SessionManager extends EventEmitter {
       policy: this.limitPolicy,
       ipAddress,
       userAgent,
-      deviceFingerprint: clip(data.deviceFingerprint, MAX_FINGERPRINT_LENGTH),
+      deviceFingerprint,
       metadata: entries as Record<string, string>,
-      auditData: JSON.stringify({ ip: ipAddress, userAgent })
+      auditData: JSON.stringify({ ip: ipAddress, userAgent }),
+      ...(idleTimeoutMs === this.idleTimeoutMs ? {} : { idleTimeoutMs }),
+      ...(replace === undefined ? {} : { replace: { sessionId: replace, auditData: '{"reason":"new_login"}' } })
     })
     this.emitEvents(result.events)
     if (!result.ok) throw new errors.LIMIT_REACHED(this.maxSessionsPerUser)
-    return { token: formatToken(result.session.id, secret), session: this.toSession(result.session), evicted: result.evicted }
+    return { token: formatToken(result.session.id, secret), session: this.toSession(result.session), evicted: result.evicted, replaced: result.replaced }
   }
 
   /** The session a token opens, or null. A malformed token costs no store call. */
@@ -225,13 +304,14 @@ export class SessionManager extends EventEmitter {
     const stored = await this.store.load(parsed.sessionId)
     if (stored === null) return null
     if (stored === 'corrupt') {
-      this.emitEvents((await this.store.discard(parsed.sessionId, this.now())).events)
+      // Damaged data is no session: removing it is best effort and never fails the request.
+      await this.bestEffort('discard', parsed.sessionId, async () => await this.store.discard(parsed.sessionId, this.now()))
       return null
     }
     if (!secretMatches(parsed.secret, stored.tokenHash)) return null
     const now = this.now()
     if (this.deadline(stored) <= now) {
-      this.emitEvents((await this.store.invalidate(stored.id, now, 'expired', '{"reason":"timeout"}')).events)
+      await this.bestEffort('expire', stored.id, async () => await this.store.invalidate(stored.id, now, 'expired', '{"reason":"timeout"}'))
       return null
     }
     let flags = stored.concurrencyFlags
@@ -254,33 +334,50 @@ export class SessionManager extends EventEmitter {
 
   /**
    * Shallow-merges metadata (a `null` value removes a key) and replaces the request attributes given.
-   * Other fields are ignored. Returns false when the session does not exist.
+   * Other fields are ignored. Returns false when the session does not exist (or, with `userId`, is another
+   * user's). With `ifRevision`, rejects with FST_SESSION_CONFLICT (409) when the session changed since that
+   * revision: read it again and retry. Every update moves `revision` by one.
    */
-  async update (sessionId: string, patch: SessionData): Promise<boolean> {
+  async update (sessionId: string, patch: SessionData, options: UpdateOptions = {}): Promise<boolean> {
+    const checked = optionsObject(options, 'the update options')
+    const userId = ownerOf(checked)
+    const ifRevision = checked.ifRevision
+    if (ifRevision !== undefined && !(Number.isSafeInteger(ifRevision) && ifRevision >= 0)) {
+      throw new errors.INVALID_ARGUMENT('ifRevision must be a non-negative integer')
+    }
     if (!isSessionId(sessionId)) return false
     if (patch === null || typeof patch !== 'object') throw new errors.INVALID_ARGUMENT('the update must be an object')
-    const { entries } = serializeMetadata(patch.metadata ?? {}, true)
+    const { entries } = serializeMetadata(patch.metadata ?? {}, true, this.maxMetadataKeys)
     const result = await this.store.update({
       sessionId,
       now: this.now(),
-      ipAddress: patch.ipAddress === undefined ? undefined : clip(patch.ipAddress, MAX_IP_LENGTH),
-      userAgent: patch.userAgent === undefined ? undefined : clip(patch.userAgent, MAX_USER_AGENT_LENGTH),
-      deviceFingerprint: patch.deviceFingerprint === undefined ? undefined : clip(patch.deviceFingerprint, MAX_FINGERPRINT_LENGTH),
+      ipAddress: patch.ipAddress === undefined ? undefined : clip(patch.ipAddress, MAX_IP_LENGTH, 'ipAddress'),
+      userAgent: patch.userAgent === undefined ? undefined : clip(patch.userAgent, MAX_USER_AGENT_LENGTH, 'userAgent'),
+      deviceFingerprint: patch.deviceFingerprint === undefined ? undefined : clip(patch.deviceFingerprint, MAX_FINGERPRINT_LENGTH, 'deviceFingerprint'),
       metadata: entries,
       maxMetadataBytes: this.maxMetadataBytes,
-      auditData: JSON.stringify({ fields: Object.keys(patch).filter((key) => ['metadata', 'ipAddress', 'userAgent', 'deviceFingerprint'].includes(key)) })
+      maxMetadataKeys: this.maxMetadataKeys,
+      auditData: JSON.stringify({ fields: Object.keys(patch).filter((key) => ['metadata', 'ipAddress', 'userAgent', 'deviceFingerprint'].includes(key)) }),
+      ...(ifRevision === undefined ? {} : { ifRevision }),
+      ...(userId === undefined ? {} : { userId })
     })
     this.emitEvents(result.events)
     if (result.status === 'too_large') throw new errors.METADATA_TOO_LARGE(this.maxMetadataBytes)
+    if (result.status === 'too_many_keys') throw new errors.INVALID_METADATA(`at most ${this.maxMetadataKeys} keys are allowed (maxMetadataKeys)`)
+    if (result.status === 'conflict') throw new errors.CONFLICT(ifRevision)
     return result.status === 'ok'
   }
 
-  /** Ends one session. With `userId`, only when it belongs to that user (ownership check in the same step). */
+  /**
+   * Ends one session, whatever its record holds. With `userId`, only when it belongs to that user (ownership
+   * check in the same step; when the key is present it must be a non-empty string).
+   */
   async invalidate (sessionId: string, options: { reason?: string, userId?: string } = {}): Promise<boolean> {
-    if (options.userId !== undefined) validUserId(options.userId)
+    const checked = optionsObject(options, 'the invalidate options')
+    const userId = ownerOf(checked)
     if (!isSessionId(sessionId)) return false
     const result = await this.store.invalidate(sessionId, this.now(), 'invalidated',
-      JSON.stringify({ reason: clip(options.reason ?? 'logout', MAX_REASON_LENGTH) }), options.userId)
+      JSON.stringify({ reason: clip(checked.reason ?? 'logout', MAX_REASON_LENGTH, 'reason') }), userId)
     this.emitEvents(result.events)
     return result.count === 1
   }
@@ -372,7 +469,52 @@ export class SessionManager extends EventEmitter {
   }
 
   private deadline (stored: StoredSession): number {
-    return Math.min(stored.lastActivity + this.idleTimeoutMs, stored.absoluteDeadline)
+    return sessionDeadline(stored, this.idleTimeoutMs)
+  }
+
+  /**
+   * Emits to each listener in isolation: a listener that throws (or rejects) is logged once with the event's name
+   * and changes nothing else: the other listeners still run and the operation that emitted goes on.
+   */
+  override emit (event: string | symbol, ...args: unknown[]): boolean {
+    const listeners = this.rawListeners(event)
+    if (listeners.length === 0) {
+      // EventEmitter throws an 'error' event nobody listens to: here it is only logged.
+      if (event === 'error') this.reportListenerError(event, args[0], 'no listener')
+      return false
+    }
+    for (const listener of listeners) {
+      try {
+        const returned: unknown = (listener as (...values: unknown[]) => unknown).apply(this, args)
+        if (returned instanceof Promise) returned.catch((error: unknown) => this.reportListenerError(event, error, listener.name))
+      } catch (error) {
+        this.reportListenerError(event, error, listener.name)
+      }
+    }
+    return true
+  }
+
+  private reportListenerError (event: string | symbol, error: unknown, listener: string): void {
+    try {
+      this.logger.error({ err: error, event: String(event), listener: listener === '' ? '(anonymous)' : listener },
+        `fastify-distributed-session: a listener of the '${String(event)}' event threw; the operation went on`)
+    } catch {
+      // A throwing logger cannot be reported anywhere else.
+    }
+  }
+
+  /** A clean-up a request does not depend on: its failure is logged (and emitted as 'storeError'), never thrown. */
+  private async bestEffort (operation: string, sessionId: string, run: () => Promise<{ events: RawAuditEvent[] }>): Promise<void> {
+    try {
+      this.emitEvents((await run()).events)
+    } catch (error) {
+      try {
+        this.logger.warn({ err: error, operation, sessionId }, 'fastify-distributed-session: a best-effort clean-up failed; the request went on')
+      } catch {
+        // See reportListenerError.
+      }
+      this.emit('storeError', error)
+    }
   }
 
   private toSession (stored: StoredSession): Session {
@@ -382,6 +524,9 @@ export class SessionManager extends EventEmitter {
       createdAt: new Date(stored.createdAt),
       lastActivity: new Date(stored.lastActivity),
       expiresAt: new Date(this.deadline(stored)),
+      absoluteDeadline: new Date(stored.absoluteDeadline),
+      idleTimeoutMs: stored.idleTimeoutMs ?? this.idleTimeoutMs,
+      revision: stored.revision,
       ipAddress: stored.ipAddress,
       userAgent: stored.userAgent,
       deviceFingerprint: stored.deviceFingerprint,
@@ -391,6 +536,15 @@ export class SessionManager extends EventEmitter {
 
   private emitEvents (events: RawAuditEvent[]): void {
     if (events.length === 0) return
+    for (const raw of events) {
+      if (raw.type === 'corrupt') {
+        try {
+          this.logger.warn({ userId: raw.userId, sessionId: raw.sessionId, data: raw.data }, 'fastify-distributed-session: damaged data in the store was removed or repaired')
+        } catch {
+          // See reportListenerError.
+        }
+      }
+    }
     const wantsAudit = this.listenerCount('audit') > 0
     const wantsSecurity = this.listenerCount('security') > 0
     if (!wantsAudit && !wantsSecurity) return

@@ -1,9 +1,10 @@
-import { concurrencyFlags } from '../concurrency'
+import { allConcurrencyFlags } from '../concurrency'
 import { randomId, SESSION_ID_LENGTH } from '../token'
 import type {
   AuditEventType, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
   StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
 } from './types'
+import { sessionDeadline } from './types'
 
 /** A session as kept in process: metadata as key -> JSON, as the Redis store keeps it. */
 interface Entry extends Omit<StoredSession, 'metadata'> {
@@ -36,10 +37,19 @@ export class MemoryStore implements Store {
   async create (input: CreateInput): Promise<CreateResult> {
     const events: RawAuditEvent[] = []
     this.maybeSweep(input.now, events)
-    const live = this.liveSessions(input.userId, input.now, events)
+    let live = this.liveSessions(input.userId, input.now, events)
+    // The device's previous session, when live, is not counted against the limit and ends in this same step.
+    const previous = input.replace === undefined ? undefined : this.sessions.get(input.replace.sessionId)
+    const replaced = previous !== undefined && !this.isExpired(previous, input.now) ? previous : undefined
+    const counted = replaced !== undefined && replaced.userId === input.userId ? live.length - 1 : live.length
+    if (counted >= input.maxSessions && input.policy === 'deny') return { ok: false, reason: 'limit', events }
+    if (replaced !== undefined && input.replace !== undefined) {
+      this.remove(replaced, 'invalidated', input.replace.auditData, input.now, events)
+      if (replaced.userId === input.userId) live = live.filter((entry) => entry !== replaced)
+      else this.applyFlags(this.liveSessions(replaced.userId, input.now, events))
+    }
     const evicted: string[] = []
     if (live.length >= input.maxSessions) {
-      if (input.policy === 'deny') return { ok: false, reason: 'limit', events }
       live.sort((a, b) => a.lastActivity - b.lastActivity)
       for (const entry of live.splice(0, live.length - input.maxSessions + 1)) {
         this.remove(entry, 'evicted', reason('limit'), input.now, events)
@@ -57,7 +67,9 @@ export class MemoryStore implements Store {
       userAgent: input.userAgent,
       deviceFingerprint: input.deviceFingerprint,
       metadata: new Map(Object.entries(input.metadata)),
-      concurrencyFlags: 0
+      concurrencyFlags: 0,
+      revision: 0,
+      ...(input.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: input.idleTimeoutMs })
     }
     this.sessions.set(entry.id, entry)
     let index = this.users.get(input.userId)
@@ -69,7 +81,7 @@ export class MemoryStore implements Store {
     live.push(entry)
     this.applyFlags(live)
     this.audit(input.userId, entry.id, 'created', input.auditData, input.now, events)
-    return { ok: true, session: snapshot(entry), evicted, events }
+    return { ok: true, session: snapshot(entry), evicted, events, replaced: replaced !== undefined }
   }
 
   async load (sessionId: string): Promise<LoadResult> {
@@ -96,11 +108,12 @@ export class MemoryStore implements Store {
   async update (input: UpdateInput): Promise<UpdateResult> {
     const events: RawAuditEvent[] = []
     const entry = this.sessions.get(input.sessionId)
-    if (entry === undefined) return { status: 'gone', events }
+    if (entry === undefined || (input.userId !== undefined && entry.userId !== input.userId)) return { status: 'gone', events }
     if (this.isExpired(entry, input.now)) {
       this.remove(entry, 'expired', reason('timeout'), input.now, events)
       return { status: 'gone', events }
     }
+    if (input.ifRevision !== undefined && entry.revision !== input.ifRevision) return { status: 'conflict', events }
     const merged = new Map(entry.metadata)
     for (const [key, value] of Object.entries(input.metadata)) {
       if (value === null) merged.delete(key)
@@ -110,14 +123,16 @@ export class MemoryStore implements Store {
     for (const [key, value] of merged) bytes += Buffer.byteLength(key) + 3 + Buffer.byteLength(value)
     if (merged.size > 1) bytes += merged.size - 1
     if (bytes > input.maxMetadataBytes) return { status: 'too_large', events }
+    if (merged.size > input.maxMetadataKeys) return { status: 'too_many_keys', events }
     entry.metadata = merged
+    entry.revision++
     let changed = false
     if (input.ipAddress !== undefined) { entry.ipAddress = input.ipAddress; changed = true }
     if (input.userAgent !== undefined) { entry.userAgent = input.userAgent; changed = true }
     if (input.deviceFingerprint !== undefined) entry.deviceFingerprint = input.deviceFingerprint
     if (changed) this.applyFlags(this.liveSessions(entry.userId, input.now, events))
     this.audit(entry.userId, entry.id, 'updated', input.auditData, input.now, events)
-    return { status: 'ok', events }
+    return { status: 'ok', revision: entry.revision, events }
   }
 
   async invalidate (sessionId: string, now: number, type: 'invalidated' | 'expired', auditData: string, userId?: string): Promise<RemoveResult> {
@@ -204,7 +219,7 @@ export class MemoryStore implements Store {
   }
 
   private isExpired (entry: Entry, now: number): boolean {
-    return Math.min(entry.lastActivity + this.settings.idleTimeoutMs, entry.absoluteDeadline) <= now
+    return sessionDeadline(entry, this.settings.idleTimeoutMs) <= now
   }
 
   /** The user's live sessions; removes the expired ones. */
@@ -221,7 +236,8 @@ export class MemoryStore implements Store {
   }
 
   private applyFlags (live: Entry[]): void {
-    for (const entry of live) entry.concurrencyFlags = concurrencyFlags(entry.id, live, this.settings.rules)
+    const flags = allConcurrencyFlags(live, this.settings.rules)
+    live.forEach((entry, index) => { entry.concurrencyFlags = flags[index] as number })
   }
 
   private remove (entry: Entry, type: AuditEventType, data: string, now: number, events: RawAuditEvent[]): void {
@@ -294,6 +310,8 @@ function snapshot (entry: Entry): StoredSession {
     userAgent: entry.userAgent,
     deviceFingerprint: entry.deviceFingerprint,
     metadata,
-    concurrencyFlags: entry.concurrencyFlags
+    concurrencyFlags: entry.concurrencyFlags,
+    revision: entry.revision,
+    ...(entry.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: entry.idleTimeoutMs })
   }
 }

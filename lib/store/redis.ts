@@ -1,6 +1,7 @@
 import { Redis, Cluster } from 'ioredis'
 import { sessionKey, shardKey, tagKey } from '../keys'
-import { FORBIDDEN_KEYS } from '../metadata'
+import { rateLimited, warningLogger, type SessionLogger } from '../logger'
+import { FORBIDDEN_KEYS, isWellFormed } from '../metadata'
 import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
 import { errors } from '../errors'
 import { NearCache, type NearCacheOptions } from './near-cache'
@@ -23,6 +24,11 @@ export interface RedisStoreOptions {
    * requests cost no round trip. Standalone or Sentinel Redis only. Off by default; see docs/benchmarks.md.
    */
   nearCache?: boolean | NearCacheOptions
+  /**
+   * Where the store reports what it repairs and, for a client it created from a URL, connection errors (at most
+   * one line per 10 s, with the number left out). @default process warnings
+   */
+  logger?: SessionLogger
 }
 
 type Client = Redis | Cluster
@@ -70,10 +76,14 @@ export class RedisStore implements Store {
   /** The near cache, when enabled. */
   readonly nearCache: NearCache | null
   private readonly tags = new Map<string, { tag: string, expiresAt: number }>()
+  private readonly logger: SessionLogger
 
   constructor (options: RedisStoreOptions) {
+    this.logger = options.logger ?? warningLogger
     if (typeof options.client === 'string') {
       this.client = new Redis(options.client, { maxRetriesPerRequest: 1 })
+      // Without a listener ioredis prints "Unhandled error event" with a stack on every failed retry.
+      this.client.on('error', rateLimited(this.logger, 'fastify-distributed-session: Redis connection error'))
       this.ownsClient = true
     } else {
       this.client = options.client
@@ -97,22 +107,36 @@ export class RedisStore implements Store {
 
   async create (input: CreateInput): Promise<CreateResult> {
     const sessionTtl = input.absoluteDeadline - input.now
-    const metadata = Object.entries(input.metadata).flat()
+    const metadata = JSON.stringify(input.metadata)
+    const replace = input.replace
     let sessionId = ''
+    let isReplacedHere = false
     const run = (tag: string, cached: boolean): Promise<Reply> => {
       sessionId = tag + randomId(SESSION_ID_LENGTH - TAG_LENGTH)
+      // The previous session ends inside CREATE when it lives on the same shard (one slot, one atomic step).
+      isReplacedHere = replace !== undefined && tagOf(replace.sessionId) === tag
       return this.call('create', tag, input.now, sessionId, input.userId, input.tokenHash,
         String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, input.userAgent,
-        input.deviceFingerprint, cached ? '1' : '0', input.auditData, ...metadata)
+        input.deviceFingerprint, cached ? '1' : '0', input.auditData,
+        input.idleTimeoutMs === undefined ? '' : String(input.idleTimeoutMs),
+        isReplacedHere ? (replace as { sessionId: string }).sessionId : '', replace?.auditData ?? '', metadata)
     }
     const reply = await this.withTag(input.userId, sessionTtl, run)
-    const events = reply === null ? [] : this.eventsOf(reply)
+    const events = reply === null ? [] : this.eventsOf(reply, ...(isReplacedHere && replace !== undefined ? [replace.sessionId] : []))
     if (reply === null || reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
-    const [evicted, record] = reply[1] as [string[], string]
+    const [evicted, record, replacedFlag] = reply[1] as [string[], string, string]
     const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the hash it has just written */
     if (session === null || session === 'corrupt') throw new Error('fastify-distributed-session: create returned no session')
-    return { ok: true, session, evicted, events }
+    let replaced = replacedFlag === '1'
+    if (replace !== undefined && !isReplacedHere) {
+      // Another shard (the previous session is another user's): it ends in a second step, after the login
+      // succeeded, so a refused login never signs the device out.
+      const removed = await this.invalidate(replace.sessionId, input.now, 'invalidated', replace.auditData)
+      for (const event of removed.events) events.push(event)
+      replaced = removed.count === 1
+    }
+    return { ok: true, session, evicted, events, replaced }
   }
 
   load (sessionId: string): Promise<LoadResult> {
@@ -133,12 +157,17 @@ export class RedisStore implements Store {
   }
 
   async update (input: UpdateInput): Promise<UpdateResult> {
-    const metadata = Object.entries(input.metadata).flatMap(([key, value]) => [key, value ?? ''])
+    // One JSON argument: cjson reads it in the script; a deleted key is `false`.
+    const patch: Record<string, string | false> = {}
+    for (const key of Object.keys(input.metadata)) patch[key] = input.metadata[key] ?? false
     const reply = await this.call('update', tagOf(input.sessionId), input.now, input.sessionId,
       String(input.maxMetadataBytes), input.ipAddress ?? UNCHANGED, input.userAgent ?? UNCHANGED,
-      input.deviceFingerprint ?? UNCHANGED, input.auditData, ...metadata)
-    const status = reply[0] === 'OK' ? 'ok' : reply[0] === 'TOO_LARGE' ? 'too_large' : 'gone'
-    return { status, events: this.eventsOf(reply, input.sessionId) }
+      input.deviceFingerprint ?? UNCHANGED, input.auditData, input.ifRevision === undefined ? '' : String(input.ifRevision),
+      input.userId ?? '', String(input.maxMetadataKeys), JSON.stringify(patch))
+    const events = this.eventsOf(reply, input.sessionId)
+    if (reply[0] === 'OK') return { status: 'ok', revision: Number(reply[1]), events }
+    const status = reply[0] === 'TOO_LARGE' ? 'too_large' : reply[0] === 'TOO_MANY_KEYS' ? 'too_many_keys' : reply[0] === 'CONFLICT' ? 'conflict' : 'gone'
+    return { status, events }
   }
 
   async invalidate (sessionId: string, now: number, type: 'invalidated' | 'expired', auditData: string, userId?: string): Promise<RemoveResult> {
@@ -280,11 +309,16 @@ export class RedisStore implements Store {
     // The tag outlives every session of the user (twice the new session's lifetime, so cached creates stay valid)
     // and the user's audit events, which are found through it.
     const ttl = create ? 2 * sessionTtl + (this.config?.auditRetentionMs ?? 0) + TAG_SLACK_MS : 0
-    const command = (this.client as unknown as Record<string, (...args: string[]) => Promise<[string, number] | null>>)[COMMAND_PREFIX + 'tag'] as (...args: string[]) => Promise<[string, number] | null>
+    const command = (this.client as unknown as Record<string, (...args: string[]) => Promise<[string, number, number]>>)[COMMAND_PREFIX + 'tag'] as (...args: string[]) => Promise<[string, number, number]>
     const candidate = ALL_TAGS[Math.floor(Math.random() * ALL_TAGS.length)] as string
-    const reply = await command.call(this.client, tagKey(this.prefix, userId), candidate, String(ttl), create ? '1' : '0')
-    if (reply === null) return null
-    const [tag, pttl] = reply
+    const [tag, pttl, repaired] = await command.call(this.client, tagKey(this.prefix, userId), candidate, String(ttl), create ? '1' : '0')
+    if (Number(repaired) === 1) {
+      // The user's tag key held something else and was replaced: sessions filed under a lost tag still work by
+      // token and expire, but are no longer listed for the user. Logged and audited on the user's (new) shard.
+      this.logger.warn({ userId, key: 'tag' }, 'fastify-distributed-session: a damaged user tag key was replaced')
+      if (tag !== '') await this.call('record', tag, Date.now(), userId, '', 'corrupt', '{"reason":"tag_key"}')
+    }
+    if (tag === '') return null
     if (this.tags.size >= TAG_CACHE_SIZE) this.tags.delete(this.tags.keys().next().value as string)
     this.tags.set(userId, { tag, expiresAt: Date.now() + Number(pttl) })
     return { tag, cached: false }
@@ -311,7 +345,31 @@ function parseEvents (flat: unknown[]): RawAuditEvent[] {
 
 const TOKEN_HASH_LENGTH = 43
 
-/** Validates a stored record; anything that is not exactly a session is 'corrupt'. */
+/** A lone surrogate escaped in JSON text (cjson refuses it; JSON.parse accepts it). */
+const ESCAPED_SURROGATE = /\\u[dD][89a-fA-F]/
+
+/** Whether every string and key in a parsed JSON value is well-formed UTF-16 (iterative: no recursion depth). */
+function isWellFormedValue (root: unknown): boolean {
+  const stack: unknown[] = [root]
+  while (stack.length > 0) {
+    const value = stack.pop()
+    if (typeof value === 'string') {
+      if (!isWellFormed(value)) return false
+    } else if (value !== null && typeof value === 'object') {
+      for (const key of Object.keys(value)) {
+        if (!isWellFormed(key)) return false
+        stack.push((value as Record<string, unknown>)[key])
+      }
+    }
+  }
+  return true
+}
+
+/**
+ * Validates a stored record; anything that is not exactly a session is 'corrupt'. The same rules as the scripts'
+ * readRec (store/scripts.ts): a record one side refuses is refused by both, so a logout never reports a session
+ * ended that the request path still opens.
+ */
 export function parseRecord (sessionId: string, raw: string | null): LoadResult {
   if (raw === null) return null
   let record: unknown
@@ -321,11 +379,15 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     return 'corrupt'
   }
   if (record === null || typeof record !== 'object') return 'corrupt'
-  const { u, h, c, l, a, i, g, f, s, m } = record as Record<string, unknown>
+  const { u, h, c, l, a, i, g, f, s, m, r, d } = record as Record<string, unknown>
   if (typeof u !== 'string' || u === '' || typeof h !== 'string' || h.length !== TOKEN_HASH_LENGTH ||
-    !Number.isFinite(c) || !Number.isFinite(l) || !Number.isFinite(a)) {
+    !Number.isFinite(c) || !Number.isFinite(l) || !Number.isFinite(a) ||
+    (r !== undefined && !(Number.isSafeInteger(r) && (r as number) >= 0)) ||
+    (d !== undefined && !(Number.isSafeInteger(d) && (d as number) > 0))) {
     return 'corrupt'
   }
+  // Every string of the record must survive cjson: one lone surrogate anywhere fails the whole record in Lua.
+  if (ESCAPED_SURROGATE.test(raw) && !isWellFormedValue(record)) return 'corrupt'
   const metadata: Record<string, unknown> = {}
   // cjson cannot tell an empty object from an empty array: the scripts accept both as no metadata.
   if (m !== undefined && !(Array.isArray(m) && m.length === 0)) {
@@ -338,6 +400,7 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
       } catch {
         return 'corrupt'
       }
+      if (ESCAPED_SURROGATE.test(value) && !isWellFormedValue(metadata[key])) return 'corrupt'
     }
   }
   return {
@@ -351,6 +414,8 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     userAgent: typeof g === 'string' ? g : '',
     deviceFingerprint: typeof f === 'string' ? f : '',
     metadata,
-    concurrencyFlags: typeof s === 'number' ? s : 0
+    concurrencyFlags: typeof s === 'number' ? s : 0,
+    revision: r === undefined ? 0 : r as number,
+    ...(d === undefined ? {} : { idleTimeoutMs: d as number })
   }
 }

@@ -38,6 +38,7 @@ local HASH_LEN = 43
 local FORBIDDEN = { __proto__ = true, constructor = true, prototype = true }
 local events = {}
 local serverNow = nil
+local isAuditKeyChecked = false
 
 local function skey(sid) return base .. 's:' .. sid end
 local function ukey(uid) return base .. 'u:' .. uid end
@@ -50,6 +51,15 @@ local function audit(uid, sid, kind, data)
   events[n + 4] = ARGV[1]
   events[n + 5] = data
   if retention > 0 then
+    if not isAuditKeyChecked then
+      -- A stream key of another type would fail every write of the shard: it is replaced, and that is audited.
+      isAuditKeyChecked = true
+      local found = redis.call('TYPE', akey)['ok']
+      if found ~= 'stream' and found ~= 'none' then
+        redis.call('DEL', akey)
+        audit('', '', 'corrupt', '{"reason":"audit_key"}')
+      end
+    end
     if not serverNow then
       local t = redis.call('TIME')
       serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -62,14 +72,25 @@ end
 
 local function reason(r) return '{"reason":"' .. r .. '"}' end
 
--- The deadline of a session: the earlier of the idle and the absolute deadline.
+-- The deadline of a session: the earlier of the idle deadline (the session's own idle timeout \`d\` when it has
+-- one, else the store's) and the absolute deadline. The same rule as sessionDeadline in store/types.ts.
 local function deadline(rec)
-  local d = rec.l + idle
+  local d = rec.l + (rec.d or idle)
   if rec.a < d then d = rec.a end
   return d
 end
 
--- A session record: the decoded table, nil when there is no key, false when the key holds no valid record.
+local MAX_SAFE = 9007199254740991
+-- A positive (or, with zero allowed, non-negative) integer no larger than Number.MAX_SAFE_INTEGER.
+local function isCount(v, allowZero)
+  if type(v) ~= 'number' or v ~= v or v ~= math.floor(v) or v > MAX_SAFE then return false end
+  if allowZero then return v >= 0 end
+  return v > 0
+end
+
+-- A session record: the decoded table (and the stored text), nil when there is no key, false when the key holds
+-- no valid record. The same rules as parseRecord in redis.ts; cjson refuses lone surrogates, which parseRecord
+-- checks for explicitly.
 local function readRec(sid)
   local raw = redis.pcall('GET', skey(sid))
   if not raw then return nil end
@@ -84,6 +105,7 @@ local function readRec(sid)
   for _, t in ipairs({ rec.c, rec.l, rec.a }) do
     if t ~= t or t == math.huge or t == -math.huge then return false end
   end
+  if (rec.d ~= nil and not isCount(rec.d, false)) or (rec.r ~= nil and not isCount(rec.r, true)) then return false end
   if rec.m == nil then rec.m = {} end
   if rec.m[1] ~= nil then return false end
   -- The same rules as parseRecord in redis.ts: every metadata value is JSON text under an ordinary key.
@@ -94,7 +116,7 @@ local function readRec(sid)
   if type(rec.g) ~= 'string' then rec.g = '' end
   if type(rec.f) ~= 'string' then rec.f = '' end
   if type(rec.s) ~= 'number' then rec.s = 0 end
-  return rec
+  return rec, raw
 end
 
 local function encode(rec)
@@ -105,7 +127,9 @@ local function encode(rec)
 end
 
 local function writeRec(sid, rec)
-  redis.call('SET', skey(sid), encode(rec), 'KEEPTTL')
+  local json = encode(rec)
+  redis.call('SET', skey(sid), json, 'KEEPTTL')
+  return json
 end
 
 -- A glob pattern matching \`s\` literally (for ZSCAN MATCH).
@@ -163,6 +187,36 @@ local function removeSession(sid, uid, kind, data)
   audit(uid, sid, kind, data)
 end
 
+-- Who owns whatever is stored under a session key: the record's \`u\` when its outer JSON reads at all, else the
+-- shard's expiry queue, which names the owner of every session it holds.
+local function ownerOf(sid)
+  local raw = redis.pcall('GET', skey(sid))
+  if type(raw) == 'string' then
+    local ok, partial = pcall(cjson.decode, raw)
+    if ok and type(partial) == 'table' and type(partial.u) == 'string' and partial.u ~= '' then return partial.u end
+  end
+  for _, entry in ipairs(queueMembers(globEscape(sid) .. '*')) do
+    if entry.sid == sid and entry.uid ~= '' then return entry.uid end
+  end
+  return nil
+end
+
+-- Removes a session key holding no valid record (whatever it holds), with its index and queue entries, and audits
+-- it as \`kind\`. Returns the owner, or nil when nothing names one.
+local function dropCorrupt(sid, kind, data)
+  local uid = ownerOf(sid)
+  redis.call('DEL', skey(sid))
+  for _, entry in ipairs(queueMembers(globEscape(sid) .. '*')) do
+    if entry.sid == sid then redis.call('ZREM', xkey, sid .. entry.uid) end
+  end
+  if uid then
+    ensureIndex(uid)
+    redis.call('ZREM', ukey(uid), sid)
+    audit(uid, sid, kind, data)
+  end
+  return uid
+end
+
 -- A PEXPIRE that only ever extends.
 local function extendTtl(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
@@ -175,7 +229,7 @@ local function loadLive(uid)
   local sids = redis.call('ZRANGE', u, 0, -1)
   local live = {}
   for _, sid in ipairs(sids) do
-    local rec = readRec(sid)
+    local rec, raw = readRec(sid)
     if rec == nil then
       removeSession(sid, uid, 'expired', reason('timeout'))
     elseif rec == false then
@@ -185,35 +239,57 @@ local function loadLive(uid)
     elseif deadline(rec) <= now then
       removeSession(sid, uid, 'expired', reason('timeout'))
     else
-      live[#live + 1] = { sid = sid, rec = rec }
+      live[#live + 1] = { sid = sid, rec = rec, raw = raw }
     end
   end
   return live
 end
 
--- Concurrency rules, evaluated for each session against the user's other sessions (mirrors concurrency.ts).
+-- Concurrency rules, evaluated for each session against the user's other sessions (mirrors concurrency.ts,
+-- allConcurrencyFlags). O(n): distinct IPs and user agents are counted once, and each session's "others" are the
+-- totals minus itself; the others' creation range comes from the two smallest and two largest creation times.
+-- A record is rewritten only when its flags change (entry.raw then holds the new text).
 local function applyFlags(live)
-  for _, cur in ipairs(live) do
-    local ips, nIps, uas, nUas, others = {}, 0, {}, 0, 0
-    local minC, maxC = nil, nil
-    for _, o in ipairs(live) do
-      if o.sid ~= cur.sid then
-        local r = o.rec
-        others = others + 1
-        if r.i ~= '' and not ips[r.i] then ips[r.i] = true; nIps = nIps + 1 end
-        if r.g ~= '' and not uas[r.g] then uas[r.g] = true; nUas = nUas + 1 end
-        if not minC or r.c < minC then minC = r.c end
-        if not maxC or r.c > maxC then maxC = r.c end
-      end
+  local ipCount, uaCount, nIps, nUas = {}, {}, 0, 0
+  local low1, low2, high1, high2 = math.huge, math.huge, -math.huge, -math.huge
+  for _, entry in ipairs(live) do
+    local r = entry.rec
+    if r.i ~= '' then
+      if ipCount[r.i] then ipCount[r.i] = ipCount[r.i] + 1 else ipCount[r.i] = 1; nIps = nIps + 1 end
     end
+    if r.g ~= '' then
+      if uaCount[r.g] then uaCount[r.g] = uaCount[r.g] + 1 else uaCount[r.g] = 1; nUas = nUas + 1 end
+    end
+    if r.c < low1 then low2 = low1; low1 = r.c elseif r.c < low2 then low2 = r.c end
+    if r.c > high1 then high2 = high1; high1 = r.c elseif r.c > high2 then high2 = r.c end
+  end
+  local others = #live - 1
+  for _, cur in ipairs(live) do
+    local r = cur.rec
+    local otherIps, otherUas = nIps, nUas
+    if r.i ~= '' and ipCount[r.i] == 1 then otherIps = otherIps - 1 end
+    if r.g ~= '' and uaCount[r.g] == 1 then otherUas = otherUas - 1 end
+    local minC, maxC = low1, high1
+    if r.c == low1 then minC = low2 end
+    if r.c == high1 then maxC = high2 end
     local bits = 0
-    if nIps > maxIps then bits = bits + 1 end
-    if nUas > maxUas then bits = bits + 2 end
+    if otherIps > maxIps then bits = bits + 1 end
+    if otherUas > maxUas then bits = bits + 2 end
     if rapid > 0 and others >= 2 and maxC - minC <= rapid then bits = bits + 4 end
     if cur.rec.s ~= bits then
       cur.rec.s = bits
-      writeRec(cur.sid, cur.rec)
+      cur.raw = writeRec(cur.sid, cur.rec)
     end
+  end
+end
+
+-- A shard expiry queue of another type would fail every script of the shard: it is deleted (the sessions it
+-- listed still expire by their keys' TTLs, and their users' scripts drop them), and that is audited.
+local function ensureQueue()
+  local found = redis.call('TYPE', xkey)['ok']
+  if found ~= 'zset' and found ~= 'none' then
+    redis.call('DEL', xkey)
+    audit('', '', 'corrupt', reason('queue'))
   end
 end
 
@@ -251,6 +327,8 @@ local function sweep(limit)
   for uid, _ in pairs(users) do applyFlags(loadLive(uid)) end
   return expired, orphaned, #due
 end
+
+ensureQueue()
 `
 
 function script (body: string): string {
@@ -260,20 +338,52 @@ function script (body: string): string {
 /**
  * create: ARGV[7] sid, [8] uid, [9] token hash, [10] absolute deadline, [11] max sessions,
  * [12] policy ('evict-oldest' | 'deny'), [13] ip, [14] user agent, [15] fingerprint, [16] '1' when the
- * tag came from a cache and must be confirmed by an existing index, [17] audit data, [18..] metadata pairs
- * (key, JSON text).
- * -> { 'OK', { evicted sids, record } } | { 'LIMIT' } | { 'STALE' }
+ * tag came from a cache and must be confirmed by an existing index, [17] audit data, [18] the session's idle
+ * timeout (ms) or '' for the store's, [19] the id of a session to end in the same step ('' for none; only sent when
+ * it is on this shard), [20] its audit data, [21] metadata as one JSON object (key -> JSON text).
+ * The limit is checked (with the replaced session not counted) before anything is written.
+ * -> { 'OK', { evicted sids, record, '1' when the replaced session was ended } } | { 'LIMIT' } | { 'STALE' }
  */
 export const CREATE = script(`
-local sid, uid = ARGV[7], ARGV[8]
+local sid, uid, replace = ARGV[7], ARGV[8], ARGV[19]
 local u = ukey(uid)
 if ARGV[16] == '1' and redis.call('EXISTS', u) == 0 then return { 'STALE', {}, events } end
 sweep(16)
 local live = loadLive(uid)
+local replaced = nil
+if replace ~= '' then
+  replaced = readRec(replace)
+  if replaced and deadline(replaced) <= now then replaced = nil end
+end
+local counted = #live
+if replaced and replaced.u == uid then
+  for _, entry in ipairs(live) do
+    if entry.sid == replace then counted = counted - 1 end
+  end
+end
 local max = tonumber(ARGV[11])
+if counted >= max and ARGV[12] == 'deny' then return { 'LIMIT', {}, events } end
+-- The previous session of the device ends in this step: a login never leaves it behind, a refused one keeps it.
+local hasReplaced = '0'
+if replaced ~= nil then
+  if replaced == false then
+    dropCorrupt(replace, 'invalidated', ARGV[20])
+  else
+    removeSession(replace, replaced.u, 'invalidated', ARGV[20])
+    if replaced.u == uid then
+      local kept = {}
+      for _, entry in ipairs(live) do
+        if entry.sid ~= replace then kept[#kept + 1] = entry end
+      end
+      live = kept
+    else
+      applyFlags(loadLive(replaced.u))
+    end
+  end
+  hasReplaced = '1'
+end
 local evicted = {}
 if #live >= max then
-  if ARGV[12] == 'deny' then return { 'LIMIT', {}, events } end
   local excess = #live - max + 1
   local kept = {}
   for n, entry in ipairs(live) do
@@ -287,9 +397,9 @@ if #live >= max then
   live = kept
 end
 local abs = tonumber(ARGV[10])
-local meta = {}
-for n = 18, #ARGV, 2 do meta[ARGV[n]] = ARGV[n + 1] end
+local meta = cjson.decode(ARGV[21])
 local rec = { u = uid, h = ARGV[9], c = now, l = now, a = abs, i = ARGV[13], g = ARGV[14], f = ARGV[15], s = 0, m = meta }
+if ARGV[18] ~= '' then rec.d = tonumber(ARGV[18]) end
 local d = deadline(rec)
 redis.call('SET', skey(sid), encode(rec), 'PX', d - now)
 redis.call('ZADD', u, now, sid)
@@ -298,7 +408,7 @@ redis.call('ZADD', xkey, d, sid .. uid)
 live[#live + 1] = { sid = sid, rec = rec }
 applyFlags(live)
 audit(uid, sid, 'created', ARGV[17])
-return { 'OK', { evicted, encode(rec) }, events }
+return { 'OK', { evicted, encode(rec), hasReplaced }, events }
 `)
 
 /**
@@ -334,21 +444,24 @@ return { 'OK', flags, events }
 
 /**
  * update: ARGV[7] sid, [8] max metadata bytes, [9] ip or '\\0' (unchanged), [10] user agent or '\\0',
- * [11] fingerprint or '\\0', [12] audit data, [13..] metadata pairs (key, JSON text or '' to delete).
- * The metadata size is the byte length of the merged object serialized as JSON; it is checked before any write.
- * -> { 'OK' | 'GONE' | 'TOO_LARGE' }
+ * [11] fingerprint or '\\0', [12] audit data, [13] expected revision or '' (any), [14] owner uid or '' (any),
+ * [15] max metadata keys, [16] metadata patch as one JSON object (key -> JSON text, or false to delete).
+ * The metadata size is the byte length of the merged object serialized as JSON; it, the key count, the owner and
+ * the revision are checked before any write. Every update moves the revision \`r\` by one.
+ * -> { 'OK', revision } | { 'GONE' | 'TOO_LARGE' | 'TOO_MANY_KEYS' | 'CONFLICT' }
  */
 export const UPDATE = script(`
 local sid = ARGV[7]
 local rec = readRec(sid)
-if not rec then return { 'GONE', '', events } end
+if not rec or (ARGV[14] ~= '' and ARGV[14] ~= rec.u) then return { 'GONE', '', events } end
 local uid = rec.u
 if deadline(rec) <= now then
   removeSession(sid, uid, 'expired', reason('timeout'))
   return { 'GONE', '', events }
 end
-for n = 13, #ARGV, 2 do
-  if ARGV[n + 1] == '' then rec.m[ARGV[n]] = nil else rec.m[ARGV[n]] = ARGV[n + 1] end
+if ARGV[13] ~= '' and (rec.r or 0) ~= tonumber(ARGV[13]) then return { 'CONFLICT', tostring(rec.r or 0), events } end
+for k, v in pairs(cjson.decode(ARGV[16])) do
+  if v == false then rec.m[k] = nil else rec.m[k] = v end
 end
 local size, count = 2, 0
 for k, v in pairs(rec.m) do
@@ -357,25 +470,36 @@ for k, v in pairs(rec.m) do
 end
 if count > 1 then size = size + count - 1 end
 if size > tonumber(ARGV[8]) then return { 'TOO_LARGE', '', events } end
+if count > tonumber(ARGV[15]) then return { 'TOO_MANY_KEYS', '', events } end
 local changed = false
 if ARGV[9] ~= '\\0' then rec.i = ARGV[9]; changed = true end
 if ARGV[10] ~= '\\0' then rec.g = ARGV[10]; changed = true end
 if ARGV[11] ~= '\\0' then rec.f = ARGV[11] end
+rec.r = (rec.r or 0) + 1
 writeRec(sid, rec)
 if changed then applyFlags(loadLive(uid)) end
 audit(uid, sid, 'updated', ARGV[12])
-return { 'OK', '', events }
+return { 'OK', tostring(rec.r), events }
 `)
 
 /**
  * invalidate: ARGV[7] sid, [8] audit type ('invalidated' | 'expired'), [9] audit data,
  * [10] owner uid or '' (any owner). An 'expired' call only removes a session whose deadline has passed.
+ * A key that holds no valid record is removed whatever it holds (unless its known owner is another user): a
+ * logout that answers 'OK' leaves nothing any reader could take for the session.
  * -> { 'OK' | 'GONE', uid }
  */
 export const INVALIDATE = script(`
-local sid = ARGV[7]
+local sid, owner = ARGV[7], ARGV[10]
 local rec = readRec(sid)
-if not rec or (ARGV[10] ~= '' and ARGV[10] ~= rec.u) then return { 'GONE', '', events } end
+if rec == false then
+  local found = ownerOf(sid)
+  if owner ~= '' and found ~= nil and found ~= owner then return { 'GONE', '', events } end
+  local uid = dropCorrupt(sid, ARGV[8], ARGV[9])
+  if uid then applyFlags(loadLive(uid)) end
+  return { 'OK', uid or '', events }
+end
+if not rec or (owner ~= '' and owner ~= rec.u) then return { 'GONE', '', events } end
 if ARGV[8] == 'expired' and deadline(rec) > now then return { 'GONE', '', events } end
 local uid = rec.u
 removeSession(sid, uid, ARGV[8], ARGV[9])
@@ -418,7 +542,7 @@ applyFlags(live)
 local out = {}
 for n = #live, 1, -1 do
   out[#out + 1] = live[n].sid
-  out[#out + 1] = encode(live[n].rec)
+  out[#out + 1] = live[n].raw
 end
 return { 'OK', out, events }
 `)
@@ -444,27 +568,8 @@ return { 'OK', '', events }
 export const DISCARD = script(`
 local sid = ARGV[7]
 local rec = readRec(sid)
-if rec == nil then return { 'GONE', '', events } end
-if rec then return { 'GONE', '', events } end
-local raw = redis.pcall('GET', skey(sid))
-local uid = nil
-if type(raw) == 'string' then
-  local ok, partial = pcall(cjson.decode, raw)
-  if ok and type(partial) == 'table' and type(partial.u) == 'string' and partial.u ~= '' then uid = partial.u end
-end
--- No readable owner in the key: the shard's expiry queue names it.
-if not uid then
-  for _, entry in ipairs(queueMembers(globEscape(sid) .. '*')) do
-    if entry.sid == sid and entry.uid ~= '' then uid = entry.uid end
-  end
-end
-redis.call('DEL', skey(sid))
-if uid then
-  ensureIndex(uid)
-  redis.call('ZREM', ukey(uid), sid)
-  redis.call('ZREM', xkey, sid .. uid)
-  audit(uid, sid, 'corrupt', reason('malformed'))
-end
+if rec ~= false then return { 'GONE', '', events } end
+dropCorrupt(sid, 'corrupt', reason('malformed'))
 return { 'OK', '', events }
 `)
 
@@ -521,16 +626,24 @@ return { 'OK', { expired, orphaned, examined }, events }
 /**
  * resolveTag, the only script outside a shard's slot. KEYS[1] = Pt:<uid>; ARGV[1] candidate tag,
  * ARGV[2] minimum TTL (ms), ARGV[3] '1' to create when missing (and extend the TTL).
- * -> { tag, pttl } | false
+ * A key that is not a string holding a tag (damaged by hand or by another program) is replaced; the third element
+ * of the reply is then 1, so the store can audit it.
+ * -> { tag, pttl, repaired } | { '', 0, repaired } when the user has no tag
  */
 export const RESOLVE_TAG = `
-local cur = redis.call('GET', KEYS[1])
+local cur = redis.pcall('GET', KEYS[1])
+local repaired = 0
+if type(cur) == 'table' or (cur and not string.match(cur, '^[%w_%-][%w_%-]$')) then
+  redis.call('DEL', KEYS[1])
+  cur = false
+  repaired = 1
+end
 local ttl = tonumber(ARGV[2])
 if not cur then
-  if ARGV[3] ~= '1' then return false end
+  if ARGV[3] ~= '1' then return { '', 0, repaired } end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-  return { ARGV[1], ttl }
+  return { ARGV[1], ttl, repaired }
 end
 if ARGV[3] == '1' and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return { cur, redis.call('PTTL', KEYS[1]) }
+return { cur, redis.call('PTTL', KEYS[1]), repaired }
 `

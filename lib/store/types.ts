@@ -19,6 +19,18 @@ export interface StoredSession {
   metadata: Record<string, unknown>
   /** Bit set of concurrency rules that fire for this session (see security.ts), kept up to date by the store. */
   concurrencyFlags: number
+  /** Moved by one by every update of the session's metadata or attributes (record field `r`; 0 when absent). */
+  revision: number
+  /** The session's own idle timeout (record field `d`); undefined: the store's `idleTimeoutMs`. */
+  idleTimeoutMs?: number
+}
+
+/**
+ * The deadline of a session: the earlier of its idle deadline (its own idle timeout, else the default) and its
+ * absolute deadline. The Lua \`deadline()\` in store/scripts.ts applies the same rule.
+ */
+export function sessionDeadline (session: Pick<StoredSession, 'lastActivity' | 'absoluteDeadline' | 'idleTimeoutMs'>, defaultIdleTimeoutMs: number): number {
+  return Math.min(session.lastActivity + (session.idleTimeoutMs ?? defaultIdleTimeoutMs), session.absoluteDeadline)
 }
 
 /** Thresholds of the concurrent-session rules; the store applies them whenever a user's sessions change. */
@@ -69,10 +81,17 @@ export interface CreateInput {
   /** Serialized values, key -> JSON. */
   metadata: Record<string, string>
   auditData: string
+  /** The session's own idle timeout; undefined: the store's. */
+  idleTimeoutMs?: number
+  /**
+   * A session to end in the same step (the device's previous session), when it is live; the limit is checked
+   * without it and before it is ended.
+   */
+  replace?: { sessionId: string, auditData: string }
 }
 
 export type CreateResult =
-  | { ok: true, session: StoredSession, evicted: string[], events: RawAuditEvent[] }
+  | { ok: true, session: StoredSession, evicted: string[], events: RawAuditEvent[], replaced: boolean }
   | { ok: false, reason: 'limit', events: RawAuditEvent[] }
 
 export interface UpdateInput {
@@ -84,12 +103,18 @@ export interface UpdateInput {
   /** key -> JSON value, or null to delete the key (shallow merge). */
   metadata: Record<string, string | null>
   maxMetadataBytes: number
+  /** Most keys the merged metadata may hold. */
+  maxMetadataKeys: number
   auditData: string
+  /** Only when the session's revision is still this one (else `conflict`). */
+  ifRevision?: number
+  /** Only when the session belongs to this user (else `gone`). */
+  userId?: string
 }
 
 export type UpdateResult =
-  | { status: 'ok', events: RawAuditEvent[] }
-  | { status: 'gone' | 'too_large', events: RawAuditEvent[] }
+  | { status: 'ok', revision: number, events: RawAuditEvent[] }
+  | { status: 'gone' | 'too_large' | 'too_many_keys' | 'conflict', events: RawAuditEvent[] }
 
 export interface TouchResult {
   /** `touched`: written now; `fresh`: another writer touched it within the interval; `gone`: no session. */
