@@ -314,6 +314,167 @@ export function storeContract (t: Test, target: ContractTarget): void {
     t.same(await m.list('ok'), [])
   })
 
+  t.test('every owner argument that is present must be a non-empty string: update and invalidate refuse it with FST_SESSION_INVALID_OWNER', async (t) => {
+    const m = await manager(t)
+    const { token, session } = await m.create('olive', { metadata: { n: 1 } })
+    for (const bad of [undefined, null, '', 0, 42, {}, []]) {
+      await t.rejects(m.invalidate(session.id, { userId: bad } as never), { code: 'FST_SESSION_INVALID_OWNER', statusCode: 400 }, `invalidate with userId ${JSON.stringify(bad)}`)
+      await t.rejects(m.update(session.id, { metadata: { n: 2 } }, { userId: bad } as never), { code: 'FST_SESSION_INVALID_OWNER', statusCode: 400 }, `update with userId ${JSON.stringify(bad)}`)
+    }
+    t.same((await m.get(token))?.metadata, { n: 1 }, 'no refused call changed the session')
+    t.equal(await m.update(session.id, { metadata: { n: 3 } }, { userId: 'mallory' }), false, "another user's update does nothing")
+    t.equal(await m.update(session.id, { metadata: { n: 4 } }, { userId: 'olive' }), true, "the owner's update applies")
+    t.same((await m.get(token))?.metadata, { n: 4 })
+    t.equal(await m.invalidate(session.id, { userId: 'olive' }), true)
+  })
+
+  t.test('every update moves the revision; ifRevision refuses a stale write with 409 FST_SESSION_CONFLICT', async (t) => {
+    const m = await manager(t)
+    const { token, session } = await m.create('rex', { metadata: { cart: [] } })
+    t.equal(session.revision, 0, 'a new session is at revision 0')
+    t.equal(await m.update(session.id, { metadata: { cart: ['a'] } }, { ifRevision: 0 }), true)
+    t.equal((await m.get(token))?.revision, 1)
+    await t.rejects(m.update(session.id, { metadata: { cart: ['b'] } }, { ifRevision: 0 }), { code: 'FST_SESSION_CONFLICT', statusCode: 409 })
+    t.same((await m.get(token))?.metadata, { cart: ['a'] }, 'the stale write wrote nothing')
+    t.equal(await m.update(session.id, { userAgent: 'UA/2' }), true, 'an attribute change moves it too')
+    t.equal((await m.get(token))?.revision, 2)
+    await t.rejects(m.update(session.id, {}, { ifRevision: -1 }), { code: 'FST_SESSION_INVALID_ARGUMENT' })
+    await t.rejects(m.update(session.id, {}, { ifRevision: 1.5 }), { code: 'FST_SESSION_INVALID_ARGUMENT' })
+  })
+
+  t.test('50 concurrent "add to cart" updates that retry on conflict keep all 50 items', async (t) => {
+    const m = await manager(t, { maxMetadataBytes: 8192 })
+    const { token, session } = await m.create('cart', { metadata: { cart: [] } })
+    let conflicts = 0
+    await Promise.all(Array.from({ length: 50 }, async (_, item) => {
+      for (;;) {
+        const current = await m.get(token, { touch: false })
+        const cart = (current?.metadata.cart ?? []) as number[]
+        try {
+          await m.update(session.id, { metadata: { cart: [...cart, item] } }, { ifRevision: current?.revision })
+          return
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'FST_SESSION_CONFLICT') throw error
+          conflicts++
+        }
+      }
+    }))
+    const final = await m.get(token)
+    t.same(((final?.metadata.cart ?? []) as number[]).slice().sort((a, b) => a - b), Array.from({ length: 50 }, (_, n) => n), 'every item is in the cart')
+    t.equal(final?.revision, 50)
+    t.ok(conflicts >= 0, `${conflicts} conflicts were retried`)
+  })
+
+  t.test('per-session ttl and idleTimeout set the session\'s own deadlines (remember-me), within documented bounds', async (t) => {
+    const m = await manager(t, { idleTimeout: '30m', absoluteTimeout: '24h', touchInterval: '1m' })
+    const { token, session } = await m.create('remy', {}, { ttl: '30d', idleTimeout: '7d' })
+    t.equal(session.idleTimeoutMs, 7 * 86_400_000)
+    t.equal(session.absoluteDeadline.getTime(), clock + 30 * 86_400_000)
+    t.equal(session.expiresAt.getTime(), clock + 7 * 86_400_000)
+    clock += 6 * 86_400_000
+    t.ok(await m.get(token), 'alive after six idle days (the default idle timeout is 30 minutes)')
+    clock += 6 * 86_400_000
+    t.ok(await m.get(token), 'the touch slid its own idle deadline')
+    clock += 8 * 86_400_000
+    t.equal(await m.get(token), null, 'idle for 8 days: expired')
+    const plain = await m.create('remy')
+    t.equal(plain.session.idleTimeoutMs, 30 * MINUTE, 'without options: the manager\'s timeouts')
+    t.equal(plain.session.absoluteDeadline.getTime(), clock + 24 * 3_600_000)
+    const short = await m.create('remy', {}, { ttl: '10m' })
+    t.equal(short.session.expiresAt.getTime(), clock + 10 * MINUTE, 'a ttl shorter than the idle timeout caps it')
+    await t.rejects(m.create('remy', {}, { ttl: '1h', idleTimeout: '2h' }), { code: 'FST_SESSION_INVALID_OPTION', message: /idleTimeout.*ttl/ })
+    await t.rejects(m.create('remy', {}, { ttl: '401d' }), { code: 'FST_SESSION_INVALID_OPTION', message: /400 days/ })
+    await t.rejects(m.create('remy', {}, { idleTimeout: '30s' }), { code: 'FST_SESSION_INVALID_OPTION', message: /touchInterval/ })
+    await t.rejects(m.create('remy', {}, { idleTimeout: 0 }), { code: 'FST_SESSION_INVALID_OPTION' })
+    t.equal((await m.list('remy')).length, 2, 'a refused create wrote nothing')
+  })
+
+  t.test('create with replace ends the previous session in the same step, and a refused create leaves it alone', async (t) => {
+    const m = await manager(t, { maxSessionsPerUser: 2, limitPolicy: 'deny' })
+    const seen: Array<[string, unknown]> = []
+    m.on('audit', (event) => { if (event.type === 'invalidated') seen.push([event.sessionId, event.data.reason]) })
+    const first = await m.create('rita')
+    await m.create('rita')
+    const next = await m.create('rita', {}, { replace: first.session.id })
+    t.equal(next.replaced, true)
+    t.same(seen, [[first.session.id, 'new_login']], "the previous session is audited 'invalidated', reason new_login")
+    t.equal(await m.get(first.token), null, 'the previous token is dead')
+    t.equal((await m.list('rita')).length, 2, 'at the deny limit, the replaced session was not counted')
+    await t.rejects(m.create('rita', { metadata: { bad: '\ud83d' } }, { replace: next.session.id }), { code: 'FST_SESSION_INVALID_METADATA' })
+    await t.rejects(m.create('rita', {}, { replace: 'not-a-session-id' }), { code: 'FST_SESSION_INVALID_ARGUMENT' })
+    const other = await m.create('sam')
+    await t.rejects(m.create('rita', {}, { replace: other.session.id }), { code: 'FST_SESSION_LIMIT_REACHED' })
+    t.ok(await m.get(next.token), 'a refused login did not sign the device out')
+    t.ok(await m.get(other.token))
+    const switched = await m.create('sam', {}, { replace: next.session.id })
+    t.equal(switched.replaced, true, "another user's previous session on the device is ended too")
+    t.equal(await m.get(next.token), null)
+    const again = await m.create('tom', {}, { replace: next.session.id })
+    t.equal(again.replaced, false, 'a session already gone is not reported replaced')
+  })
+
+  t.test('input one side cannot round-trip is refused at the edge with a 400 and a stable code', async (t) => {
+    const m = await manager(t)
+    await t.rejects(m.create('\ud83d'), { code: 'FST_SESSION_INVALID_USER_ID', statusCode: 400 }, 'a lone surrogate in a user id')
+    await t.rejects(m.create('a\udc00b'), { code: 'FST_SESSION_INVALID_USER_ID' })
+    await t.rejects(m.create('u', { metadata: { name: '\ud83d' } }), { code: 'FST_SESSION_INVALID_METADATA', statusCode: 400 }, 'in a metadata value')
+    await t.rejects(m.create('u', { metadata: { ['k\ud800']: 1 } }), { code: 'FST_SESSION_INVALID_METADATA' }, 'in a metadata key')
+    await t.rejects(m.create('u', { metadata: { deep: { list: [{ ['\udfff']: 'x' }] } } }), { code: 'FST_SESSION_INVALID_METADATA' }, 'in a nested key')
+    await t.rejects(m.create('u', { metadata: { deep: [1, ['\ud83d']] } }), { code: 'FST_SESSION_INVALID_METADATA' }, 'in a nested value')
+    await t.rejects(m.create('u', { userAgent: 'UA \ud83d' }), { code: 'FST_SESSION_INVALID_ARGUMENT', statusCode: 400 }, 'in a user agent')
+    await t.rejects(m.create('u', { ipAddress: '\udc00' }), { code: 'FST_SESSION_INVALID_ARGUMENT' }, 'in an IP')
+    const { token, session } = await m.create('u', { userAgent: 'x'.repeat(511) + '😀', metadata: { name: 'emoji 😀 ok', nul: 'a\u0000b' } })
+    t.equal(session.userAgent.length, 511, 'a clipped user agent never ends in half a surrogate pair')
+    t.same((await m.get(token))?.metadata, { name: 'emoji 😀 ok', nul: 'a\u0000b' }, 'well-formed text and NUL round-trip')
+    await t.rejects(m.update(session.id, { metadata: { name: '\ud83d' } }), { code: 'FST_SESSION_INVALID_METADATA' })
+    await t.rejects(m.update(session.id, { userAgent: '\ud83d' }), { code: 'FST_SESSION_INVALID_ARGUMENT' })
+    t.equal(await m.invalidate(session.id), true)
+    t.equal(await m.get(token), null)
+  })
+
+  t.test('metadata has a key-count limit, enforced for create and update before anything is sent', async (t) => {
+    const m = await manager(t, { maxMetadataKeys: 4, maxMetadataBytes: 100_000 })
+    let calls = 0
+    for (const name of ['create', 'update'] as const) {
+      const original = m.store[name].bind(m.store) as (input: never) => Promise<never>
+      m.store[name] = (async (input: never) => { calls++; return await original(input) }) as never
+    }
+    const huge = Object.fromEntries(Array.from({ length: 200_000 }, (_, n) => [`k${n}`, n]))
+    await t.rejects(m.create('kim', { metadata: huge }), { code: 'FST_SESSION_INVALID_METADATA', statusCode: 400, message: /at most 4 keys/ })
+    await t.rejects(m.create('kim', { metadata: { a: 1, b: 2, c: 3, d: 4, e: 5 } }), { code: 'FST_SESSION_INVALID_METADATA' })
+    t.equal(calls, 0, 'the store was never asked')
+    const { token, session } = await m.create('kim', { metadata: { a: 1, b: 2, c: 3 } })
+    await t.rejects(m.update(session.id, { metadata: huge }), { code: 'FST_SESSION_INVALID_METADATA', message: /at most 4 keys/ })
+    t.equal(calls, 1, 'an oversize patch was refused before the store')
+    t.equal(await m.update(session.id, { metadata: { d: 4 } }), true, 'four keys fit')
+    await t.rejects(m.update(session.id, { metadata: { e: 5 } }), { code: 'FST_SESSION_INVALID_METADATA' }, 'the merged count is checked in the same step')
+    t.equal(await m.update(session.id, { metadata: { a: null, e: 5 } }), true, 'deleting one makes room')
+    t.same((await m.get(token))?.metadata, { b: 2, c: 3, d: 4, e: 5 })
+    t.throws(() => new SessionManager({ store: m.store, maxMetadataKeys: 1025 }), { code: 'FST_SESSION_INVALID_OPTION' })
+  })
+
+  t.test("a throwing or rejecting listener of any event is logged once with context and changes no result", async (t) => {
+    const logged: Array<{ obj: Record<string, unknown>, msg: string }> = []
+    const logger = { warn: (obj: object, msg: string) => { logged.push({ obj: obj as Record<string, unknown>, msg }) }, error: (obj: object, msg: string) => { logged.push({ obj: obj as Record<string, unknown>, msg }) } }
+    const m = await manager(t, { logger })
+    const seen: string[] = []
+    m.on('audit', () => { throw new Error('audit listener') })
+    m.on('audit', (event) => { seen.push(event.type) })
+    m.on('security', async () => { throw new Error('security listener') })
+    m.on('storeError', function failing () { throw new Error('storeError listener') })
+    const { token, session } = await m.create('lena')
+    t.ok(await m.get(token), 'the committed login is a working session')
+    t.same(seen, ['created'], 'the next listener still ran')
+    t.ok(m.emit('storeError', new Error('x')))
+    await m.recordSecurityEvent('lena', session.id, { rule: 'test' })
+    await new Promise((resolve) => setImmediate(resolve))
+    t.equal(m.emit('error', new Error('nobody listens')), false, "an unheard 'error' does not throw")
+    const events = logged.filter((entry) => /listener/.test(entry.msg) || /no listener/.test(String(entry.obj.listener))).map((entry) => entry.obj.event)
+    t.same(events.sort(), ['audit', 'audit', 'error', 'security', 'storeError'], 'each throw logged once, with the event')
+    t.equal(logged.find((entry) => entry.obj.event === 'storeError')?.obj.listener, 'failing', 'and the listener')
+    t.equal(await m.invalidate(session.id), true)
+  })
+
   if (target.dump !== undefined) {
     const dump = target.dump
     t.test('OWASP session storage: no key or value in the store ever contains a token or its secret', async (t) => {
