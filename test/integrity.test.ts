@@ -1,0 +1,223 @@
+import { Cluster, Redis } from 'ioredis'
+import { test, type Test } from 'tap'
+import { auditKey, sessionKey, shardKey, tagKey } from '../lib/keys'
+import { SessionManager, type SessionManagerOptions } from '../lib/manager'
+import { parseRecord, RedisStore } from '../lib/store/redis'
+import { sessionDeadline, type Store } from '../lib/store/types'
+import { startRedis, startRedisCluster } from './helpers/redis'
+
+type Client = Redis | Cluster
+interface Logged { level: 'warn' | 'error', obj: Record<string, unknown>, msg: string }
+
+function recordingLogger (): { logged: Logged[], logger: NonNullable<SessionManagerOptions['logger']> } {
+  const logged: Logged[] = []
+  return {
+    logged,
+    logger: {
+      warn: (obj, msg) => { logged.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }) },
+      error: (obj, msg) => { logged.push({ level: 'error', obj: obj as Record<string, unknown>, msg }) }
+    }
+  }
+}
+
+let prefixes = 0
+function setup (client: Client, options: Partial<SessionManagerOptions> = {}): { m: SessionManager, prefix: string, logged: Logged[], logger: NonNullable<SessionManagerOptions['logger']> } {
+  const prefix = `i${prefixes++}:`
+  const { logged, logger } = recordingLogger()
+  const m = new SessionManager({ store: new RedisStore({ client, prefix, logger }), logger, ...options })
+  return { m, prefix, logged, logger }
+}
+
+/** A valid record as the store writes it, for planting variants by hand. */
+function record (fields: Record<string, unknown> = {}): Record<string, unknown> {
+  const now = Date.now()
+  return { u: 'plant', h: 'h'.repeat(43), c: now, l: now, a: now + 3_600_000, i: '', g: '', f: '', s: 0, ...fields }
+}
+
+/** Plants a raw record under a fresh session id on the user's shard, listed in the index and the expiry queue. */
+async function plant (client: Client, prefix: string, tag: string, uid: string, raw: string): Promise<string> {
+  const sid = tag + 'P'.repeat(22)
+  await client.set(sessionKey(prefix, sid), raw, 'PX', 3_600_000)
+  await client.zadd(`${prefix}{${tag}}:u:${uid}`, Date.now(), sid)
+  await client.zadd(shardKey(prefix, tag), Date.now() + 3_600_000, sid + uid)
+  return sid
+}
+
+test('a logout never lies: a record holding a lone surrogate (the 0.1.0 bug) is ended, and its token no longer works', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const { m, prefix } = setup(client)
+  // 0.1.0 stored metadata { name: '\ud83d' } as JSON text Lua cannot decode: INVALIDATE answered "gone" while
+  // JSON.parse in Node still opened the session. The edge refuses it now; a record planted by hand shows the store.
+  await t.rejects(m.create('victim', { metadata: { name: '\ud83d' } }), { code: 'FST_SESSION_INVALID_METADATA', statusCode: 400 })
+  const { token, session } = await m.create('victim', { metadata: { name: 'ok' } })
+  const key = sessionKey(prefix, session.id)
+  const planted = (await client.get(key) as string).replace('"\\"ok\\""', '"\\"\\\\ud83d\\""')
+  t.not(planted, await client.get(key), 'the planted record differs')
+  await client.set(key, planted, 'KEEPTTL')
+  t.same(JSON.parse(JSON.parse(planted).m.name), '\ud83d', 'Node can read the lone surrogate')
+  t.equal(parseRecord(session.id, planted), 'corrupt', 'but the record is corrupt for Node as it is for Lua')
+  t.equal(await m.invalidate(session.id, { userId: 'victim' }), true, 'logout reports the session ended')
+  t.equal(await client.exists(key), 0, 'and the key is gone')
+  t.equal(await m.get(token), null, 'the token opens nothing')
+  t.same(await m.list('victim'), [])
+
+  for (const bad of ['"\\ud83d"', '"\\udc00x"', '"a\\ud83d\\ud83d"']) {
+    const other = await m.create('victim2')
+    const otherKey = sessionKey(prefix, other.session.id)
+    const text = JSON.parse(await client.get(otherKey) as string)
+    text.g = JSON.parse(bad)
+    await client.set(otherKey, JSON.stringify(text), 'KEEPTTL')
+    t.equal(await m.get(other.token), null, `a user agent ${bad} planted in the record: no session`)
+    const again = await m.create('victim2')
+    const againKey = sessionKey(prefix, again.session.id)
+    await client.set(againKey, (await client.get(againKey) as string).replace('"u":"victim2"', `"u":"victim2","x":${bad}`), 'KEEPTTL')
+    t.equal(await m.invalidate(again.session.id), true, `an unknown field ${bad}: invalidate still ends it`)
+    t.equal(await m.get(again.token), null)
+  }
+  t.equal(await m.invalidate(session.id), false, 'a second logout finds nothing')
+})
+
+test('parseRecord and the scripts accept and refuse the same records, and compute the same deadline', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const { m, prefix } = setup(client, { idleTimeout: '30m', touchInterval: 0 })
+  const store = m.store
+  await m.create('plant')
+  const tag = (await client.get(tagKey(prefix, 'plant'))) as string
+  const variants: Array<[string, string]> = [
+    ['valid', JSON.stringify(record())],
+    ['revision 3', JSON.stringify(record({ r: 3 }))],
+    ['revision -1', JSON.stringify(record({ r: -1 }))],
+    ['revision 1.5', JSON.stringify(record({ r: 1.5 }))],
+    ['revision "1"', JSON.stringify(record({ r: '1' }))],
+    ['revision 2^60', JSON.stringify(record({ r: 2 ** 60 }))],
+    ['idle 60000', JSON.stringify(record({ d: 60_000 }))],
+    ['idle 0', JSON.stringify(record({ d: 0 }))],
+    ['idle -5', JSON.stringify(record({ d: -5 }))],
+    ['idle "60000"', JSON.stringify(record({ d: '60000' }))],
+    ['idle 1e999', JSON.stringify(record({ d: 1 })).replace('"d":1', '"d":1e999')],
+    ['lone surrogate in user id', JSON.stringify(record()).replace('"u":"plant"', '"u":"plant\\ud800"')],
+    ['lone surrogate in metadata', JSON.stringify(record({ m: { k: '"\\ud83d"' } }))],
+    ['surrogate pair in metadata', JSON.stringify(record({ m: { k: '"\\ud83d\\ude00"' } }))],
+    ['NUL in metadata', JSON.stringify(record({ m: { k: '"a\\u0000b"' } }))],
+    ['unknown field kept', JSON.stringify(record({ z: { deep: [1, 2] } }))],
+    ['lone surrogate in an unknown field', JSON.stringify(record()).replace('"s":0', '"s":0,"z":"\\udfff"')]
+  ]
+  for (const [name, raw] of variants) {
+    const sid = await plant(client, prefix, tag, 'plant', raw)
+    const node = parseRecord(sid, raw)
+    const lua = await store.touch(sid, Date.now(), 0, null)
+    t.equal(lua.status === 'gone', node === 'corrupt', `${name}: Node says ${node === 'corrupt' ? 'corrupt' : 'valid'}, Lua says ${lua.status}`)
+    await client.del(sessionKey(prefix, sid))
+  }
+  // The deadline rule: the record's own idle timeout when it has one, else the store's; never past the absolute one.
+  for (const [fields, label] of [[{ d: 60_000 }, 'own idle'], [{}, 'default idle'], [{ d: 7_200_000 }, 'idle past the absolute deadline']] as const) {
+    const now = Date.now()
+    const raw = JSON.stringify(record({ ...fields, c: now, l: now, a: now + 3_600_000 }))
+    const parsed = parseRecord('x', raw)
+    if (parsed === null || parsed === 'corrupt') throw new Error('valid record refused')
+    const deadline = sessionDeadline(parsed, 30 * 60_000)
+    const sid = await plant(client, prefix, tag, 'plant', raw)
+    t.equal((await store.touch(sid, deadline - 1, 0, null)).status, 'touched', `${label}: alive for Lua 1 ms before the TS deadline`)
+    await client.set(sessionKey(prefix, sid), raw, 'PX', 3_600_000)
+    t.equal((await store.touch(sid, deadline, 0, null)).status, 'gone', `${label}: gone for Lua at the TS deadline`)
+  }
+})
+
+/** Overwrites `key` with a value of `type`. */
+async function overwrite (client: Client, key: string, type: string): Promise<void> {
+  await client.del(key)
+  if (type === 'string') await client.set(key, 'garbage')
+  else if (type === 'hash') await client.hset(key, 'f', 'v')
+  else if (type === 'list') await client.rpush(key, 'a')
+  else if (type === 'set') await client.sadd(key, 'a')
+  else if (type === 'zset') await client.zadd(key, 1, 'a')
+  else await client.xadd(key, '*', 'f', 'v')
+}
+
+async function damagedKeys (t: Test, client: Client): Promise<void> {
+  const cases: Array<[string, string[], (prefix: string, tag: string, uid: string) => string, string]> = [
+    ['the shard expiry queue', ['string', 'hash', 'list', 'set', 'stream'], (p, tag) => shardKey(p, tag), 'queue'],
+    ["the user's index", ['string', 'hash', 'list', 'set', 'stream'], (p, tag, uid) => `${p}{${tag}}:u:${uid}`, 'index'],
+    ["the user's tag key", ['hash', 'list', 'set', 'zset', 'stream'], (p, _tag, uid) => tagKey(p, uid), 'tag_key'],
+    ['the shard audit stream', ['string', 'hash', 'list', 'set', 'zset'], (p, tag) => auditKey(p, tag), 'audit_key']
+  ]
+  for (const [what, types, keyOf, reason] of cases) {
+    for (const type of types) {
+      const { m, prefix, logged, logger } = setup(client)
+      const uid = `user-${reason}-${type}`
+      const audited: string[] = []
+      m.on('audit', (event) => { if (event.type === 'corrupt') audited.push(String(event.data.reason)) })
+      const first = await m.create(uid)
+      const tag = first.session.id.slice(0, 2)
+      await overwrite(client, keyOf(prefix, tag, uid), type)
+      // A second manager, as another instance: no cached tag.
+      const other = new SessionManager({ store: new RedisStore({ client, prefix, logger }), logger })
+      other.on('audit', (event) => { if (event.type === 'corrupt') audited.push(String(event.data.reason)) })
+      const second = await other.create(uid)
+      t.ok(await other.get(second.token), `${what} as a ${type}: a login works`)
+      t.ok((await other.list(uid)).length >= 1, `${what} as a ${type}: the user's sessions can be listed`)
+      t.equal(await m.invalidate(second.session.id), true, `${what} as a ${type}: a logout works`)
+      t.equal(await other.get(second.token), null)
+      await other.invalidateAll(uid)
+      const log = await other.auditLog(uid)
+      t.ok(audited.includes(reason) || log.some((event) => event.type === 'corrupt' && event.data.reason === reason),
+        `${what} as a ${type}: the repair is audited as 'corrupt' (${reason})`)
+      t.ok(logged.some((entry) => entry.level === 'warn' && (String(entry.obj.data).includes(reason) || (reason === 'tag_key' && entry.obj.key === 'tag'))),
+        `${what} as a ${type}: the repair is logged`)
+    }
+  }
+}
+
+test('every key the store owns, found with the wrong type, is repaired with a corrupt audit record and a log line: no user or shard stays at 503', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  await damagedKeys(t, client)
+})
+
+test('damaged keys are repaired on a Redis Cluster too (the tag key lives in another slot than the shard)', async (t) => {
+  const cluster = await startRedisCluster(t)
+  const client = new Cluster(cluster.startupNodes)
+  t.teardown(() => client.quit())
+  await client.ping()
+  await damagedKeys(t, client)
+})
+
+test('a damaged record is no session even when removing it fails: load never throws for it', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const { logger, logged } = recordingLogger()
+  const store: Store = new RedisStore({ client, prefix: 'fail:', logger })
+  const failingDiscard = Object.create(store) as Store
+  failingDiscard.discard = async () => { throw new Error('READONLY You can\'t write against a read only replica.') }
+  const m = new SessionManager({ store: failingDiscard, logger })
+  const errors: unknown[] = []
+  m.on('storeError', (error) => errors.push(error))
+  const { token, session } = await m.create('dora')
+  await client.set(sessionKey('fail:', session.id), 'not json', 'KEEPTTL')
+  t.equal(await m.load(token), null, 'no session, no throw')
+  t.equal(errors.length, 1, "the failed removal is reported as 'storeError'")
+  t.ok(logged.some((entry) => entry.obj.operation === 'discard' && entry.obj.sessionId === session.id), 'and logged with its context')
+  t.notMatch(JSON.stringify(logged), token.split('.')[1] as string, 'never with the token')
+})
+
+test('a RedisStore that creates its own client logs connection errors, at most once per 10 s with the count left out', async (t) => {
+  const { logger, logged } = recordingLogger()
+  const printed: string[] = []
+  const original = console.error
+  console.error = (...args: unknown[]) => { printed.push(args.map(String).join(' ')) }
+  t.teardown(() => { console.error = original })
+  // Port 1 on localhost refuses connections at once.
+  const store = new RedisStore({ client: 'redis://127.0.0.1:1', logger })
+  t.teardown(() => store.close())
+  for (let n = 0; n < 100 && logged.length === 0; n++) await new Promise((resolve) => setTimeout(resolve, 20)) // waits for ioredis's first retry
+  const connectionErrors = logged.filter((entry) => /Redis connection error/.test(entry.msg))
+  t.equal(connectionErrors.length, 1, 'one line for the first error')
+  t.match(String((connectionErrors[0]?.obj.err as Error | undefined)?.message), /ECONNREFUSED/, 'with the cause')
+  t.same(printed.filter((line) => /Unhandled error event/.test(line)), [], 'ioredis printed no "Unhandled error event"')
+})
