@@ -33,7 +33,10 @@ const INVALIDATE_CHANNEL = '__redis__:invalidate'
  * - Nothing is cached, and the cache is emptied, whenever either connection is not set up (after a disconnect,
  *   invalidations may have been lost); a read started before a reset is not cached.
  * - `maxAgeMs` bounds what a silently broken listener connection could serve.
- * - Only records that exist are cached: random tokens cannot fill the cache.
+ * - Only records that exist are cached, and only they are tracked: tracking is OPTIN, a key is first read
+ *   untracked and, when it holds a record, read again tracked (\`CLIENT CACHING YES\` + GET, one round trip
+ *   more the first time an instance sees a session). Random tokens cannot fill the cache nor Redis's tracking
+ *   table (in the default mode Redis kept ~145 bytes per distinct key read, unknown tokens included).
  */
 export class NearCache {
   private readonly reader: Redis
@@ -77,6 +80,14 @@ export class NearCache {
     const entry = this.entries.get(fullKey)
     if (entry !== undefined && this.now() - entry.at < this.maxAgeMs) return Promise.resolve(entry.record)
     const epoch = this.epoch
+    return this.reader.get(key).then((first) => {
+      if (first === null || epoch !== this.epoch || !this.isReady) return first
+      return this.trackedGet(key, fullKey, epoch)
+    })
+  }
+
+  /** Reads a key that holds a record again, tracked this time, and caches it unless it changed meanwhile. */
+  private trackedGet (key: string, fullKey: string, epoch: number): Promise<string | null> {
     let pending = this.pending.get(fullKey)
     if (pending === undefined) {
       pending = { count: 0, isInvalidated: false }
@@ -87,11 +98,14 @@ export class NearCache {
     const release = (): void => {
       if (--inFlight.count === 0 && this.pending.get(fullKey) === inFlight) this.pending.delete(fullKey)
     }
-    return this.reader.get(key).then((record) => {
+    return this.reader.pipeline().client('CACHING', 'YES').get(key).exec().then((results) => {
+      const [error, reply] = (results as Array<[Error | null, unknown]>)[1] as [Error | null, unknown]
+      if (error !== null) throw error
+      const record = reply as string | null
       if (record !== null && !inFlight.isInvalidated && epoch === this.epoch && this.isReady) this.remember(fullKey, record)
       release()
       return record
-    }, (error: unknown) => {
+    }).catch((error: unknown) => {
       release()
       throw error
     })
@@ -173,7 +187,7 @@ export class NearCache {
             this.listenerId = id
           }
           await this.reader.call('CLIENT', 'TRACKING', 'OFF')
-          await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(this.listenerId))
+          await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(this.listenerId), 'OPTIN')
           // A disconnect during the set-up bumped the epoch: caching waits for the set-up its 'ready' asks for.
           if (epoch === this.epoch && !this.isClosed) this.isReady = true
         } catch {
