@@ -80,6 +80,11 @@ local function deadline(rec)
   return d
 end
 
+-- cjson reads 1e999 as infinity and NaN is not equal to itself: neither is a time.
+local function isTime(t)
+  return t == t and t ~= math.huge and t ~= -math.huge
+end
+
 local MAX_SAFE = 9007199254740991
 -- A positive (or, with zero allowed, non-negative) integer no larger than Number.MAX_SAFE_INTEGER.
 local function isCount(v, allowZero)
@@ -101,10 +106,7 @@ local function readRec(sid)
     (rec.m ~= nil and type(rec.m) ~= 'table') then
     return false
   end
-  -- cjson reads 1e999 as infinity and NaN is not equal to itself: neither is a time.
-  for _, t in ipairs({ rec.c, rec.l, rec.a }) do
-    if t ~= t or t == math.huge or t == -math.huge then return false end
-  end
+  if not isTime(rec.c) or not isTime(rec.l) or not isTime(rec.a) then return false end
   if (rec.d ~= nil and not isCount(rec.d, false)) or (rec.r ~= nil and not isCount(rec.r, true)) then return false end
   if rec.m == nil then rec.m = {} end
   if rec.m[1] ~= nil then return false end
