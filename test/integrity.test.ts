@@ -1,7 +1,9 @@
 import { Cluster, Redis } from 'ioredis'
 import { test, type Test } from 'tap'
+import { concurrencyFlags } from '../lib/concurrency'
 import { auditKey, sessionKey, shardKey, tagKey } from '../lib/keys'
 import { SessionManager, type SessionManagerOptions } from '../lib/manager'
+import { MemoryStore } from '../lib/store/memory'
 import { parseRecord, RedisStore } from '../lib/store/redis'
 import { sessionDeadline, type Store } from '../lib/store/types'
 import { startRedis, startRedisCluster } from './helpers/redis'
@@ -220,4 +222,41 @@ test('a RedisStore that creates its own client logs connection errors, at most o
   t.equal(connectionErrors.length, 1, 'one line for the first error')
   t.match(String((connectionErrors[0]?.obj.err as Error | undefined)?.message), /ECONNREFUSED/, 'with the cause')
   t.same(printed.filter((line) => /Unhandled error event/.test(line)), [], 'ioredis printed no "Unhandled error event"')
+})
+
+test('the O(n) concurrency flags of both stores equal the reference rule for every session (seeded)', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  let seed = 0x0f1a9
+  const random = (): number => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648
+    return seed / 2_147_483_648
+  }
+  const rules = { maxDistinctIps: 2, maxDistinctUserAgents: 1, rapidCreationWindow: 5000 }
+  const seen = new Set<number>()
+  for (let round = 0; round < 6; round++) {
+    const sessions = Array.from({ length: 3 + Math.floor(random() * 12) }, () => ({
+      ipAddress: random() < 0.2 ? '' : `10.0.0.${Math.floor(random() * 4)}`,
+      userAgent: random() < 0.2 ? '' : `UA/${Math.floor(random() * 3)}`,
+      at: Math.floor(random() * 4) * 3000
+    })).sort((a, b) => a.at - b.at)
+    for (const make of [() => new MemoryStore(), () => new RedisStore({ client, prefix: `flags${round}:` })]) {
+      let clock = Date.UTC(2026, 0, 1)
+      const start = clock
+      const m = new SessionManager({ store: make(), now: () => clock, maxSessionsPerUser: 50, security: rules })
+      const created = []
+      for (const session of sessions) {
+        clock = start + session.at
+        created.push(await m.create('flagged', { ipAddress: session.ipAddress, userAgent: session.userAgent }))
+      }
+      const inputs = created.map((c) => ({ id: c.session.id, ipAddress: c.session.ipAddress, userAgent: c.session.userAgent, createdAt: c.session.createdAt.getTime() }))
+      const expected = inputs.map((input) => concurrencyFlags(input.id, inputs, { maxDistinctIps: 2, maxDistinctUserAgents: 1, rapidCreationWindowMs: 5000 }))
+      const actual = []
+      for (const c of created) actual.push((await m.load(c.token, false))?.concurrencyFlags)
+      t.same(actual, expected, `round ${round}, ${m.store.constructor.name}: ${sessions.length} sessions`)
+      for (const flags of expected) seen.add(flags)
+    }
+  }
+  t.ok(seen.size >= 4, `the rounds cover ${seen.size} different flag combinations`)
 })
