@@ -144,7 +144,7 @@ async function damagedKeys (t: Test, client: Client): Promise<void> {
   const cases: Array<[string, string[], (prefix: string, tag: string, uid: string) => string, string]> = [
     ['the shard expiry queue', ['string', 'hash', 'list', 'set', 'stream'], (p, tag) => shardKey(p, tag), 'queue'],
     ["the user's index", ['string', 'hash', 'list', 'set', 'stream'], (p, tag, uid) => `${p}{${tag}}:u:${uid}`, 'index'],
-    ["the user's tag key", ['hash', 'list', 'set', 'zset', 'stream'], (p, _tag, uid) => tagKey(p, uid), 'tag_key'],
+    ["the user's tag key", ['string', 'hash', 'list', 'set', 'zset', 'stream'], (p, _tag, uid) => tagKey(p, uid), 'tag_key'],
     ['the shard audit stream', ['string', 'hash', 'list', 'set', 'zset'], (p, tag) => auditKey(p, tag), 'audit_key']
   ]
   for (const [what, types, keyOf, reason] of cases) {
