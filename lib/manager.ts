@@ -23,7 +23,11 @@ export interface Session {
   ipAddress: string
   userAgent: string
   deviceFingerprint: string
-  metadata: SessionMetadata & Record<string, unknown>
+  /**
+   * Typed `Partial<SessionMetadata>`: a stored session may predate a field you declared (an older deploy), or come
+   * from `create()` without it, so read declared fields as possibly undefined (`session.metadata.plan ?? 'free'`).
+   */
+  metadata: Partial<SessionMetadata> & Record<string, unknown>
 }
 
 export interface SessionData {

@@ -1,8 +1,9 @@
-import { Redis, Cluster } from 'ioredis'
+import { Redis, type Cluster } from 'ioredis'
 import { sessionKey, shardKey, tagKey } from '../keys'
 import { FORBIDDEN_KEYS } from '../metadata'
 import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
 import { errors } from '../errors'
+import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import * as scripts from './scripts'
 import type {
@@ -11,8 +12,11 @@ import type {
 } from './types'
 
 export interface RedisStoreOptions {
-  /** An ioredis `Redis` or `Cluster` you created (never closed by the store), or a URL (the store owns that client). */
-  client: Redis | Cluster | string
+  /**
+   * An ioredis-compatible `Redis` or `Cluster` you created (never closed by the store): any ioredis 5 or 6 copy,
+   * iovalkey, @fastify/redis's `app.redis`; or a URL (the store owns that client).
+   */
+  client: RedisClient | string
   /**
    * Prefix of every key, after any ioredis `keyPrefix`.
    * @default 'sess:'
@@ -25,6 +29,10 @@ export interface RedisStoreOptions {
   nearCache?: boolean | NearCacheOptions
 }
 
+/**
+ * The client as the store's code sees it: ioredis's own classes describe the commands it and the cleanup service
+ * call, which every client accepted by `RedisClient` has (ioredis 5/6, iovalkey); nothing relies on the class itself.
+ */
 type Client = Redis | Cluster
 type Reply = [string, unknown, unknown[]]
 type ScriptCall = (key: string, ...args: string[]) => Promise<Reply>
@@ -76,12 +84,12 @@ export class RedisStore implements Store {
       this.client = new Redis(options.client, { maxRetriesPerRequest: 1 })
       this.ownsClient = true
     } else {
-      this.client = options.client
+      this.client = options.client as unknown as Client
       this.ownsClient = false
     }
     this.prefix = options.prefix ?? 'sess:'
     const near = options.nearCache ?? false
-    if (near !== false && this.client instanceof Cluster) {
+    if (near !== false && isCluster(this.client)) {
       throw new errors.INVALID_OPTION('"nearCache": needs a standalone or Sentinel Redis, not a Cluster client')
     }
     this.nearCache = near === false ? null : new NearCache(this.client as Redis, near === true ? {} : near)
