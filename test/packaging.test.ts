@@ -222,25 +222,34 @@ test('the npm pack tarball type-checks in consumer projects under node10, node16
   const dirs = consumers.map((consumer) => writeConsumer(base, consumer))
   const brokenDir = writeConsumer(base, broken)
 
-  // Two at a time: the machine (and tap's other file) share two cores.
-  const results: Result[] = []
-  for (let n = 0; n < dirs.length; n += 2) {
-    results.push(...await Promise.all(dirs.slice(n, n + 2).map((dir) => exec(process.execPath, [TSC, '-p', dir], dir))))
-  }
+  // Every compile and attw, two processes at a time: the machine (and tap's other test file) share two cores.
+  const jobs = [
+    ...dirs.map((dir) => () => exec(process.execPath, [TSC, '-p', dir], dir)),
+    () => exec(process.execPath, [TSC, '-p', brokenDir], brokenDir),
+    () => exec(process.execPath, [ATTW, tarball, '--format', 'json'], base)
+  ]
+  const results: Result[] = new Array(jobs.length)
+  let next = 0
+  await Promise.all([0, 1].map(async () => {
+    while (next < jobs.length) {
+      const n = next++
+      results[n] = await (jobs[n] as () => Promise<Result>)()
+    }
+  }))
   consumers.forEach((consumer, n) => {
     const result = results[n] as Result
     t.equal(result.code, 0, `${consumer.name} compiles`)
     if (result.code !== 0) t.comment(result.output)
   })
 
-  const failed = await exec(process.execPath, [TSC, '-p', brokenDir], brokenDir)
+  const failed = results[dirs.length] as Result
   t.not(failed.code, 0, 'a consumer passing a wrong option does not compile')
   t.match(failed.output, /index\.ts\(11,\d+\): error TS\d+/, 'the `redis: 42` line is reported')
   t.match(failed.output, /index\.ts\(12,\d+\): error TS\d+/, "startSession('u1') without the required metadata is reported")
   t.equal(failed.output.match(/error TS/g)?.length, 2, 'exactly those two errors')
   if (failed.output.match(/error TS/g)?.length !== 2) t.comment(failed.output)
 
-  const attw = await exec(process.execPath, [ATTW, tarball, '--format', 'json'], base)
+  const attw = results[dirs.length + 1] as Result
   const report = JSON.parse(attw.output.slice(attw.output.indexOf('{'))) as { analysis?: { problems?: unknown[], entrypoints?: object } }
   t.ok(report.analysis?.entrypoints, 'attw analysed the tarball')
   t.same(report.analysis?.problems, [], '@arethetypeswrong/cli finds no problem in the tarball')
