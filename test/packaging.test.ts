@@ -17,15 +17,15 @@ const TSC = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
 const ATTW = path.join(root, 'node_modules', '@arethetypeswrong', 'cli', 'dist', 'index.js')
 const PACKAGE = 'fastify-distributed-session'
 
-interface Result { code: number, output: string }
+interface Result { code: number, stdout: string, output: string }
 
 async function exec (file: string, args: string[], cwd: string): Promise<Result> {
   try {
     const { stdout, stderr } = await run(file, args, { cwd, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' } })
-    return { code: 0, output: stdout + stderr }
+    return { code: 0, stdout, output: stdout + stderr }
   } catch (error) {
     const failure = error as { code?: unknown, stdout?: string, stderr?: string }
-    return { code: typeof failure.code === 'number' ? failure.code : 1, output: `${failure.stdout ?? ''}${failure.stderr ?? ''}` }
+    return { code: typeof failure.code === 'number' ? failure.code : 1, stdout: failure.stdout ?? '', output: `${failure.stdout ?? ''}${failure.stderr ?? ''}` }
   }
 }
 
@@ -204,7 +204,7 @@ test('the npm pack tarball type-checks in consumer projects under node10, node16
   const packed = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', base], root)
   t.equal(packed.code, 0, 'npm pack succeeds')
   if (packed.code !== 0) t.comment(packed.output)
-  const [info] = JSON.parse(packed.output.slice(packed.output.indexOf('['))) as Array<{ filename: string, files: Array<{ path: string }> }>
+  const [info] = JSON.parse(packed.stdout) as Array<{ filename: string, files: Array<{ path: string }> }>
   if (info === undefined) throw new Error('npm pack reported no tarball')
   const tarball = path.join(base, info.filename)
   const files = info.files.map((file) => file.path)
@@ -250,7 +250,7 @@ test('the npm pack tarball type-checks in consumer projects under node10, node16
   if (failed.output.match(/error TS/g)?.length !== 2) t.comment(failed.output)
 
   const attw = results[dirs.length + 1] as Result
-  const report = JSON.parse(attw.output.slice(attw.output.indexOf('{'))) as { analysis?: { problems?: unknown[], entrypoints?: object } }
+  const report = JSON.parse(attw.stdout) as { analysis?: { problems?: unknown[], entrypoints?: object } }
   t.ok(report.analysis?.entrypoints, 'attw analysed the tarball')
   t.same(report.analysis?.problems, [], '@arethetypeswrong/cli finds no problem in the tarball')
   t.equal(attw.code, 0, 'attw exits 0')
