@@ -1,5 +1,5 @@
 /**
- * What the store needs of a Redis client, described by shape rather than by class: an ioredis `Redis` or `Cluster`
+ * What the plugin needs of a Redis client, described by shape rather than by class: an ioredis `Redis` or `Cluster`
  * of any installed copy (5.x, 6.x, the app's own or a nested one), an iovalkey client, or the `app.redis` of
  * @fastify/redis all fit. A class check (`instanceof`) would only recognise the copy of ioredis this package loaded.
  */
@@ -17,7 +17,7 @@ export interface RedisClient {
 
 const METHODS = ['defineCommand', 'get', 'ping', 'quit', 'disconnect'] as const
 
-/** True for an object with the methods the store calls: a check by shape, which holds across package copies. */
+/** True for an object with the methods the plugin relies on: a check by shape, which holds across package copies. */
 export function isRedisClient (value: unknown): value is RedisClient {
   if (value === null || typeof value !== 'object') return false
   const candidate = value as Record<string, unknown>
