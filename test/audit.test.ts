@@ -1,10 +1,11 @@
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
-import { auditKey, tagKey } from '../lib/keys'
+import { Cluster, Redis } from 'ioredis'
+import { auditCapKey, auditFeedKey, auditTimelineKey, tagKey } from '../lib/keys'
 import { SessionManager, type AuditEvent, type SessionManagerOptions } from '../lib/manager'
+import { MemoryStore } from '../lib/store/memory'
 import { RedisStore } from '../lib/store/redis'
 import { hashSecret } from '../lib/token'
-import { startRedis, type RedisServer } from './helpers/redis'
+import { startRedis, startRedisCluster, type RedisServer } from './helpers/redis'
 
 const MINUTE = 60_000
 const PREFIX = 'audit:'
@@ -20,8 +21,8 @@ interface Setup {
 }
 
 /**
- * A manager on a real clock plus an offset: audit streams are trimmed and ranged by Redis server time, so the
- * clock stays close to it except where a test moves it forward to expire sessions.
+ * A manager on a real clock plus an offset (the feed's stream ids are Redis server time; the timelines use the
+ * manager's clock), moved forward where a test expires sessions or events.
  */
 function setup (t: Test, server: RedisServer, options: Partial<SessionManagerOptions> = {}): Setup {
   const client = new Redis(server.url)
@@ -33,13 +34,18 @@ function setup (t: Test, server: RedisServer, options: Partial<SessionManagerOpt
   return { client, manager, clock, emitted }
 }
 
-async function auditStreams (client: Redis): Promise<string> {
+/** Every audit key (timelines, cap markers, feeds) with its content, as text. */
+async function auditKeys (client: Redis): Promise<string> {
   const parts: string[] = []
   let cursor = '0'
   do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*:a`, 'COUNT', 1000)
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*:a2:*`, 'COUNT', 1000)
     cursor = next
-    for (const key of keys) parts.push(key, JSON.stringify(await client.xrange(key, '-', '+')))
+    for (const key of keys) {
+      const type = await client.type(key)
+      const content = type === 'list' ? await client.lrange(key, 0, -1) : type === 'stream' ? await client.xrange(key, '-', '+') : await client.get(key)
+      parts.push(key, JSON.stringify(content))
+    }
   } while (cursor !== '0')
   return parts.join('\n')
 }
@@ -124,33 +130,29 @@ test('a security event is recorded in the audit log and emitted as security', as
   t.same(summary(security), summary(log))
 })
 
-test('retention drops old events: the stream expires, and a later write trims what is older', async (t) => {
+test('retention drops old events: the query skips them, a later write trims them, and the timeline key expires', async (t) => {
   const server = await startRedis(t)
-  const { client, manager } = setup(t, server, { audit: { retention: 300 } })
+  const { client, manager, clock } = setup(t, server, { idleTimeout: '2h', audit: { retention: '1h' } })
   const { session } = await manager.create('carol')
-  const key = auditKey(PREFIX, session.id.slice(0, 2))
+  const key = auditTimelineKey(PREFIX, session.id.slice(0, 2), 'carol')
   const ttl = await client.pttl(key)
-  t.ok(ttl > 0 && ttl <= 300, `the stream key has a TTL within the retention (${ttl} ms)`)
-  await sleep(400)
-  t.equal(await client.exists(key), 0, 'a stream nobody writes to expires with the retention')
-  t.same(await manager.auditLog('carol'), [])
-
+  t.ok(ttl > 0 && ttl <= 3_600_000, `the timeline key has a TTL within the retention (${ttl} ms)`)
   await manager.update(session.id, { metadata: { n: 1 } })
-  const oldest = (await manager.auditLog('carol'))[0] as AuditEvent
-  await sleep(200)
+  clock.offset = 30 * MINUTE
   await manager.update(session.id, { metadata: { n: 2 } })
-  await sleep(200)
+  t.same((await manager.auditLog('carol')).map((event) => event.type), ['updated', 'updated', 'created'])
+  clock.offset = 61 * MINUTE
+  t.same((await manager.auditLog('carol')).map((event) => event.data), [{ fields: ['metadata'] }], 'only what is younger than the retention is returned')
+  t.equal(await client.llen(key), 3, 'nothing was written: nothing was trimmed yet')
   await manager.update(session.id, { metadata: { n: 3 } })
-  const log = await manager.auditLog('carol')
-  t.ok(log.length >= 1 && log.length <= 2, 'only what is younger than the retention is left')
-  t.notOk(log.some((event) => event.timestamp.getTime() === oldest.timestamp.getTime()), 'the write trimmed the event older than the retention')
-  t.ok(await client.xlen(key) <= 2)
-  t.ok(await client.pttl(key) <= 300)
+  t.equal(await client.llen(key), 2, 'the write popped the two expired entries from the oldest end')
+  t.same((await manager.auditLog('carol')).map((event) => event.data), [{ fields: ['metadata'] }, { fields: ['metadata'] }])
+  t.ok(await client.pttl(key) <= 3_600_000, 'each write sets the TTL to the retention again')
 })
 
 test('no token, secret or token hash appears in any audit record', async (t) => {
   const server = await startRedis(t)
-  const { client, manager, clock, emitted } = setup(t, server, { maxSessionsPerUser: 2, audit: { activity: true }, touchInterval: 0 })
+  const { client, manager, clock, emitted } = setup(t, server, { maxSessionsPerUser: 2, audit: { activity: true, feed: true, maxEventsPerUser: 4 }, touchInterval: 0 })
   const tokens: string[] = []
   for (let n = 0; n < 3; n++) tokens.push((await manager.create('dave', { ipAddress: '10.0.0.2', userAgent: 'UA' })).token)
   const last = tokens[2] as string
@@ -161,7 +163,9 @@ test('no token, secret or token hash appears in any audit record', async (t) => 
   await manager.update(rotated?.session.id as string, { metadata: { note: 'x' } })
   await manager.invalidateAll('dave')
   await manager.recordSecurityEvent('dave', '', { rule: 'test' })
-  const records = await auditStreams(client) + JSON.stringify(emitted)
+  const records = await auditKeys(client) + JSON.stringify(emitted) + JSON.stringify(await manager.auditLogPage('dave'))
+  t.match(records, /:a2:f/, 'the feed was read')
+  t.match(records, /:a2:c:dave/, 'the cap marker was read')
   t.ok(records.includes('dave'), 'the records were read')
   for (const token of tokens) {
     const secret = token.split('.')[1] as string
@@ -171,9 +175,9 @@ test('no token, secret or token hash appears in any audit record', async (t) => 
   }
 })
 
-test('with audit retention 0 no stream key is written, and events are still emitted', async (t) => {
+test('with audit retention 0 no audit key is written, and events are still emitted', async (t) => {
   const server = await startRedis(t)
-  const { client, manager, clock, emitted } = setup(t, server, { audit: { retention: 0, activity: true }, touchInterval: 0 })
+  const { client, manager, clock, emitted } = setup(t, server, { audit: { retention: 0, activity: true, feed: true }, touchInterval: 0 })
   const { token, session } = await manager.create('erin')
   clock.offset += 1000
   await manager.get(token)
@@ -183,7 +187,7 @@ test('with audit retention 0 no stream key is written, and events are still emit
   await manager.create('erin')
   clock.offset += 31 * MINUTE
   t.match(await manager.cleanup(), { expired: 2 })
-  t.equal(await auditStreams(client), '', 'no audit stream at all')
+  t.equal(await auditKeys(client), '', 'no audit key at all')
   t.same(await manager.auditLog('erin'), [])
   t.same(emitted.map((event) => event.type), ['created', 'activity', 'updated', 'rotated', 'security', 'created', 'expired', 'expired'])
 })
@@ -225,4 +229,55 @@ test("a user's audit log stays reachable for the whole retention, after every se
   const ttl = await client.pttl(tagKey(PREFIX, 'grace'))
   t.ok(ttl > 7 * 86_400_000, `the user's tag key outlives the retention (${Math.round(ttl / 3_600_000)} h)`)
   t.same((await manager.auditLog('grace')).map((event) => event.type), ['invalidated', 'created'])
+})
+
+/** Two users planted on one shard tag before their first login (tags are random per user and kept in Pt:<uid>). */
+async function shareTag (client: Redis | Cluster, tag: string, ...userIds: string[]): Promise<void> {
+  for (const userId of userIds) await client.set(tagKey(PREFIX, userId), tag, 'PX', 30 * 86_400_000)
+}
+
+/** `count` security events for `userId`, written `batch` at a time (each one the RECORD script, as in production). */
+async function flood (manager: SessionManager, userId: string, count: number, batch = 500): Promise<void> {
+  for (let n = 0; n < count; n += batch) {
+    await Promise.all(Array.from({ length: Math.min(batch, count - n) }, (_, k) =>
+      manager.recordSecurityEvent(userId, '', { rule: 'flood', n: n + k })))
+  }
+}
+
+async function victimSurvivesNeighbour (t: Test, client: Redis | Cluster, neighbourEvents: number): Promise<void> {
+  await shareTag(client, 'Vn', 'victim', 'neighbour')
+  let clock = Date.now()
+  const manager = new SessionManager({ store: new RedisStore({ client, prefix: PREFIX }), now: () => clock, maxSessionsPerUser: 100, audit: { maxEventsPerUser: 1000 } })
+  const victim = await manager.create('victim', { ipAddress: '198.51.100.1', userAgent: 'UA/victim' })
+  clock += 1
+  const neighbour = await manager.create('neighbour')
+  t.equal(neighbour.session.id.slice(0, 2), victim.session.id.slice(0, 2), 'the two users share a shard')
+  clock += 1
+  await flood(manager, 'neighbour', neighbourEvents)
+  clock += 1
+  await manager.invalidate(victim.session.id, { reason: 'logout' })
+
+  const page = await manager.auditLogPage('victim', { limit: 50 })
+  t.same(page.events.map((event) => [event.type, event.sessionId]), [['invalidated', victim.session.id], ['created', victim.session.id]],
+    "every event of the victim, after the neighbour's volume")
+  t.equal(page.truncated, false)
+  const noisy = await manager.auditLogPage('neighbour', { limit: 3 })
+  t.same(noisy.events.map((event) => event.data.n), [neighbourEvents - 1, neighbourEvents - 2, neighbourEvents - 3], 'the neighbour sees its newest')
+  t.equal(noisy.truncated, true, 'and is told that its cap dropped older events')
+  t.equal(await client.llen(auditTimelineKey(PREFIX, 'Vn', 'neighbour')), 1000, 'the neighbour holds no more than its cap')
+}
+
+test("a victim's events survive a shard neighbour's volume (Redis)", async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  // 52 000 events: past the 50 000-entry window that lost the victim's events in 0.1.0.
+  await victimSurvivesNeighbour(t, client, 52_000)
+})
+
+test("a victim's events survive a shard neighbour's volume (Cluster)", async (t) => {
+  const cluster = await startRedisCluster(t)
+  const client = new Cluster(cluster.startupNodes)
+  t.teardown(() => client.quit())
+  await victimSurvivesNeighbour(t, client, 5000)
 })
