@@ -6,6 +6,8 @@ import { MemoryStore } from '../lib/store/memory'
 import { RedisStore } from '../lib/store/redis'
 import { hashSecret } from '../lib/token'
 import { startRedis, startRedisCluster, type RedisServer } from './helpers/redis'
+import Fastify from 'fastify'
+import sessionPlugin, { type SessionPluginOptions } from '../lib/index'
 
 const MINUTE = 60_000
 const PREFIX = 'audit:'
@@ -280,4 +282,129 @@ test("a victim's events survive a shard neighbour's volume (Cluster)", async (t)
   const client = new Cluster(cluster.startupNodes)
   t.teardown(() => client.quit())
   await victimSurvivesNeighbour(t, client, 5000)
+})
+
+for (const kind of ['redis', 'memory'] as const) {
+  test(`the per-user cap drops the oldest events first and the page says so (${kind})`, async (t) => {
+    let clock = 1_000_000_000_000
+    let client: Redis | null = null
+    if (kind === 'redis') {
+      const server = await startRedis(t)
+      client = new Redis(server.url)
+      t.teardown(() => client?.quit())
+    }
+    const store = client === null ? new MemoryStore() : new RedisStore({ client, prefix: PREFIX })
+    const manager = new SessionManager({ store, now: () => clock, audit: { retention: '1h', maxEventsPerUser: 5 } })
+    for (let n = 0; n < 3; n++) {
+      clock += 1000
+      await manager.recordSecurityEvent('ivan', '', { n })
+    }
+    const whole = await manager.auditLogPage('ivan')
+    t.same(whole, { events: whole.events, truncated: false }, 'under the cap: nothing dropped, no droppedBefore')
+    for (let n = 3; n < 8; n++) {
+      clock += 1000
+      await manager.recordSecurityEvent('ivan', '', { n })
+    }
+    const page = await manager.auditLogPage('ivan')
+    t.same(page.events.map((event) => event.data.n), [7, 6, 5, 4, 3], 'the five newest are kept')
+    t.equal(page.truncated, true)
+    t.equal(page.droppedBefore?.getTime(), 1_000_000_003_001, 'the newest dropped event (n = 2, at +3 s) is older than droppedBefore')
+    t.same((await manager.auditLog('ivan')).map((event) => event.data.n), [7, 6, 5, 4, 3], 'auditLog returns the same events as an array')
+    const recent = await manager.auditLogPage('ivan', { since: 1_000_000_004_000 })
+    t.same(recent, { events: recent.events, truncated: false }, 'a window the cap did not reach is complete')
+    t.equal(recent.events.length, 5)
+    if (client !== null) {
+      t.equal(await client.llen(auditTimelineKey(PREFIX, (await client.get(tagKey(PREFIX, 'ivan'))) as string, 'ivan')), 5)
+      t.equal(await client.pttl(auditCapKey(PREFIX, (await client.get(tagKey(PREFIX, 'ivan'))) as string, 'ivan')) <= 3_600_000, true, 'the marker expires with the retention')
+    }
+    clock += 3_600_000 - 3000
+    const later = await manager.auditLogPage('ivan')
+    t.same(later.events.map((event) => event.data.n), [7, 6, 5, 4], 'retention removes the oldest kept event')
+    t.equal(later.truncated, false, 'events the cap dropped would have left by retention now: the page is whole')
+  })
+}
+
+test('the memory store keeps the same retention as the Redis store: the query skips what is older', async (t) => {
+  let clock = 1_000_000_000_000
+  const manager = new SessionManager({ store: new MemoryStore(), now: () => clock, idleTimeout: '2h', audit: { retention: '1h' } })
+  const { session } = await manager.create('judy')
+  clock += 30 * MINUTE
+  await manager.update(session.id, { metadata: { a: 1 } })
+  t.same((await manager.auditLog('judy')).map((event) => event.type), ['updated', 'created'])
+  clock += 31 * MINUTE
+  t.same((await manager.auditLog('judy')).map((event) => event.type), ['updated'], 'nothing is written, yet the expired event is gone')
+})
+
+test('with audit.feed every event also goes to the shard feed, which a consumer group reads and acknowledges', async (t) => {
+  const server = await startRedis(t)
+  const fed = setup(t, server, { audit: { feed: true } })
+  const { client, manager } = fed
+  const { session } = await manager.create('kim', { ipAddress: '10.1.1.1' })
+  await manager.invalidate(session.id)
+  const tag = session.id.slice(0, 2)
+  const feed = auditFeedKey(PREFIX, tag)
+  t.ok(await client.pttl(feed) > 0, 'the feed has a TTL (the retention)')
+  await client.xgroup('CREATE', feed, 'siem', '0')
+  const read = await client.xreadgroup('GROUP', 'siem', 'worker-1', 'COUNT', 10, 'STREAMS', feed, '>') as Array<[string, Array<[string, string[]]>]>
+  const entries = (read[0] as [string, Array<[string, string[]]>])[1]
+  t.same(entries.map(([, fields]) => [fields[2], fields[3], fields[5], fields[7]]), [['e', 'created', 'kim', session.id], ['e', 'invalidated', 'kim', session.id]])
+  t.same(JSON.parse((entries[0] as [string, string[]])[1][9] as string), { ip: '10.1.1.1', userAgent: '' })
+  t.equal(await client.xack(feed, 'siem', ...entries.map(([id]) => id)), 2)
+  t.same(await client.xpending(feed, 'siem'), [0, null, null, null], 'nothing left pending after the acknowledgement')
+
+  const quiet = setup(t, server)
+  const other = await quiet.manager.create('lee')
+  const otherTag = other.session.id.slice(0, 2)
+  t.equal(await client.exists(auditFeedKey(PREFIX, otherTag)) + (otherTag === tag ? -1 : 0), 0, 'no feed without audit.feed')
+  t.same((await quiet.manager.auditLog('lee')).map((event) => event.type), ['created'], 'the timeline does not need the feed')
+})
+
+test('a timeline key of another type is replaced by the next write, and the change it audits is made', async (t) => {
+  const server = await startRedis(t)
+  const { client, manager } = setup(t, server)
+  await shareTag(client, 'Dm', 'mallory')
+  await client.set(auditTimelineKey(PREFIX, 'Dm', 'mallory'), 'not a list')
+  t.same(await manager.auditLog('mallory'), [], 'the query answers, without the damaged key')
+  const { session } = await manager.create('mallory')
+  t.same((await manager.list('mallory')).map((s) => s.id), [session.id])
+  t.same((await manager.auditLog('mallory')).map((event) => event.type), ['created'])
+  await client.set(auditCapKey(PREFIX, 'Dm', 'mallory'), 'not a time')
+  t.same(await manager.auditLogPage('mallory'), { events: (await manager.auditLogPage('mallory')).events, truncated: false }, 'a marker that is not a time is ignored')
+})
+
+test("0.1.0's shard stream is not read: an upgrade starts each user's timeline empty and the old stream expires", async (t) => {
+  const server = await startRedis(t)
+  const { client, manager } = setup(t, server)
+  await shareTag(client, 'Up', 'nina')
+  const oldStream = `${PREFIX}{Up}:a`
+  await client.xadd(oldStream, '*', 't', String(Date.now()), 'e', 'created', 'u', 'nina', 's', 'Up0000000000000000000000', 'd', '{}')
+  await client.pexpire(oldStream, 7 * 86_400_000)
+  await manager.create('nina')
+  t.same((await manager.auditLog('nina')).map((event) => event.type), ['created'])
+  t.equal(await client.xlen(oldStream), 1, 'the old stream is left alone')
+  t.ok(await client.pttl(oldStream) > 0, 'with the TTL it was written with')
+})
+
+test('audit.maxEventsPerUser is an integer from 1 to 1 000 000', async (t) => {
+  for (const bad of [0, -1, 1.5, 1_000_001, '10']) {
+    t.throws(() => new SessionManager({ store: new MemoryStore(), audit: { maxEventsPerUser: bad as number } }),
+      { code: 'FST_SESSION_INVALID_OPTION', message: /audit\.maxEventsPerUser/ })
+  }
+  t.equal(new SessionManager({ store: new MemoryStore() }).auditMaxEventsPerUser, 5000, 'default')
+  t.equal(new SessionManager({ store: new MemoryStore(), audit: { maxEventsPerUser: 1_000_000 } }).auditMaxEventsPerUser, 1_000_000)
+})
+
+test('the plugin takes audit.maxEventsPerUser and audit.feed, and refuses a cap out of bounds naming the option', async (t) => {
+  for (const audit of [{ maxEventsPerUser: 0 }, { maxEventsPerUser: 1_000_001 }, { maxEventsPerUser: 2.5 }, { feed: 'yes' }]) {
+    const app = Fastify()
+    app.register(sessionPlugin, { store: new MemoryStore(), cleanup: false, audit: audit as SessionPluginOptions['audit'] })
+    await t.rejects(async () => { await app.ready() }, /option "audit\.(maxEventsPerUser|feed)"/, JSON.stringify(audit))
+    await app.close()
+  }
+  const app = Fastify()
+  app.register(sessionPlugin, { store: new MemoryStore(), cleanup: false, audit: { maxEventsPerUser: 2, feed: true } })
+  t.teardown(() => app.close())
+  await app.ready()
+  t.equal(app.sessions.auditMaxEventsPerUser, 2)
+  t.equal(app.sessions.auditFeed, true)
 })
