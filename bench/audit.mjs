@@ -8,8 +8,10 @@
 // Events are loaded with the store's own audit() Lua function (the PRELUDE of the RECORD script) called in a loop
 // by one script per batch of users of one shard, pipelined: the layout written is exactly the one the plugin writes,
 // 1000 events per round trip instead of one.
-// Environment: AUDIT_USERS (1000000), AUDIT_EVENTS (20), AUDIT_HEAVY_EVENTS (1000000), AUDIT_SAMPLES (5000).
+// Environment: AUDIT_USERS (1000000), AUDIT_EVENTS (20), AUDIT_HEAVY_EVENTS (1000000), AUDIT_SAMPLES (5000),
+// AUDIT_RESULTS (audit.json; another name leaves docs/benchmarks.md alone).
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
@@ -18,12 +20,15 @@ import { ALL_TAGS } from '../dist/store/redis.js'
 import { RECORD } from '../dist/store/scripts.js'
 import { LatencyHistogram } from './load.mjs'
 import { exitOnSignals, info, startRedis } from './redis.mjs'
+import { writeReport } from './report.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const USERS = Number(process.env.AUDIT_USERS ?? 1_000_000)
 const EVENTS = Number(process.env.AUDIT_EVENTS ?? 20)
 const HEAVY_EVENTS = Number(process.env.AUDIT_HEAVY_EVENTS ?? 1_000_000)
 const SAMPLES = Number(process.env.AUDIT_SAMPLES ?? 5000)
+/** Only the default file (bench/results/audit.json) is quoted by docs/benchmarks.md, which this run then rewrites. */
+const RESULTS_FILE = process.env.AUDIT_RESULTS ?? 'audit.json'
 const PREFIX = 'sess:'
 const RETENTION_MS = 7 * 86_400_000
 const DEFAULT_CAP = 5000
@@ -98,7 +103,10 @@ async function measureQueries (client, manager, pickUser, label) {
     clientP99Ms: histogram.quantile(0.99),
     redisUsecPerScriptCall: evalsha === null ? null : Number(evalsha[3]),
     slowlogOver2ms: slow.length,
-    slowestMs: slow.length === 0 ? null : Math.max(...slow.map((entry) => Number(entry[2]))) / 1000
+    slowestMs: slow.length === 0 ? null : Math.max(...slow.map((entry) => Number(entry[2]))) / 1000,
+    loadAverage: os.loadavg()[0],
+    // Which calls were slow: a script of the query (its KEYS[1] is a shard's :x key) or the tag lookup (Pt:<uid>).
+    slowCalls: slow.map((entry) => ({ ms: Number(entry[2]) / 1000, command: entry[3][0], key: String(entry[3][2] ?? '') }))
   }
   log(`  ${label}: p50 ${result.clientP50Ms} ms, p99 ${result.clientP99Ms} ms (client, tag lookup + query), ` +
     `Redis ${result.redisUsecPerScriptCall} us per script call, ${result.slowlogOver2ms} calls over 2 ms, ${result.meanEventsReturned} events per answer`)
@@ -109,7 +117,7 @@ exitOnSignals()
 const redis = await startRedis()
 const client = new Redis(redis.url)
 client.defineCommand('fdsessLoad', { numberOfKeys: 1, lua: LOADER })
-const results = { users: USERS, eventsPerUser: EVENTS, heavyEvents: HEAVY_EVENTS, samples: SAMPLES }
+const results = { startedAt: new Date().toISOString(), users: USERS, eventsPerUser: EVENTS, heavyEvents: HEAVY_EVENTS, samples: SAMPLES }
 try {
   const settings = `${RETENTION_MS}/${DEFAULT_CAP}/0`
   const manager = new SessionManager({ store: new RedisStore({ client, prefix: PREFIX }) })
@@ -176,15 +184,21 @@ try {
     timelineLength: await client.llen(`${PREFIX}{${HEAVY_TAG}}:a2:u:${HEAVY_USER}`),
     feedLength: await client.xlen(`${PREFIX}{${HEAVY_TAG}}:a2:f`),
     neighboursOnShard: neighbours.length,
-    timelineMemoryUsage: Number(await client.memory('USAGE', `${PREFIX}{${HEAVY_TAG}}:a2:u:${HEAVY_USER}`, 'SAMPLES', '0'))
+    timelineMemoryUsage: Number(await client.memory('USAGE', `${PREFIX}{${HEAVY_TAG}}:a2:u:${HEAVY_USER}`, 'SAMPLES', '0')),
+    feedMemoryUsage: Number(await client.memory('USAGE', `${PREFIX}{${HEAVY_TAG}}:a2:f`, 'SAMPLES', '0'))
   }
   log(`  timeline ${results.heavy.timelineLength} entries, feed ${results.heavy.feedLength} entries, ${neighbours.length} neighbours on the shard`)
   results.heavyNeighbours = await measureQueries(client, manager, (n) => neighbours[n % neighbours.length], `neighbours of a ${HEAVY_EVENTS}-event user`)
   results.heavyUser = await measureQueries(client, manager, () => HEAVY_USER, `the ${HEAVY_EVENTS}-event user itself`)
   results.redisVersion = (await info(client, 'server')).redis_version
   fs.mkdirSync(path.join(here, 'results'), { recursive: true })
-  fs.writeFileSync(path.join(here, 'results', 'audit.json'), JSON.stringify(results, null, 2) + '\n')
-  log('written to bench/results/audit.json')
+  fs.writeFileSync(path.join(here, 'results', RESULTS_FILE), JSON.stringify(results, null, 2) + '\n')
+  log(`written to bench/results/${RESULTS_FILE}`)
+  const latest = path.join(here, 'results', 'latest.json')
+  if (RESULTS_FILE === 'audit.json' && fs.existsSync(latest)) {
+    writeReport(JSON.parse(fs.readFileSync(latest, 'utf8')))
+    log('docs/benchmarks.md rewritten with this run')
+  }
 } finally {
   client.disconnect()
   await redis.stop()
