@@ -79,6 +79,93 @@ function load (client, tag, settings, perUser, ids) {
   return client.fdsessLoad(`${PREFIX}{${tag}}:x`, String(Date.now()), '1800000', settings, '2', '3', '300000', String(perUser), ...ids)
 }
 
+/**
+ * The machine's noise floor, measured the same way: a GET of one small key, one call at a time. On a shared machine
+ * its p99 and its SLOWLOG entries show how much of the query's tail is the scheduler rather than the query.
+ */
+async function measureBaseline (client) {
+  await client.set('bench:probe', 'x')
+  await client.config('RESETSTAT')
+  await client.slowlog('RESET')
+  const histogram = new LatencyHistogram()
+  for (let n = 0; n < SAMPLES; n++) {
+    const startedAt = performance.now()
+    await client.get('bench:probe')
+    histogram.record(performance.now() - startedAt)
+  }
+  const percentiles = /p50=([\d.]+),p99=([\d.]+),p99\.9=([\d.]+)/.exec(String((await info(client, 'latencystats')).latency_percentiles_usec_get))
+  const slow = await client.slowlog('GET', 128)
+  const result = {
+    label: 'baseline: GET of one small key',
+    samples: SAMPLES,
+    meanEventsReturned: 0,
+    clientP50Ms: histogram.quantile(0.5),
+    clientP99Ms: histogram.quantile(0.99),
+    redisUsecPerScriptCall: null,
+    redisP50Usec: percentiles === null ? null : Number(percentiles[1]),
+    redisP99Usec: percentiles === null ? null : Number(percentiles[2]),
+    redisP999Usec: percentiles === null ? null : Number(percentiles[3]),
+    slowlogOver2ms: slow.length,
+    loadAverage: os.loadavg()[0]
+  }
+  log(`  ${result.label}: p50 ${result.clientP50Ms} ms, p99 ${result.clientP99Ms} ms (client), Redis p99 ${result.redisP99Usec} us, ${result.slowlogOver2ms} calls over 2 ms`)
+  return result
+}
+
+/**
+ * A script that only counts, calibrated to take as long as a query (`targetUsec`), called the same way: the calls
+ * over 2 ms it gets are what the machine does to any script of that length (Redis descheduled mid-call).
+ */
+async function measureBusyScript (client, targetUsec) {
+  const BUSY = 'local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i end return x'
+  let loops = 10_000
+  for (let attempt = 0; attempt < 3; attempt++) {
+    await client.config('RESETSTAT')
+    for (let n = 0; n < 200; n++) await client.eval(BUSY, 0, String(loops))
+    const stats = /usec_per_call=([\d.]+)/.exec(String((await info(client, 'commandstats')).cmdstat_eval))
+    loops = Math.max(1, Math.round(loops * targetUsec / Number(stats?.[1] ?? targetUsec)))
+  }
+  await client.config('RESETSTAT')
+  await client.slowlog('RESET')
+  const histogram = new LatencyHistogram()
+  for (let n = 0; n < SAMPLES; n++) {
+    const startedAt = performance.now()
+    await client.eval(BUSY, 0, String(loops))
+    histogram.record(performance.now() - startedAt)
+  }
+  const stats = /usec_per_call=([\d.]+)/.exec(String((await info(client, 'commandstats')).cmdstat_eval))
+  const percentiles = /p50=([\d.]+),p99=([\d.]+),p99\.9=([\d.]+)/.exec(String((await info(client, 'latencystats')).latency_percentiles_usec_eval))
+  const slow = await client.slowlog('GET', 128)
+  const result = {
+    label: `baseline: a script that only counts, ${loops} loops`,
+    samples: SAMPLES,
+    meanEventsReturned: 0,
+    clientP50Ms: histogram.quantile(0.5),
+    clientP99Ms: histogram.quantile(0.99),
+    redisUsecPerScriptCall: Number(stats?.[1]),
+    redisP50Usec: percentiles === null ? null : Number(percentiles[1]),
+    redisP99Usec: percentiles === null ? null : Number(percentiles[2]),
+    redisP999Usec: percentiles === null ? null : Number(percentiles[3]),
+    slowlogOver2ms: slow.length,
+    slowestMs: slow.length === 0 ? null : Math.max(...slow.map((entry) => Number(entry[2]))) / 1000,
+    loadAverage: os.loadavg()[0]
+  }
+  log(`  ${result.label}: p50 ${result.clientP50Ms} ms, p99 ${result.clientP99Ms} ms (client), Redis ${result.redisUsecPerScriptCall} us per call, p99 ${result.redisP99Usec} us, ${result.slowlogOver2ms} calls over 2 ms`)
+  return result
+}
+
+/**
+ * The loader's scripts leave garbage in Redis' Lua heap (a table of 5000 audit fields per call); Redis collects
+ * it in steps after later scripts, which would bill the next queries for it. One full collection after each load
+ * phase, outside the timed phases; returns the Lua heap before and after (bytes).
+ */
+async function collectLuaGarbage (client) {
+  const heap = async () => Number((await info(client, 'memory')).used_memory_lua)
+  const before = await heap()
+  await client.eval("collectgarbage('collect') return 0", 0)
+  return { luaHeapBefore: before, luaHeapAfter: await heap() }
+}
+
 async function measureQueries (client, manager, pickUser, label) {
   await client.config('RESETSTAT')
   await client.slowlog('RESET')
@@ -94,6 +181,8 @@ async function measureQueries (client, manager, pickUser, label) {
   }
   const stats = await info(client, 'commandstats')
   const evalsha = /calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)/.exec(String(stats.cmdstat_evalsha))
+  // Redis' own per-command latency percentiles (INFO latencystats, Redis 7), reset with the stats above.
+  const percentiles = /p50=([\d.]+),p99=([\d.]+),p99\.9=([\d.]+)/.exec(String((await info(client, 'latencystats')).latency_percentiles_usec_evalsha))
   const slow = await client.slowlog('GET', 128)
   const result = {
     label,
@@ -102,14 +191,21 @@ async function measureQueries (client, manager, pickUser, label) {
     clientP50Ms: histogram.quantile(0.5),
     clientP99Ms: histogram.quantile(0.99),
     redisUsecPerScriptCall: evalsha === null ? null : Number(evalsha[3]),
+    redisP50Usec: percentiles === null ? null : Number(percentiles[1]),
+    redisP99Usec: percentiles === null ? null : Number(percentiles[2]),
+    redisP999Usec: percentiles === null ? null : Number(percentiles[3]),
     slowlogOver2ms: slow.length,
     slowestMs: slow.length === 0 ? null : Math.max(...slow.map((entry) => Number(entry[2]))) / 1000,
     loadAverage: os.loadavg()[0],
     // Which calls were slow: a script of the query (its KEYS[1] is a shard's :x key) or the tag lookup (Pt:<uid>).
-    slowCalls: slow.map((entry) => ({ ms: Number(entry[2]) / 1000, command: entry[3][0], key: String(entry[3][2] ?? '') }))
+    slowCalls: slow.map((entry) => {
+      const args = entry[3]
+      return { ms: Number(entry[2]) / 1000, command: String(args[0]).toLowerCase(), key: String((String(args[0]).toLowerCase() === 'evalsha' ? args[3] : args[1]) ?? '') }
+    })
   }
   log(`  ${label}: p50 ${result.clientP50Ms} ms, p99 ${result.clientP99Ms} ms (client, tag lookup + query), ` +
-    `Redis ${result.redisUsecPerScriptCall} us per script call, ${result.slowlogOver2ms} calls over 2 ms, ${result.meanEventsReturned} events per answer`)
+    `Redis ${result.redisUsecPerScriptCall} us per script call (p50 ${result.redisP50Usec}, p99 ${result.redisP99Usec}, p99.9 ${result.redisP999Usec} us), ` +
+    `${result.slowlogOver2ms} calls over 2 ms, ${result.meanEventsReturned} events per answer`)
   return result
 }
 
@@ -168,8 +264,14 @@ try {
   }
   log(`  MEMORY USAGE of a timeline with one login event ${results.memory['memoryUsage_one-login']} B, with one short event ${results.memory['memoryUsage_one-logout']} B`)
 
+  // The loader's batches are garbage now; collected before the timed phases rather than during them.
+  calls.length = 0
+  results.memory.luaGarbage = await collectLuaGarbage(client)
   log(`auditLog(user, { limit: 50 }) over ${USERS} users`)
-  results.uniform = await measureQueries(client, manager, () => userId(Math.floor(Math.random() * USERS)), `${USERS} users x ${EVENTS} events`)
+  const picked = Array.from({ length: SAMPLES }, () => userId(Math.floor(Math.random() * USERS)))
+  results.uniform = await measureQueries(client, manager, (n) => picked[n], `${USERS} users x ${EVENTS} events`)
+  // The same users again: their tags are now in the store's cache (10,000 users), so one round trip each.
+  results.uniformCached = await measureQueries(client, manager, (n) => picked[n], `${USERS} users x ${EVENTS} events, tag cached`)
 
   // One user of the shard HEAVY_TAG holds HEAVY_EVENTS events (its cap raised to hold them), and the shard's feed
   // as many entries (audit.feed on for that user's writes).
@@ -179,17 +281,23 @@ try {
   startedAt = performance.now()
   await pipelined(Math.ceil(HEAVY_EVENTS / 1000), () => load(client, HEAVY_TAG, heavySettings, 1000, [HEAVY_USER]))
   const neighbours = byTag.get(HEAVY_TAG) ?? []
+  byTag.clear()
+  const luaGarbage = await collectLuaGarbage(client)
   results.heavy = {
     loadSeconds: Number(((performance.now() - startedAt) / 1000).toFixed(1)),
     timelineLength: await client.llen(`${PREFIX}{${HEAVY_TAG}}:a2:u:${HEAVY_USER}`),
     feedLength: await client.xlen(`${PREFIX}{${HEAVY_TAG}}:a2:f`),
     neighboursOnShard: neighbours.length,
     timelineMemoryUsage: Number(await client.memory('USAGE', `${PREFIX}{${HEAVY_TAG}}:a2:u:${HEAVY_USER}`, 'SAMPLES', '0')),
-    feedMemoryUsage: Number(await client.memory('USAGE', `${PREFIX}{${HEAVY_TAG}}:a2:f`, 'SAMPLES', '0'))
+    feedMemoryUsage: Number(await client.memory('USAGE', `${PREFIX}{${HEAVY_TAG}}:a2:f`, 'SAMPLES', '0')),
+    luaGarbage
   }
   log(`  timeline ${results.heavy.timelineLength} entries, feed ${results.heavy.feedLength} entries, ${neighbours.length} neighbours on the shard`)
   results.heavyNeighbours = await measureQueries(client, manager, (n) => neighbours[n % neighbours.length], `neighbours of a ${HEAVY_EVENTS}-event user`)
   results.heavyUser = await measureQueries(client, manager, () => HEAVY_USER, `the ${HEAVY_EVENTS}-event user itself`)
+  results.luaHeapAfterQueries = Number((await info(client, 'memory')).used_memory_lua)
+  results.baseline = await measureBaseline(client)
+  results.baselineScript = await measureBusyScript(client, results.heavyUser.redisUsecPerScriptCall)
   results.redisVersion = (await info(client, 'server')).redis_version
   fs.mkdirSync(path.join(here, 'results'), { recursive: true })
   fs.writeFileSync(path.join(here, 'results', RESULTS_FILE), JSON.stringify(results, null, 2) + '\n')

@@ -164,9 +164,9 @@ function memorySection (store) {
   const shape = store.sessionShape
   const largest = store.withAudit.filter((p) => p.bytesPerSession !== undefined).at(-1)
   return [
-    'One user per session (each session pays for its user\'s index, tag and audit stream), session attributes as the plugin stores them: ' +
+    'One user per session (each session pays for its user\'s index, tag and audit log), session attributes as the plugin stores them: ' +
     `IP, a ${shape.userAgent.length}-character user agent, a device fingerprint, metadata \`${shape.metadata}\`. ` +
-    'Bytes per session = INFO memory `used_memory` delta / sessions, so it includes the user index, the expiry-queue entry, the tag key and the audit stream.',
+    'Bytes per session = INFO memory `used_memory` delta / sessions, so it includes the user index, the expiry-queue entry, the tag key and the audit log.',
     '',
     table(['run', 'sessions', 'used_memory delta MiB', 'bytes / session', 'keys'], rows),
     '',
@@ -475,19 +475,24 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
 
 /** What the SLOWLOG caught during the query phases, and how loaded the machine was. */
 function slowNote (audit) {
-  const phases = [audit.uniform, audit.heavyNeighbours, audit.heavyUser]
+  const phases = [audit.uniform, audit.uniformCached, audit.heavyNeighbours, audit.heavyUser].filter((phase) => phase !== undefined)
   const slow = phases.flatMap((phase) => phase.slowCalls ?? [])
   const load = phases.map((phase) => phase.loadAverage).filter((value) => value !== undefined)
   const loadText = load.length === 0 ? '' : `Machine load average (1 min, 2 cores shared with other work) during the query phases: ${load.map((value) => fixed(value, 1)).join(', ')}. `
-  if (slow.length === 0) return loadText + 'No call held Redis for 2 ms or more.'
-  return loadText + `Calls over 2 ms: ${slow.map((call) => `${call.command} ${call.key} ${fixed(call.ms, 2)} ms`).join('; ')}.`
+  const busy = audit.baselineScript
+  const busyText = busy === undefined ? '' : ` For comparison, the script that only counts for as long (${fixed(busy.redisUsecPerScriptCall, 1)} µs per call) had ${int(busy.slowlogOver2ms)} of ${int(busy.samples)} calls over 2 ms in the same conditions.`
+  if (slow.length === 0) return loadText + 'No call held Redis for 2 ms or more.' + busyText
+  return loadText + busyText + ` Calls over 2 ms (SLOWLOG also lists the commands a script runs): ${slow.map((call) => `${call.command} ${call.key} ${fixed(call.ms, 2)} ms`).join('; ')}.`
 }
 
 /** bench/results/audit.json, written by bench/audit.mjs (`npm run bench:audit`). */
 function auditSection (audit) {
   if (audit === null) return 'Not measured yet: run `npm run bench:audit`.'
   const m = audit.memory
-  const q = (r) => [r.label, int(r.samples), fixed(r.meanEventsReturned, 1), fixed(r.clientP50Ms, 3), fixed(r.clientP99Ms, 3), fixed(r.redisUsecPerScriptCall, 1), int(r.slowlogOver2ms)]
+  const us = (value) => value === undefined || value === null ? 'n/a' : fixed(value, 1)
+  const q = (r) => [r.label, int(r.samples), fixed(r.meanEventsReturned, 1), fixed(r.clientP50Ms, 3), fixed(r.clientP99Ms, 3),
+    us(r.redisUsecPerScriptCall), us(r.redisP99Usec), us(r.redisP999Usec), int(r.slowlogOver2ms)]
+  const phases = [audit.uniform, audit.uniformCached, audit.heavyNeighbours, audit.heavyUser, audit.baseline, audit.baselineScript].filter((phase) => phase !== undefined)
   return [
     `Run ${audit.startedAt === undefined ? '' : `on ${audit.startedAt} `}(Redis ${audit.redisVersion}): ${int(audit.users)} users with ${audit.eventsPerUser} events each ` +
     `(${int(audit.users * audit.eventsPerUser)} events; logins with a 97-character user agent alternating with logouts), loaded by the ` +
@@ -496,10 +501,12 @@ function auditSection (audit) {
     '',
     '`auditLog(user, { limit: 50 })` through `SessionManager`, one call at a time. Client time includes the tag lookup ' +
     '(a second round trip: the store caches 10,000 tags and the users are random among all); Redis time is the ' +
-    '`evalsha` time of INFO commandstats over the same calls (tag lookups and queries); SLOWLOG counts the calls over 2 ms.',
+    '`evalsha` time of INFO commandstats and its percentiles from INFO latencystats over the same calls (tag lookups ' +
+    'and queries); SLOWLOG counts the calls over 2 ms. The loader\'s garbage in Redis\' Lua heap is collected once after ' +
+    'each load (otherwise Redis collects it in steps after the next scripts, and the queries pay for it).',
     '',
-    table(['query', 'calls', 'events returned', 'client p50 ms', 'client p99 ms', 'Redis µs per script call', 'calls over 2 ms'],
-      [q(audit.uniform), q(audit.heavyNeighbours), q(audit.heavyUser)]),
+    table(['query', 'calls', 'events returned', 'client p50 ms', 'client p99 ms', 'Redis µs per script call (mean)', 'Redis p99 µs', 'Redis p99.9 µs', 'calls over 2 ms'],
+      phases.map(q)),
     '',
     slowNote(audit),
     '',

@@ -200,7 +200,9 @@ export class SessionManager extends EventEmitter {
     if (this.auditMaxEventsPerUser > MAX_AUDIT_EVENTS_PER_USER) {
       throw new errors.INVALID_OPTION(`"audit.maxEventsPerUser": expected an integer from 1 to ${MAX_AUDIT_EVENTS_PER_USER}, got ${this.auditMaxEventsPerUser}`)
     }
-    this.auditFeed = options.audit?.feed === true
+    const feed = options.audit?.feed ?? false
+    if (typeof feed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(feed)}`)
+    this.auditFeed = feed
     this.now = options.now ?? Date.now
     this.store.configure({
       idleTimeoutMs: this.idleTimeoutMs,

@@ -385,11 +385,13 @@ test("0.1.0's shard stream is not read: an upgrade starts each user's timeline e
   t.ok(await client.pttl(oldStream) > 0, 'with the TTL it was written with')
 })
 
-test('audit.maxEventsPerUser is an integer from 1 to 1 000 000', async (t) => {
+test('audit.maxEventsPerUser is an integer from 1 to 1 000 000, and audit.feed a boolean', async (t) => {
   for (const bad of [0, -1, 1.5, 1_000_001, '10']) {
     t.throws(() => new SessionManager({ store: new MemoryStore(), audit: { maxEventsPerUser: bad as number } }),
       { code: 'FST_SESSION_INVALID_OPTION', message: /audit\.maxEventsPerUser/ })
   }
+  t.throws(() => new SessionManager({ store: new MemoryStore(), audit: { feed: 1 as unknown as boolean } }),
+    { code: 'FST_SESSION_INVALID_OPTION', message: /audit\.feed/ })
   t.equal(new SessionManager({ store: new MemoryStore() }).auditMaxEventsPerUser, 5000, 'default')
   t.equal(new SessionManager({ store: new MemoryStore(), audit: { maxEventsPerUser: 1_000_000 } }).auditMaxEventsPerUser, 1_000_000)
 })
