@@ -321,6 +321,11 @@ for (const kind of ['redis', 'memory'] as const) {
     const later = await manager.auditLogPage('ivan')
     t.same(later.events.map((event) => event.data.n), [7, 6, 5, 4], 'retention removes the oldest kept event')
     t.equal(later.truncated, false, 'events the cap dropped would have left by retention now: the page is whole')
+    if (store instanceof MemoryStore) {
+      clock += 3_600_000
+      await manager.cleanup()
+      t.equal((store as unknown as { auditDrops: Map<string, number> }).auditDrops.size, 0, 'the memory store forgets the marker once it is past the retention')
+    }
   })
 }
 
