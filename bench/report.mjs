@@ -480,7 +480,7 @@ function slowNote (audit) {
   const load = phases.map((phase) => phase.loadAverage).filter((value) => value !== undefined)
   const loadText = load.length === 0 ? '' : `Machine load average (1 min, 2 cores shared with other work) during the query phases: ${load.map((value) => fixed(value, 1)).join(', ')}. `
   const busy = audit.baselineScript
-  const busyText = busy === undefined ? '' : ` For comparison, the script that only counts for as long (${fixed(busy.redisUsecPerScriptCall, 1)} µs per call) had ${int(busy.slowlogOver2ms)} of ${int(busy.samples)} calls over 2 ms in the same conditions.`
+  const busyText = busy === undefined ? '' : `For comparison, the script that only counts for as long (${fixed(busy.redisUsecPerScriptCall, 1)} µs per call) had ${int(busy.slowlogOver2ms)} of ${int(busy.samples)} calls over 2 ms in the same conditions.`
   if (slow.length === 0) return loadText + 'No call held Redis for 2 ms or more.' + busyText
   return loadText + busyText + ` Calls over 2 ms (SLOWLOG also lists the commands a script runs): ${slow.map((call) => `${call.command} ${call.key} ${fixed(call.ms, 2)} ms`).join('; ')}.`
 }
@@ -503,7 +503,7 @@ function auditSection (audit) {
     '(a second round trip: the store caches 10,000 tags and the users are random among all); Redis time is the ' +
     '`evalsha` time of INFO commandstats and its percentiles from INFO latencystats over the same calls (tag lookups ' +
     'and queries); SLOWLOG counts the calls over 2 ms. The loader\'s garbage in Redis\' Lua heap is collected once after ' +
-    'each load (otherwise Redis collects it in steps after the next scripts, and the queries pay for it).',
+    'each load so that the timed phases do not pay for it.',
     '',
     table(['query', 'calls', 'events returned', 'client p50 ms', 'client p99 ms', 'Redis µs per script call (mean)', 'Redis p99 µs', 'Redis p99.9 µs', 'calls over 2 ms'],
       phases.map(q)),
