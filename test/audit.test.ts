@@ -415,3 +415,14 @@ test('the plugin takes audit.maxEventsPerUser and audit.feed, and refuses a cap 
   t.equal(app.sessions.auditMaxEventsPerUser, 2)
   t.equal(app.sessions.auditFeed, true)
 })
+
+test('an event keeps any session id and data it was recorded with, separators included', async (t) => {
+  const server = await startRedis(t)
+  const { manager } = setup(t, server)
+  await manager.recordSecurityEvent('oscar', 'odd|id|{"x":1}|', { rule: 'a|b', note: '|{}|' })
+  await manager.recordSecurityEvent('oscar', '', { rule: '' })
+  t.same((await manager.auditLog('oscar')).map((event) => [event.sessionId, event.data]), [
+    ['', { rule: '' }],
+    ['odd|id|{"x":1}|', { rule: 'a|b', note: '|{}|' }]
+  ])
+})

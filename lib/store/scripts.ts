@@ -11,7 +11,7 @@ export const AUDIT_CLOCK_SKEW_MS = 1000
  *   P{T}:s:<sid>   string  one session record (JSON, below), PEXPIRE at its deadline
  *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity; PEXPIRE at the latest absolute deadline
  *   P{T}:x         zset    the shard's expiry queue: sid..uid -> deadline (no TTL; drained by the scripts)
- *   P{T}:a2:u:<uid> list   the user's audit timeline, newest first: entries 't|type|sid|data' (t = writer's
+ *   P{T}:a2:u:<uid> list   the user's audit timeline, newest first: entries 't|type|#sid|sid..data' (t = writer's
  *                          clock), at most maxEventsPerUser (LTRIM), expired entries popped from the tail by each
  *                          write, PEXPIRE = retention (refreshed by every write)
  *   P{T}:a2:c:<uid> string the timestamp of the newest event the per-user cap dropped, PEXPIRE = retention
@@ -63,7 +63,7 @@ local function timelineKey(uid) return AUDIT_BASE .. 'u:' .. uid end
 local function capKey(uid) return AUDIT_BASE .. 'c:' .. uid end
 local feedKey = AUDIT_BASE .. 'f'
 
--- The time of a timeline entry ('t|type|sid|data'), or nil when the entry is not one.
+-- The time of a timeline entry ('t|type|<length of sid>|<sid><data>'), or nil when the entry is not one.
 local function entryTime(entry)
   if type(entry) ~= 'string' then return nil end
   return tonumber(string.match(entry, '^([^|]*)|'))
@@ -78,7 +78,8 @@ local function audit(uid, sid, kind, data)
   events[n + 5] = data
   if retention <= 0 then return end
   local l = timelineKey(uid)
-  local entry = ARGV[1] .. '|' .. kind .. '|' .. sid .. '|' .. data
+  -- The session id goes with its length: ids recorded through recordSecurityEvent may hold any character.
+  local entry = ARGV[1] .. '|' .. kind .. '|' .. #sid .. '|' .. sid .. data
   local len = redis.pcall('LPUSH', l, entry)
   -- A timeline key of another type (written by hand) would fail the script after its other writes: replace it.
   if type(len) ~= 'number' then
@@ -551,9 +552,10 @@ while not done do
   local batch = redis.pcall('LRANGE', l, from, from + size - 1)
   if type(batch) ~= 'table' or batch.err then break end
   for _, entry in ipairs(batch) do
-    local t, e, s, d = string.match(entry, '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    local t, e, n, rest = string.match(entry, '^([^|]*)|([^|]*)|(%d+)|(.*)$')
     local ms = tonumber(t)
     if ms then
+      local s, d = string.sub(rest, 1, tonumber(n)), string.sub(rest, tonumber(n) + 1)
       if ms < floor - ${AUDIT_CLOCK_SKEW_MS} then done = true; break end
       if ms >= floor then
         out[#out + 1] = t
