@@ -114,7 +114,7 @@ export default sessionPlugin
 
 export { SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-export type { Session, SessionData, SessionMetadata, AuditEvent, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
+export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'
 export type { RedisClient } from './store/client'
 export type { StartSessionArgs, StartSessionData } from './request'

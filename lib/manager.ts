@@ -4,7 +4,7 @@ import { parseDuration } from './duration'
 import { errors } from './errors'
 import { serializeMetadata } from './metadata'
 import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
-import type { AuditEventType, ConcurrencyRules, RawAuditEvent, Store, StoredSession } from './store/types'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from './store/types'
 
 /**
  * Extend this interface to type `session.metadata`:
@@ -46,6 +46,16 @@ export interface AuditEvent {
   data: Record<string, unknown>
 }
 
+/** One read of a user's audit log (`auditLogPage`). */
+export interface AuditLogPage {
+  /** Newest first. */
+  events: AuditEvent[]
+  /** True when the per-user cap (`audit.maxEventsPerUser`) dropped events of the queried window. */
+  truncated: boolean
+  /** With `truncated`: the cap dropped events older than this instant (and none younger). */
+  droppedBefore?: Date
+}
+
 export interface ConcurrencyReport {
   /** How many other live sessions the user has. */
   concurrentSessions: number
@@ -83,6 +93,13 @@ export interface SessionManagerOptions {
     retention?: number | string
     /** Record an `activity` event at each touch. @default false */
     activity?: boolean
+    /**
+     * Most events kept per user (1 to 1 000 000); the oldest go first, and `auditLogPage` says when it dropped
+     * events of the queried window. @default 5000
+     */
+    maxEventsPerUser?: number
+    /** Also append every event to the shard's feed (a Redis stream per shard, for SIEM consumers). @default false */
+    feed?: boolean
   }
   /** Clock, for tests. @default Date.now */
   now?: () => number
@@ -99,6 +116,7 @@ const MAX_IP_LENGTH = 64
 const MAX_USER_AGENT_LENGTH = 512
 const MAX_FINGERPRINT_LENGTH = 512
 const MAX_REASON_LENGTH = 256
+const MAX_AUDIT_EVENTS_PER_USER = 1_000_000
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const CONTROL = /[\u0000-\u001f\u007f]/
 
@@ -150,6 +168,8 @@ export class SessionManager extends EventEmitter {
   readonly rules: ConcurrencyRules
   readonly auditRetentionMs: number
   readonly auditActivity: boolean
+  readonly auditMaxEventsPerUser: number
+  readonly auditFeed: boolean
   readonly now: () => number
 
   constructor (options: SessionManagerOptions) {
@@ -180,8 +200,21 @@ export class SessionManager extends EventEmitter {
     }
     this.auditRetentionMs = duration('audit.retention', options.audit?.retention, 7 * 86_400_000, true)
     this.auditActivity = options.audit?.activity === true
+    this.auditMaxEventsPerUser = positiveInteger('audit.maxEventsPerUser', options.audit?.maxEventsPerUser, DEFAULT_AUDIT_MAX_EVENTS_PER_USER)
+    if (this.auditMaxEventsPerUser > MAX_AUDIT_EVENTS_PER_USER) {
+      throw new errors.INVALID_OPTION(`"audit.maxEventsPerUser": expected an integer from 1 to ${MAX_AUDIT_EVENTS_PER_USER}, got ${this.auditMaxEventsPerUser}`)
+    }
+    const feed = options.audit?.feed ?? false
+    if (typeof feed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(feed)}`)
+    this.auditFeed = feed
     this.now = options.now ?? Date.now
-    this.store.configure({ idleTimeoutMs: this.idleTimeoutMs, auditRetentionMs: this.auditRetentionMs, rules: this.rules })
+    this.store.configure({
+      idleTimeoutMs: this.idleTimeoutMs,
+      auditRetentionMs: this.auditRetentionMs,
+      auditMaxEventsPerUser: this.auditMaxEventsPerUser,
+      auditFeed: this.auditFeed,
+      rules: this.rules
+    })
   }
 
   /**
@@ -348,15 +381,26 @@ export class SessionManager extends EventEmitter {
     this.emitEvents([event])
   }
 
-  /** The user's audit events, newest first. */
+  /** The user's audit events, newest first (see `auditLogPage` to learn whether the per-user cap cut them). */
   async auditLog (userId: string, options: { since?: Date | number, limit?: number } = {}): Promise<AuditEvent[]> {
+    return (await this.auditLogPage(userId, options)).events
+  }
+
+  /**
+   * The user's audit events, newest first, and whether the per-user cap (`audit.maxEventsPerUser`) dropped events
+   * of the window (at or after `since`, within the retention). Costs O(limit), whatever other users write.
+   */
+  async auditLogPage (userId: string, options: { since?: Date | number, limit?: number } = {}): Promise<AuditLogPage> {
     validUserId(userId)
     const since = options.since === undefined ? 0 : Number(options.since)
     const limit = options.limit ?? 100
     if (!Number.isFinite(since) || !Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
       throw new errors.INVALID_ARGUMENT('since must be a date and limit an integer from 1 to 10000')
     }
-    return (await this.store.auditLog(userId, { since, limit })).map(toAuditEvent)
+    const page = await this.store.auditLog(userId, { since, limit, now: this.now() })
+    const events = page.events.map(toAuditEvent)
+    if (page.droppedAt === null) return { events, truncated: false }
+    return { events, truncated: true, droppedBefore: new Date(page.droppedAt + 1) }
   }
 
   /** Removes everything that has expired; emits an `expired` audit event for each session. */

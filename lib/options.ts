@@ -56,7 +56,9 @@ const OptionsSchema = Type.Object({
   }, { additionalProperties: false })),
   audit: Type.Optional(Type.Object({
     retention: Type.Optional(Duration),
-    activity: Type.Optional(Type.Boolean())
+    activity: Type.Optional(Type.Boolean()),
+    maxEventsPerUser: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    feed: Type.Optional(Type.Boolean())
   }, { additionalProperties: false })),
   redis: Type.Optional(Type.Unknown()),
   store: Type.Optional(Type.Unknown()),
@@ -162,6 +164,10 @@ export interface SessionPluginOptions {
     retention?: number | string
     /** @default false */
     activity?: boolean
+    /** Most audit events kept per user, oldest dropped first (see `auditLogPage`). @default 5000 */
+    maxEventsPerUser?: number
+    /** Append every audit event to a Redis stream per shard too, for SIEM consumers. @default false */
+    feed?: boolean
   }
   /** Prometheus metrics: `{ registry }`, a prom-client Registry. */
   metrics?: { registry: unknown }
