@@ -52,22 +52,21 @@ async function timeEach (samples, operation) {
   return { samples, p50Ms: histogram.quantile(0.5), p99Ms: histogram.quantile(0.99) }
 }
 
-/** MEMORY USAGE of the keys of one session (its record, its user's index and tag, its share of the shard's audit stream and expiry queue). */
+/** MEMORY USAGE of the keys of one session (its record, its user's index, tag and audit timeline, its share of the shard's expiry queue). */
 async function keyBreakdown (client, prefix, token, userId) {
   const sid = token.slice(0, 24)
   const shard = `${prefix}{${sid.slice(0, 2)}}:`
   const usage = async (key) => Number(await client.memory('USAGE', key, 'SAMPLES', '0')) || 0
   const queue = `${shard}x`
   const queueEntries = await client.zcard(queue)
-  const stream = `${shard}a`
-  const streamEntries = await client.xlen(stream)
+  const timeline = `${shard}a2:u:${userId}`
   return {
     sessionRecordEncoding: await client.object('ENCODING', `${shard}s:${sid}`),
     sessionRecord: await usage(`${shard}s:${sid}`),
     userIndex: await usage(`${shard}u:${userId}`),
     userTag: await usage(`${prefix}t:${userId}`),
-    auditStreamEntries: streamEntries,
-    auditStreamPerEntry: streamEntries === 0 ? 0 : Math.round(await usage(stream) / streamEntries),
+    auditTimelineEntries: await client.llen(timeline),
+    auditTimeline: await usage(timeline),
     expiryQueueShare: queueEntries === 0 ? 0 : Math.round(await usage(queue) / queueEntries)
   }
 }

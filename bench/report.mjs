@@ -164,17 +164,20 @@ function memorySection (store) {
   const shape = store.sessionShape
   const largest = store.withAudit.filter((p) => p.bytesPerSession !== undefined).at(-1)
   return [
-    'One user per session (each session pays for its user\'s index, tag and audit stream), session attributes as the plugin stores them: ' +
+    'One user per session (each session pays for its user\'s index, tag and audit log), session attributes as the plugin stores them: ' +
     `IP, a ${shape.userAgent.length}-character user agent, a device fingerprint, metadata \`${shape.metadata}\`. ` +
-    'Bytes per session = INFO memory `used_memory` delta / sessions, so it includes the user index, the expiry-queue entry, the tag key and the audit stream.',
+    'Bytes per session = INFO memory `used_memory` delta / sessions, so it includes the user index, the expiry-queue entry, the tag key and the audit log.',
     '',
     table(['run', 'sessions', 'used_memory delta MiB', 'bytes / session', 'keys'], rows),
     '',
     sample === undefined
       ? ''
       : `MEMORY USAGE of one session's keys (bytes): session record ${sample.sessionRecord} (encoding \`${sample.sessionRecordEncoding}\`), ` +
-        `user index ${sample.userIndex}, user tag ${sample.userTag}, per entry of the shard's audit stream ${sample.auditStreamPerEntry} ` +
-        `(${sample.auditStreamEntries} entries in that stream), share of the expiry queue ${sample.expiryQueueShare}.`,
+        `user index ${sample.userIndex}, user tag ${sample.userTag}, ` +
+        (sample.auditTimeline === undefined
+          ? `per entry of the shard's audit stream ${sample.auditStreamPerEntry} (${sample.auditStreamEntries} entries in that stream; the 0.1.0 audit layout), `
+          : `the user's audit timeline ${sample.auditTimeline} (${sample.auditTimelineEntries} event), `) +
+        `share of the expiry queue ${sample.expiryQueueShare}.`,
     '',
     largest === undefined || largest.sessions >= 1_000_000
       ? 'Bytes per session do not grow with the keyspace (compare the sizes).'
@@ -213,7 +216,7 @@ function cleanupSection (cleanup) {
       fixed(cleanup.redisCpuSeconds, 2), int(cleanup.keysBefore), int(cleanup.keysAfter)
     ]]),
     '',
-    'Keys left after the cleanup are the users\' tag keys (they expire on their own) and audit streams (the expiry is audited; they expire after the retention).'
+    'Keys left after the cleanup are the users\' tag keys (they expire on their own) and audit timelines (the expiry is audited; they expire after the retention).'
   ].join('\n')
 }
 
@@ -299,8 +302,10 @@ function commentary (results, profiles, decode) {
       `- At default settings a single-session user costs ${int(withAudit.bytesPerSession)} bytes of Redis memory, ${int(withoutAudit?.bytesPerSession)} without audit. ` +
       `The session record is ${int(b.sessionRecord)} bytes (\`${b.sessionRecordEncoding}\` string), the user's index ${int(b.userIndex)}, ` +
       `the user's tag key ${int(b.userTag)}. The audit log adds ${int(withAudit.bytesPerSession - (withoutAudit?.bytesPerSession ?? 0))} bytes per session at ` +
-      `${int(withAudit.sessions)} sessions (one \`created\` event each, in 4096 shard streams; a stream's first node is allocated at up to ` +
-      '4 KB, so with few events per shard the streams cost a fixed ~19 MB at most rather than a per-event size). ' +
+      `${int(withAudit.sessions)} sessions (one \`created\` event each` +
+      (b.auditTimeline === undefined
+        ? ', measured with the 0.1.0 layout of 4096 shard streams; the per-user timelines are measured by `npm run bench:audit`, below). '
+        : `, in the user's audit timeline of ${int(b.auditTimeline)} bytes). `) +
       'The goal of 512 bytes per session with its index is not met for a user with a single session: the index and tag keys are ' +
       'per user and cost their key overhead; users with several sessions share them (see docs/design.md).')
   }
@@ -348,7 +353,7 @@ function profileSection (profiles) {
   ].join('\n')
 }
 
-export function renderMarkdown (results, profiles, decode = null) {
+export function renderMarkdown (results, profiles, decode = null, audit = readJson('audit.json')) {
   const m = results.machine
   const s = results.settings
   const ours = summaryRow(results.summary, 'ours', 50)
@@ -456,12 +461,63 @@ export function renderMarkdown (results, profiles, decode = null) {
     '',
     cleanupSection(results.store?.cleanup),
     '',
+    '## Audit log at scale (`npm run bench:audit`)',
+    '',
+    auditSection(audit),
+    '',
     '## Profile of the request path',
     '',
     profileSection(profiles),
     ''
   ]
   return sections.join('\n')
+}
+
+/** What the SLOWLOG caught during the query phases, and how loaded the machine was. */
+function slowNote (audit) {
+  const phases = [audit.uniform, audit.uniformCached, audit.heavyNeighbours, audit.heavyUser].filter((phase) => phase !== undefined)
+  const slow = phases.flatMap((phase) => phase.slowCalls ?? [])
+  const load = phases.map((phase) => phase.loadAverage).filter((value) => value !== undefined)
+  const loadText = load.length === 0 ? '' : `Machine load average (1 min, 2 cores shared with other work) during the query phases: ${load.map((value) => fixed(value, 1)).join(', ')}. `
+  const busy = audit.baselineScript
+  const busyText = busy === undefined ? '' : `For comparison, the script that only counts for as long (${fixed(busy.redisUsecPerScriptCall, 1)} µs per call) had ${int(busy.slowlogOver2ms)} of ${int(busy.samples)} calls over 2 ms in the same conditions.`
+  if (slow.length === 0) return loadText + 'No call held Redis for 2 ms or more.' + busyText
+  return loadText + busyText + ` Calls over 2 ms (SLOWLOG also lists the commands a script runs): ${slow.map((call) => `${call.command} ${call.key} ${fixed(call.ms, 2)} ms`).join('; ')}.`
+}
+
+/** bench/results/audit.json, written by bench/audit.mjs (`npm run bench:audit`). */
+function auditSection (audit) {
+  if (audit === null) return 'Not measured yet: run `npm run bench:audit`.'
+  const m = audit.memory
+  const us = (value) => value === undefined || value === null ? 'n/a' : fixed(value, 1)
+  const q = (r) => [r.label, int(r.samples), fixed(r.meanEventsReturned, 1), fixed(r.clientP50Ms, 3), fixed(r.clientP99Ms, 3),
+    us(r.redisUsecPerScriptCall), us(r.redisP99Usec), us(r.redisP999Usec), int(r.slowlogOver2ms)]
+  const phases = [audit.uniform, audit.uniformCached, audit.heavyNeighbours, audit.heavyUser, audit.baseline, audit.baselineScript].filter((phase) => phase !== undefined)
+  return [
+    `Run ${audit.startedAt === undefined ? '' : `on ${audit.startedAt} `}(Redis ${audit.redisVersion}): ${int(audit.users)} users with ${audit.eventsPerUser} events each ` +
+    `(${int(audit.users * audit.eventsPerUser)} events; logins with a 97-character user agent alternating with logouts), loaded by the ` +
+    'store\'s own `audit()` Lua function, 1000 events per script call; then one user of a shard given ' +
+    `${int(audit.heavyEvents)} events (its cap raised to hold them) with \`audit.feed\` on, so the shard's feed holds as many.`,
+    '',
+    '`auditLog(user, { limit: 50 })` through `SessionManager`, one call at a time. Client time includes the tag lookup ' +
+    '(a second round trip: the store caches 10,000 tags and the users are random among all); Redis time is the ' +
+    '`evalsha` time of INFO commandstats and its percentiles from INFO latencystats over the same calls (tag lookups ' +
+    'and queries); SLOWLOG counts the calls over 2 ms. The loader\'s garbage in Redis\' Lua heap is collected once after ' +
+    'each load so that the timed phases do not pay for it.',
+    '',
+    table(['query', 'calls', 'events returned', 'client p50 ms', 'client p99 ms', 'Redis µs per script call (mean)', 'Redis p99 µs', 'Redis p99.9 µs', 'calls over 2 ms'],
+      phases.map(q)),
+    '',
+    slowNote(audit),
+    '',
+    `Memory: ${fixed(m.bytesPerEvent, 1)} bytes per event (INFO \`used_memory\` delta over ${int(audit.users * audit.eventsPerUser)} events, ` +
+    `timeline encoding \`${m.timelineEncoding}\`), ${int(m.bytesPerUser)} bytes per user with ${audit.eventsPerUser} events. ` +
+    `MEMORY USAGE of one user's timeline: ${int(m['memoryUsage_one-logout'])} bytes with one short event, ` +
+    `${int(m['memoryUsage_one-login'])} with one login event, ${int(m.memoryUsageOf20Events)} with ${audit.eventsPerUser} events. ` +
+    `The ${int(audit.heavy.timelineLength)}-event timeline takes ${fixed(audit.heavy.timelineMemoryUsage / 2 ** 20, 1)} MiB` +
+    (audit.heavy.feedMemoryUsage === undefined ? '; ' : `, the shard's feed of ${int(audit.heavy.feedLength)} entries ${fixed(audit.heavy.feedMemoryUsage / 2 ** 20, 1)} MiB; `) +
+    `loading it and the feed took ${fixed(audit.heavy.loadSeconds, 1)} s.`
+  ].join('\n')
 }
 
 export function writeReport (results, profiles = readProfiles(), decode = readJson('client-decode.json')) {

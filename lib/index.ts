@@ -1,13 +1,12 @@
 import fastifyCookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Cluster, Redis } from 'ioredis'
 import { SessionCleanupService } from './cleanup'
 import { errors } from './errors'
 import { SessionManager, type Session } from './manager'
 import { registerMetrics } from './metrics'
 import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
-import { RequestHandler, type StartSessionData } from './request'
+import { RequestHandler, type StartSessionArgs, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
 import { MemoryStore } from './store/memory'
 import { RedisStore } from './store/redis'
@@ -21,8 +20,11 @@ declare module 'fastify' {
     requiresSecurityCheck: boolean
   }
   interface FastifyReply {
-    /** Creates a session for the user (ending the request's previous one), sets the cookie, returns the token. */
-    startSession (userId: string, data?: StartSessionData): Promise<{ token: string, session: Session }>
+    /**
+     * Creates a session for the user (ending the request's previous one), sets the cookie, returns the token.
+     * `data.metadata` is required when your `SessionMetadata` declares a required field (see `StartSessionArgs`).
+     */
+    startSession (userId: string, ...data: StartSessionArgs): Promise<{ token: string, session: Session }>
     /** Ends the request's session server-side and clears the cookie; false when there was none. */
     endSession (reason?: string): Promise<boolean>
     /** Replaces the request's token (privilege change) and sets the new cookie; null without a session. */
@@ -42,7 +44,7 @@ function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPr
     if (clientOptions?.sentinels != null && clientOptions.failoverDetector !== true) {
       app.log.warn('fastify-distributed-session: a Sentinel client without `failoverDetector: true` keeps writing to the old master for seconds after a failover (see docs/deployment.md)')
     }
-    return new RedisStore({ client: options.redis as Redis | Cluster | string, prefix: keyPrefix, nearCache })
+    return new RedisStore({ client: options.redis, prefix: keyPrefix, nearCache })
   }
   app.log.warn('fastify-distributed-session: no `redis` or `store` option: using the in-memory store; sessions are lost on restart and not shared between processes')
   return new MemoryStore()
@@ -112,9 +114,10 @@ export default sessionPlugin
 
 export { SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-export type { Session, SessionData, SessionMetadata, AuditEvent, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
+export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'
-export type { StartSessionData } from './request'
+export type { RedisClient } from './store/client'
+export type { StartSessionArgs, StartSessionData } from './request'
 export type { Store, StoredSession } from './store/types'
 export type { RedisStoreOptions } from './store/redis'
 export type { NearCacheOptions } from './store/near-cache'

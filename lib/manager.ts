@@ -5,7 +5,7 @@ import { errors } from './errors'
 import { warningLogger, type SessionLogger } from './logger'
 import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, MAX_METADATA_KEYS_CEILING, serializeMetadata } from './metadata'
 import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
-import { sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from './store/types'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from './store/types'
 
 export type { SessionLogger } from './logger'
 
@@ -32,7 +32,11 @@ export interface Session {
   ipAddress: string
   userAgent: string
   deviceFingerprint: string
-  metadata: SessionMetadata & Record<string, unknown>
+  /**
+   * Typed `Partial<SessionMetadata>`: a stored session may predate a field you declared (an older deploy), or come
+   * from `create()` without it, so read declared fields as possibly undefined (`session.metadata.plan ?? 'free'`).
+   */
+  metadata: Partial<SessionMetadata> & Record<string, unknown>
 }
 
 export interface CreateOptions {
@@ -69,6 +73,16 @@ export interface AuditEvent {
   /** Public session id ('' for events about a user rather than one session). */
   sessionId: string
   data: Record<string, unknown>
+}
+
+/** One read of a user's audit log (`auditLogPage`). */
+export interface AuditLogPage {
+  /** Newest first. */
+  events: AuditEvent[]
+  /** True when the per-user cap (`audit.maxEventsPerUser`) dropped events of the queried window. */
+  truncated: boolean
+  /** With `truncated`: the cap dropped events older than this instant (and none younger). */
+  droppedBefore?: Date
 }
 
 export interface ConcurrencyReport {
@@ -115,6 +129,13 @@ export interface SessionManagerOptions {
     retention?: number | string
     /** Record an `activity` event at each touch. @default false */
     activity?: boolean
+    /**
+     * Most events kept per user (1 to 1 000 000); the oldest go first, and `auditLogPage` says when it dropped
+     * events of the queried window. @default 5000
+     */
+    maxEventsPerUser?: number
+    /** Also append every event to the shard's feed (a Redis stream per shard, for SIEM consumers). @default false */
+    feed?: boolean
   }
   /** Clock, for tests. @default Date.now */
   now?: () => number
@@ -133,6 +154,7 @@ const MAX_FINGERPRINT_LENGTH = 512
 const MAX_REASON_LENGTH = 256
 /** Longest per-session lifetime (`ttl`): 400 days, the longest cookie lifetime browsers honour. */
 const MAX_SESSION_TTL_MS = 400 * 86_400_000
+const MAX_AUDIT_EVENTS_PER_USER = 1_000_000
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const CONTROL = /[\u0000-\u001f\u007f]/
 
@@ -208,6 +230,8 @@ export class SessionManager extends EventEmitter {
   readonly rules: ConcurrencyRules
   readonly auditRetentionMs: number
   readonly auditActivity: boolean
+  readonly auditMaxEventsPerUser: number
+  readonly auditFeed: boolean
   readonly now: () => number
 
   constructor (options: SessionManagerOptions) {
@@ -243,8 +267,21 @@ export class SessionManager extends EventEmitter {
     }
     this.auditRetentionMs = duration('audit.retention', options.audit?.retention, 7 * 86_400_000, true)
     this.auditActivity = options.audit?.activity === true
+    this.auditMaxEventsPerUser = positiveInteger('audit.maxEventsPerUser', options.audit?.maxEventsPerUser, DEFAULT_AUDIT_MAX_EVENTS_PER_USER)
+    if (this.auditMaxEventsPerUser > MAX_AUDIT_EVENTS_PER_USER) {
+      throw new errors.INVALID_OPTION(`"audit.maxEventsPerUser": expected an integer from 1 to ${MAX_AUDIT_EVENTS_PER_USER}, got ${this.auditMaxEventsPerUser}`)
+    }
+    const feed = options.audit?.feed ?? false
+    if (typeof feed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(feed)}`)
+    this.auditFeed = feed
     this.now = options.now ?? Date.now
-    this.store.configure({ idleTimeoutMs: this.idleTimeoutMs, auditRetentionMs: this.auditRetentionMs, rules: this.rules })
+    this.store.configure({
+      idleTimeoutMs: this.idleTimeoutMs,
+      auditRetentionMs: this.auditRetentionMs,
+      auditMaxEventsPerUser: this.auditMaxEventsPerUser,
+      auditFeed: this.auditFeed,
+      rules: this.rules
+    })
   }
 
   /**
@@ -441,15 +478,26 @@ export class SessionManager extends EventEmitter {
     this.emitEvents([event])
   }
 
-  /** The user's audit events, newest first. */
+  /** The user's audit events, newest first (see `auditLogPage` to learn whether the per-user cap cut them). */
   async auditLog (userId: string, options: { since?: Date | number, limit?: number } = {}): Promise<AuditEvent[]> {
+    return (await this.auditLogPage(userId, options)).events
+  }
+
+  /**
+   * The user's audit events, newest first, and whether the per-user cap (`audit.maxEventsPerUser`) dropped events
+   * of the window (at or after `since`, within the retention). Costs O(limit), whatever other users write.
+   */
+  async auditLogPage (userId: string, options: { since?: Date | number, limit?: number } = {}): Promise<AuditLogPage> {
     validUserId(userId)
     const since = options.since === undefined ? 0 : Number(options.since)
     const limit = options.limit ?? 100
     if (!Number.isFinite(since) || !Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
       throw new errors.INVALID_ARGUMENT('since must be a date and limit an integer from 1 to 10000')
     }
-    return (await this.store.auditLog(userId, { since, limit })).map(toAuditEvent)
+    const page = await this.store.auditLog(userId, { since, limit, now: this.now() })
+    const events = page.events.map(toAuditEvent)
+    if (page.droppedAt === null) return { events, truncated: false }
+    return { events, truncated: true, droppedBefore: new Date(page.droppedAt + 1) }
   }
 
   /** Removes everything that has expired; emits an `expired` audit event for each session. */

@@ -1,9 +1,9 @@
 import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { FastifyRequest } from 'fastify'
-import type { Cluster, Redis } from 'ioredis'
 import { parseDuration } from './duration'
 import type { ConcurrencyReport } from './manager'
+import { isRedisClient, type RedisClient } from './store/client'
 import type { Store } from './store/types'
 
 const DURATION = 'duration'
@@ -56,7 +56,9 @@ const OptionsSchema = Type.Object({
   }, { additionalProperties: false })),
   audit: Type.Optional(Type.Object({
     retention: Type.Optional(Duration),
-    activity: Type.Optional(Type.Boolean())
+    activity: Type.Optional(Type.Boolean()),
+    maxEventsPerUser: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    feed: Type.Optional(Type.Boolean())
   }, { additionalProperties: false })),
   redis: Type.Optional(Type.Unknown()),
   store: Type.Optional(Type.Unknown()),
@@ -76,8 +78,11 @@ export interface SuspiciousReport {
 
 /** Options of the plugin. Durations are milliseconds or strings such as '30m'. */
 export interface SessionPluginOptions {
-  /** An ioredis `Redis` or `Cluster` (yours: never closed by the plugin) or a URL (the plugin owns that client). */
-  redis?: Redis | Cluster | string
+  /**
+   * An ioredis-compatible `Redis` or `Cluster` (yours: never closed by the plugin): any ioredis 5 or 6 copy, iovalkey,
+   * @fastify/redis's `app.redis`; or a URL (the plugin owns that client).
+   */
+  redis?: RedisClient | string
   /** A custom store; takes precedence over `redis`. Without both, the embedded memory store is used, with a warning. */
   store?: Store
   /** @default 'sess:' */
@@ -159,6 +164,10 @@ export interface SessionPluginOptions {
     retention?: number | string
     /** @default false */
     activity?: boolean
+    /** Most audit events kept per user, oldest dropped first (see `auditLogPage`). @default 5000 */
+    maxEventsPerUser?: number
+    /** Append every audit event to a Redis stream per shard too, for SIEM consumers. @default false */
+    feed?: boolean
   }
   /** Prometheus metrics: `{ registry }`, a prom-client Registry. */
   metrics?: { registry: unknown }
@@ -214,8 +223,7 @@ function describe (schema: unknown, fallback: string): string {
 }
 
 function looksLikeRedis (value: unknown): boolean {
-  return value !== null && typeof value === 'object' &&
-    typeof (value as Redis).defineCommand === 'function' && typeof (value as Redis).hgetall === 'function'
+  return isRedisClient(value)
 }
 
 /** Validates the options once at registration; a bad value throws an Error naming the option. */

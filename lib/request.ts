@@ -5,7 +5,7 @@ import { flagReasons } from './concurrency'
 import { DeadlineQueue } from './deadline'
 import { errors } from './errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-import type { LoadedSession, Session, SessionManager, SessionData } from './manager'
+import type { LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from './manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken } from './token'
 
@@ -27,6 +27,15 @@ export interface StartSessionData {
   /** Absolute lifetime of this session (ms or a duration string). */
   ttl?: number | string
 }
+
+/**
+ * The arguments of `reply.startSession` after the user id. Once your `SessionMetadata` declares a required field,
+ * `data` and its `metadata` are required and must hold every required field: a session never starts without what the
+ * type promises. Without required fields, `data` stays optional.
+ */
+export type StartSessionArgs = {} extends SessionMetadata
+  ? [data?: StartSessionData]
+  : [data: StartSessionData & { metadata: SessionMetadata & Record<string, unknown> }]
 
 const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
 /** A fingerprint ending with three empty slots has no client-supplied fields. */

@@ -1,10 +1,13 @@
 import { test, type Test } from 'tap'
-import { Redis } from 'ioredis'
-import { auditKey, tagKey } from '../lib/keys'
+import { Cluster, Redis } from 'ioredis'
+import { auditCapKey, auditFeedKey, auditTimelineKey, tagKey } from '../lib/keys'
 import { SessionManager, type AuditEvent, type SessionManagerOptions } from '../lib/manager'
+import { MemoryStore } from '../lib/store/memory'
 import { RedisStore } from '../lib/store/redis'
 import { hashSecret } from '../lib/token'
-import { startRedis, type RedisServer } from './helpers/redis'
+import { startRedis, startRedisCluster, type RedisServer } from './helpers/redis'
+import Fastify from 'fastify'
+import sessionPlugin, { type SessionPluginOptions } from '../lib/index'
 
 const MINUTE = 60_000
 const PREFIX = 'audit:'
@@ -20,8 +23,8 @@ interface Setup {
 }
 
 /**
- * A manager on a real clock plus an offset: audit streams are trimmed and ranged by Redis server time, so the
- * clock stays close to it except where a test moves it forward to expire sessions.
+ * A manager on a real clock plus an offset (the feed's stream ids are Redis server time; the timelines use the
+ * manager's clock), moved forward where a test expires sessions or events.
  */
 function setup (t: Test, server: RedisServer, options: Partial<SessionManagerOptions> = {}): Setup {
   const client = new Redis(server.url)
@@ -33,13 +36,18 @@ function setup (t: Test, server: RedisServer, options: Partial<SessionManagerOpt
   return { client, manager, clock, emitted }
 }
 
-async function auditStreams (client: Redis): Promise<string> {
+/** Every audit key (timelines, cap markers, feeds) with its content, as text. */
+async function auditKeys (client: Redis): Promise<string> {
   const parts: string[] = []
   let cursor = '0'
   do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*:a`, 'COUNT', 1000)
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*:a2:*`, 'COUNT', 1000)
     cursor = next
-    for (const key of keys) parts.push(key, JSON.stringify(await client.xrange(key, '-', '+')))
+    for (const key of keys) {
+      const type = await client.type(key)
+      const content = type === 'list' ? await client.lrange(key, 0, -1) : type === 'stream' ? await client.xrange(key, '-', '+') : await client.get(key)
+      parts.push(key, JSON.stringify(content))
+    }
   } while (cursor !== '0')
   return parts.join('\n')
 }
@@ -124,33 +132,29 @@ test('a security event is recorded in the audit log and emitted as security', as
   t.same(summary(security), summary(log))
 })
 
-test('retention drops old events: the stream expires, and a later write trims what is older', async (t) => {
+test('retention drops old events: the query skips them, a later write trims them, and the timeline key expires', async (t) => {
   const server = await startRedis(t)
-  const { client, manager } = setup(t, server, { audit: { retention: 300 } })
+  const { client, manager, clock } = setup(t, server, { idleTimeout: '2h', audit: { retention: '1h' } })
   const { session } = await manager.create('carol')
-  const key = auditKey(PREFIX, session.id.slice(0, 2))
+  const key = auditTimelineKey(PREFIX, session.id.slice(0, 2), 'carol')
   const ttl = await client.pttl(key)
-  t.ok(ttl > 0 && ttl <= 300, `the stream key has a TTL within the retention (${ttl} ms)`)
-  await sleep(400)
-  t.equal(await client.exists(key), 0, 'a stream nobody writes to expires with the retention')
-  t.same(await manager.auditLog('carol'), [])
-
+  t.ok(ttl > 0 && ttl <= 3_600_000, `the timeline key has a TTL within the retention (${ttl} ms)`)
   await manager.update(session.id, { metadata: { n: 1 } })
-  const oldest = (await manager.auditLog('carol'))[0] as AuditEvent
-  await sleep(200)
+  clock.offset = 30 * MINUTE
   await manager.update(session.id, { metadata: { n: 2 } })
-  await sleep(200)
+  t.same((await manager.auditLog('carol')).map((event) => event.type), ['updated', 'updated', 'created'])
+  clock.offset = 61 * MINUTE
+  t.same((await manager.auditLog('carol')).map((event) => event.data), [{ fields: ['metadata'] }], 'only what is younger than the retention is returned')
+  t.equal(await client.llen(key), 3, 'nothing was written: nothing was trimmed yet')
   await manager.update(session.id, { metadata: { n: 3 } })
-  const log = await manager.auditLog('carol')
-  t.ok(log.length >= 1 && log.length <= 2, 'only what is younger than the retention is left')
-  t.notOk(log.some((event) => event.timestamp.getTime() === oldest.timestamp.getTime()), 'the write trimmed the event older than the retention')
-  t.ok(await client.xlen(key) <= 2)
-  t.ok(await client.pttl(key) <= 300)
+  t.equal(await client.llen(key), 2, 'the write popped the two expired entries from the oldest end')
+  t.same((await manager.auditLog('carol')).map((event) => event.data), [{ fields: ['metadata'] }, { fields: ['metadata'] }])
+  t.ok(await client.pttl(key) <= 3_600_000, 'each write sets the TTL to the retention again')
 })
 
 test('no token, secret or token hash appears in any audit record', async (t) => {
   const server = await startRedis(t)
-  const { client, manager, clock, emitted } = setup(t, server, { maxSessionsPerUser: 2, audit: { activity: true }, touchInterval: 0 })
+  const { client, manager, clock, emitted } = setup(t, server, { maxSessionsPerUser: 2, audit: { activity: true, feed: true, maxEventsPerUser: 4 }, touchInterval: 0 })
   const tokens: string[] = []
   for (let n = 0; n < 3; n++) tokens.push((await manager.create('dave', { ipAddress: '10.0.0.2', userAgent: 'UA' })).token)
   const last = tokens[2] as string
@@ -161,7 +165,9 @@ test('no token, secret or token hash appears in any audit record', async (t) => 
   await manager.update(rotated?.session.id as string, { metadata: { note: 'x' } })
   await manager.invalidateAll('dave')
   await manager.recordSecurityEvent('dave', '', { rule: 'test' })
-  const records = await auditStreams(client) + JSON.stringify(emitted)
+  const records = await auditKeys(client) + JSON.stringify(emitted) + JSON.stringify(await manager.auditLogPage('dave'))
+  t.match(records, /:a2:f/, 'the feed was read')
+  t.match(records, /:a2:c:dave/, 'the cap marker was read')
   t.ok(records.includes('dave'), 'the records were read')
   for (const token of tokens) {
     const secret = token.split('.')[1] as string
@@ -171,9 +177,9 @@ test('no token, secret or token hash appears in any audit record', async (t) => 
   }
 })
 
-test('with audit retention 0 no stream key is written, and events are still emitted', async (t) => {
+test('with audit retention 0 no audit key is written, and events are still emitted', async (t) => {
   const server = await startRedis(t)
-  const { client, manager, clock, emitted } = setup(t, server, { audit: { retention: 0, activity: true }, touchInterval: 0 })
+  const { client, manager, clock, emitted } = setup(t, server, { audit: { retention: 0, activity: true, feed: true }, touchInterval: 0 })
   const { token, session } = await manager.create('erin')
   clock.offset += 1000
   await manager.get(token)
@@ -183,7 +189,7 @@ test('with audit retention 0 no stream key is written, and events are still emit
   await manager.create('erin')
   clock.offset += 31 * MINUTE
   t.match(await manager.cleanup(), { expired: 2 })
-  t.equal(await auditStreams(client), '', 'no audit stream at all')
+  t.equal(await auditKeys(client), '', 'no audit key at all')
   t.same(await manager.auditLog('erin'), [])
   t.same(emitted.map((event) => event.type), ['created', 'activity', 'updated', 'rotated', 'security', 'created', 'expired', 'expired'])
 })
@@ -225,4 +231,198 @@ test("a user's audit log stays reachable for the whole retention, after every se
   const ttl = await client.pttl(tagKey(PREFIX, 'grace'))
   t.ok(ttl > 7 * 86_400_000, `the user's tag key outlives the retention (${Math.round(ttl / 3_600_000)} h)`)
   t.same((await manager.auditLog('grace')).map((event) => event.type), ['invalidated', 'created'])
+})
+
+/** Two users planted on one shard tag before their first login (tags are random per user and kept in Pt:<uid>). */
+async function shareTag (client: Redis | Cluster, tag: string, ...userIds: string[]): Promise<void> {
+  for (const userId of userIds) await client.set(tagKey(PREFIX, userId), tag, 'PX', 30 * 86_400_000)
+}
+
+/** `count` security events for `userId`, written `batch` at a time (each one the RECORD script, as in production). */
+async function flood (manager: SessionManager, userId: string, count: number, batch = 500): Promise<void> {
+  for (let n = 0; n < count; n += batch) {
+    await Promise.all(Array.from({ length: Math.min(batch, count - n) }, (_, k) =>
+      manager.recordSecurityEvent(userId, '', { rule: 'flood', n: n + k })))
+  }
+}
+
+async function victimSurvivesNeighbour (t: Test, client: Redis | Cluster, neighbourEvents: number): Promise<void> {
+  await shareTag(client, 'Vn', 'victim', 'neighbour')
+  let clock = Date.now()
+  const manager = new SessionManager({ store: new RedisStore({ client, prefix: PREFIX }), now: () => clock, maxSessionsPerUser: 100, audit: { maxEventsPerUser: 1000 } })
+  const victim = await manager.create('victim', { ipAddress: '198.51.100.1', userAgent: 'UA/victim' })
+  clock += 1
+  const neighbour = await manager.create('neighbour')
+  t.equal(neighbour.session.id.slice(0, 2), victim.session.id.slice(0, 2), 'the two users share a shard')
+  clock += 1
+  await flood(manager, 'neighbour', neighbourEvents)
+  clock += 1
+  await manager.invalidate(victim.session.id, { reason: 'logout' })
+
+  const page = await manager.auditLogPage('victim', { limit: 50 })
+  t.same(page.events.map((event) => [event.type, event.sessionId]), [['invalidated', victim.session.id], ['created', victim.session.id]],
+    "every event of the victim, after the neighbour's volume")
+  t.equal(page.truncated, false)
+  const noisy = await manager.auditLogPage('neighbour', { limit: 3 })
+  t.same(noisy.events.map((event) => event.data.n), [neighbourEvents - 1, neighbourEvents - 2, neighbourEvents - 3], 'the neighbour sees its newest')
+  t.equal(noisy.truncated, true, 'and is told that its cap dropped older events')
+  t.equal(await client.llen(auditTimelineKey(PREFIX, 'Vn', 'neighbour')), 1000, 'the neighbour holds no more than its cap')
+}
+
+test("a victim's events survive a shard neighbour's volume (Redis)", async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  // 52 000 events: past the 50 000-entry window that lost the victim's events in 0.1.0.
+  await victimSurvivesNeighbour(t, client, 52_000)
+})
+
+test("a victim's events survive a shard neighbour's volume (Cluster)", async (t) => {
+  const cluster = await startRedisCluster(t)
+  const client = new Cluster(cluster.startupNodes)
+  t.teardown(() => client.quit())
+  await victimSurvivesNeighbour(t, client, 5000)
+})
+
+for (const kind of ['redis', 'memory'] as const) {
+  test(`the per-user cap drops the oldest events first and the page says so (${kind})`, async (t) => {
+    let clock = 1_000_000_000_000
+    let client: Redis | null = null
+    if (kind === 'redis') {
+      const server = await startRedis(t)
+      client = new Redis(server.url)
+      t.teardown(() => client?.quit())
+    }
+    const store = client === null ? new MemoryStore() : new RedisStore({ client, prefix: PREFIX })
+    const manager = new SessionManager({ store, now: () => clock, audit: { retention: '1h', maxEventsPerUser: 5 } })
+    for (let n = 0; n < 3; n++) {
+      clock += 1000
+      await manager.recordSecurityEvent('ivan', '', { n })
+    }
+    const whole = await manager.auditLogPage('ivan')
+    t.same(whole, { events: whole.events, truncated: false }, 'under the cap: nothing dropped, no droppedBefore')
+    for (let n = 3; n < 8; n++) {
+      clock += 1000
+      await manager.recordSecurityEvent('ivan', '', { n })
+    }
+    const page = await manager.auditLogPage('ivan')
+    t.same(page.events.map((event) => event.data.n), [7, 6, 5, 4, 3], 'the five newest are kept')
+    t.equal(page.truncated, true)
+    t.equal(page.droppedBefore?.getTime(), 1_000_000_003_001, 'the newest dropped event (n = 2, at +3 s) is older than droppedBefore')
+    t.same((await manager.auditLog('ivan')).map((event) => event.data.n), [7, 6, 5, 4, 3], 'auditLog returns the same events as an array')
+    const recent = await manager.auditLogPage('ivan', { since: 1_000_000_004_000 })
+    t.same(recent, { events: recent.events, truncated: false }, 'a window the cap did not reach is complete')
+    t.equal(recent.events.length, 5)
+    if (client !== null) {
+      t.equal(await client.llen(auditTimelineKey(PREFIX, (await client.get(tagKey(PREFIX, 'ivan'))) as string, 'ivan')), 5)
+      t.equal(await client.pttl(auditCapKey(PREFIX, (await client.get(tagKey(PREFIX, 'ivan'))) as string, 'ivan')) <= 3_600_000, true, 'the marker expires with the retention')
+    }
+    clock += 3_600_000 - 3000
+    const later = await manager.auditLogPage('ivan')
+    t.same(later.events.map((event) => event.data.n), [7, 6, 5, 4], 'retention removes the oldest kept event')
+    t.equal(later.truncated, false, 'events the cap dropped would have left by retention now: the page is whole')
+    if (store instanceof MemoryStore) {
+      clock += 3_600_000
+      await manager.cleanup()
+      t.equal((store as unknown as { auditDrops: Map<string, number> }).auditDrops.size, 0, 'the memory store forgets the marker once it is past the retention')
+    }
+  })
+}
+
+test('the memory store keeps the same retention as the Redis store: the query skips what is older', async (t) => {
+  let clock = 1_000_000_000_000
+  const manager = new SessionManager({ store: new MemoryStore(), now: () => clock, idleTimeout: '2h', audit: { retention: '1h' } })
+  const { session } = await manager.create('judy')
+  clock += 30 * MINUTE
+  await manager.update(session.id, { metadata: { a: 1 } })
+  t.same((await manager.auditLog('judy')).map((event) => event.type), ['updated', 'created'])
+  clock += 31 * MINUTE
+  t.same((await manager.auditLog('judy')).map((event) => event.type), ['updated'], 'nothing is written, yet the expired event is gone')
+})
+
+test('with audit.feed every event also goes to the shard feed, which a consumer group reads and acknowledges', async (t) => {
+  const server = await startRedis(t)
+  const fed = setup(t, server, { audit: { feed: true } })
+  const { client, manager } = fed
+  const { session } = await manager.create('kim', { ipAddress: '10.1.1.1' })
+  await manager.invalidate(session.id)
+  const tag = session.id.slice(0, 2)
+  const feed = auditFeedKey(PREFIX, tag)
+  t.ok(await client.pttl(feed) > 0, 'the feed has a TTL (the retention)')
+  await client.xgroup('CREATE', feed, 'siem', '0')
+  const read = await client.xreadgroup('GROUP', 'siem', 'worker-1', 'COUNT', 10, 'STREAMS', feed, '>') as Array<[string, Array<[string, string[]]>]>
+  const entries = (read[0] as [string, Array<[string, string[]]>])[1]
+  t.same(entries.map(([, fields]) => [fields[2], fields[3], fields[5], fields[7]]), [['e', 'created', 'kim', session.id], ['e', 'invalidated', 'kim', session.id]])
+  t.same(JSON.parse((entries[0] as [string, string[]])[1][9] as string), { ip: '10.1.1.1', userAgent: '' })
+  t.equal(await client.xack(feed, 'siem', ...entries.map(([id]) => id)), 2)
+  t.same(await client.xpending(feed, 'siem'), [0, null, null, null], 'nothing left pending after the acknowledgement')
+
+  const quiet = setup(t, server)
+  const other = await quiet.manager.create('lee')
+  const otherTag = other.session.id.slice(0, 2)
+  t.equal(await client.exists(auditFeedKey(PREFIX, otherTag)) + (otherTag === tag ? -1 : 0), 0, 'no feed without audit.feed')
+  t.same((await quiet.manager.auditLog('lee')).map((event) => event.type), ['created'], 'the timeline does not need the feed')
+})
+
+test('a timeline key of another type is replaced by the next write, and the change it audits is made', async (t) => {
+  const server = await startRedis(t)
+  const { client, manager } = setup(t, server)
+  await shareTag(client, 'Dm', 'mallory')
+  await client.set(auditTimelineKey(PREFIX, 'Dm', 'mallory'), 'not a list')
+  t.same(await manager.auditLog('mallory'), [], 'the query answers, without the damaged key')
+  const { session } = await manager.create('mallory')
+  t.same((await manager.list('mallory')).map((s) => s.id), [session.id])
+  t.same((await manager.auditLog('mallory')).map((event) => event.type), ['created'])
+  await client.set(auditCapKey(PREFIX, 'Dm', 'mallory'), 'not a time')
+  t.same(await manager.auditLogPage('mallory'), { events: (await manager.auditLogPage('mallory')).events, truncated: false }, 'a marker that is not a time is ignored')
+})
+
+test("0.1.0's shard stream is not read: an upgrade starts each user's timeline empty and the old stream expires", async (t) => {
+  const server = await startRedis(t)
+  const { client, manager } = setup(t, server)
+  await shareTag(client, 'Up', 'nina')
+  const oldStream = `${PREFIX}{Up}:a`
+  await client.xadd(oldStream, '*', 't', String(Date.now()), 'e', 'created', 'u', 'nina', 's', 'Up0000000000000000000000', 'd', '{}')
+  await client.pexpire(oldStream, 7 * 86_400_000)
+  await manager.create('nina')
+  t.same((await manager.auditLog('nina')).map((event) => event.type), ['created'])
+  t.equal(await client.xlen(oldStream), 1, 'the old stream is left alone')
+  t.ok(await client.pttl(oldStream) > 0, 'with the TTL it was written with')
+})
+
+test('audit.maxEventsPerUser is an integer from 1 to 1 000 000, and audit.feed a boolean', async (t) => {
+  for (const bad of [0, -1, 1.5, 1_000_001, '10']) {
+    t.throws(() => new SessionManager({ store: new MemoryStore(), audit: { maxEventsPerUser: bad as number } }),
+      { code: 'FST_SESSION_INVALID_OPTION', message: /audit\.maxEventsPerUser/ })
+  }
+  t.throws(() => new SessionManager({ store: new MemoryStore(), audit: { feed: 1 as unknown as boolean } }),
+    { code: 'FST_SESSION_INVALID_OPTION', message: /audit\.feed/ })
+  t.equal(new SessionManager({ store: new MemoryStore() }).auditMaxEventsPerUser, 5000, 'default')
+  t.equal(new SessionManager({ store: new MemoryStore(), audit: { maxEventsPerUser: 1_000_000 } }).auditMaxEventsPerUser, 1_000_000)
+})
+
+test('the plugin takes audit.maxEventsPerUser and audit.feed, and refuses a cap out of bounds naming the option', async (t) => {
+  for (const audit of [{ maxEventsPerUser: 0 }, { maxEventsPerUser: 1_000_001 }, { maxEventsPerUser: 2.5 }, { feed: 'yes' }]) {
+    const app = Fastify()
+    app.register(sessionPlugin, { store: new MemoryStore(), cleanup: false, audit: audit as SessionPluginOptions['audit'] })
+    await t.rejects(async () => { await app.ready() }, /option "audit\.(maxEventsPerUser|feed)"/, JSON.stringify(audit))
+    await app.close()
+  }
+  const app = Fastify()
+  app.register(sessionPlugin, { store: new MemoryStore(), cleanup: false, audit: { maxEventsPerUser: 2, feed: true } })
+  t.teardown(() => app.close())
+  await app.ready()
+  t.equal(app.sessions.auditMaxEventsPerUser, 2)
+  t.equal(app.sessions.auditFeed, true)
+})
+
+test('an event keeps any session id and data it was recorded with, separators included', async (t) => {
+  const server = await startRedis(t)
+  const { manager } = setup(t, server)
+  await manager.recordSecurityEvent('oscar', 'odd|id|{"x":1}|', { rule: 'a|b', note: '|{}|' })
+  await manager.recordSecurityEvent('oscar', '', { rule: '' })
+  t.same((await manager.auditLog('oscar')).map((event) => [event.sessionId, event.data]), [
+    ['', { rule: '' }],
+    ['odd|id|{"x":1}|', { rule: 'a|b', note: '|{}|' }]
+  ])
 })

@@ -1,10 +1,10 @@
 import { allConcurrencyFlags } from '../concurrency'
 import { randomId, SESSION_ID_LENGTH } from '../token'
 import type {
-  AuditEventType, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
+  AuditEventType, AuditPage, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
   StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
 } from './types'
-import { sessionDeadline } from './types'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline } from './types'
 
 /** A session as kept in process: metadata as key -> JSON, as the Redis store keeps it. */
 interface Entry extends Omit<StoredSession, 'metadata'> {
@@ -23,6 +23,8 @@ export class MemoryStore implements Store {
   private readonly sessions = new Map<string, Entry>()
   private readonly users = new Map<string, Set<string>>()
   private readonly audits = new Map<string, RawAuditEvent[]>()
+  /** Per user: the newest timestamp the per-user cap dropped. */
+  private readonly auditDrops = new Map<string, number>()
   private lastSweep = -Infinity
 
   configure (config: StoreConfig): void {
@@ -188,15 +190,18 @@ export class MemoryStore implements Store {
     this.audit(event.userId, event.sessionId, event.type, event.data, event.timestamp, [])
   }
 
-  async auditLog (userId: string, options: { since: number, limit: number }): Promise<RawAuditEvent[]> {
+  async auditLog (userId: string, options: { since: number, limit: number, now: number }): Promise<AuditPage> {
+    const retention = this.settings.auditRetentionMs
+    const floor = Math.max(options.since, options.now - retention)
     const log = this.audits.get(userId) ?? []
-    const result: RawAuditEvent[] = []
-    for (let n = log.length - 1; n >= 0 && result.length < options.limit; n--) {
+    const events: RawAuditEvent[] = []
+    for (let n = log.length - 1; n >= 0 && events.length < options.limit; n--) {
       const event = log[n] as RawAuditEvent
-      if (event.timestamp < options.since) break
-      result.push({ ...event })
+      if (event.timestamp < floor) break
+      events.push({ ...event })
     }
-    return result
+    const dropped = this.auditDrops.get(userId)
+    return { events, droppedAt: dropped !== undefined && dropped >= floor ? dropped : null }
   }
 
   async cleanup (now: number, _batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult> {
@@ -210,6 +215,7 @@ export class MemoryStore implements Store {
     this.sessions.clear()
     this.users.clear()
     this.audits.clear()
+    this.auditDrops.clear()
   }
 
   private get settings (): StoreConfig {
@@ -263,6 +269,12 @@ export class MemoryStore implements Store {
     log.push({ ...event })
     let drop = 0
     while (drop < log.length && (log[drop] as RawAuditEvent).timestamp < now - retention) drop++
+    const cap = this.settings.auditMaxEventsPerUser ?? DEFAULT_AUDIT_MAX_EVENTS_PER_USER
+    if (log.length - drop > cap) {
+      // The cap drops the oldest, as the Redis store does, and remembers the newest time it dropped.
+      drop = log.length - cap
+      this.auditDrops.set(userId, (log[drop - 1] as RawAuditEvent).timestamp)
+    }
     if (drop > 0) log.splice(0, drop)
   }
 
@@ -287,6 +299,9 @@ export class MemoryStore implements Store {
     for (const [userId, log] of this.audits) {
       const last = log[log.length - 1]
       if (last === undefined || last.timestamp < now - retention) this.audits.delete(userId)
+    }
+    for (const [userId, dropped] of this.auditDrops) {
+      if (dropped < now - retention) this.auditDrops.delete(userId)
     }
     return expired
   }

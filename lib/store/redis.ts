@@ -1,19 +1,24 @@
-import { Redis, Cluster } from 'ioredis'
+import { Redis, type Cluster } from 'ioredis'
 import { sessionKey, shardKey, tagKey } from '../keys'
 import { rateLimited, warningLogger, type SessionLogger } from '../logger'
 import { FORBIDDEN_KEYS, isWellFormed } from '../metadata'
 import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
 import { errors } from '../errors'
+import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import * as scripts from './scripts'
 import type {
-  AuditEventType, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
+  AuditEventType, AuditPage, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
   StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
 } from './types'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from './types'
 
 export interface RedisStoreOptions {
-  /** An ioredis `Redis` or `Cluster` you created (never closed by the store), or a URL (the store owns that client). */
-  client: Redis | Cluster | string
+  /**
+   * An ioredis-compatible `Redis` or `Cluster` you created (never closed by the store): any ioredis 5 or 6 copy,
+   * iovalkey, @fastify/redis's `app.redis`; or a URL (the store owns that client).
+   */
+  client: RedisClient | string
   /**
    * Prefix of every key, after any ioredis `keyPrefix`.
    * @default 'sess:'
@@ -31,6 +36,10 @@ export interface RedisStoreOptions {
   logger?: SessionLogger
 }
 
+/**
+ * The client as the store's code sees it: ioredis's own classes describe the commands it and the cleanup service
+ * call, which every client accepted by `RedisClient` has (ioredis 5/6, iovalkey); nothing relies on the class itself.
+ */
 type Client = Redis | Cluster
 type Reply = [string, unknown, unknown[]]
 type ScriptCall = (key: string, ...args: string[]) => Promise<Reply>
@@ -60,8 +69,6 @@ export const ALL_TAGS: readonly string[] = Array.from(TAG_ALPHABET, (a) => Array
 const TAG_SLACK_MS = 60_000
 const TAG_CACHE_SIZE = 10_000
 const CLEANUP_CONCURRENCY = 32
-/** Most stream entries one audit query walks through (a shard's stream holds many users' events). */
-const AUDIT_SCAN_BUDGET = 50_000
 const UNCHANGED = '\0'
 
 /**
@@ -86,12 +93,12 @@ export class RedisStore implements Store {
       this.client.on('error', rateLimited(this.logger, 'fastify-distributed-session: Redis connection error'))
       this.ownsClient = true
     } else {
-      this.client = options.client
+      this.client = options.client as unknown as Client
       this.ownsClient = false
     }
     this.prefix = options.prefix ?? 'sess:'
     const near = options.nearCache ?? false
-    if (near !== false && this.client instanceof Cluster) {
+    if (near !== false && isCluster(this.client)) {
       throw new errors.INVALID_OPTION('"nearCache": needs a standalone or Sentinel Redis, not a Cluster client')
     }
     this.nearCache = near === false ? null : new NearCache(this.client as Redis, near === true ? {} : near)
@@ -212,17 +219,17 @@ export class RedisStore implements Store {
     if (reply === null) throw new Error('fastify-distributed-session: no shard tag for the audit event')
   }
 
-  async auditLog (userId: string, options: { since: number, limit: number }): Promise<RawAuditEvent[]> {
+  async auditLog (userId: string, options: { since: number, limit: number, now: number }): Promise<AuditPage> {
     const reply = await this.withTag(userId, null, (tag) =>
-      this.call('auditQuery', tag, Date.now(), userId, String(options.since), String(options.limit), String(AUDIT_SCAN_BUDGET)))
-    if (reply === null) return []
-    const flat = reply[1] as string[]
+      this.call('auditQuery', tag, options.now, userId, String(options.since), String(options.limit)))
+    if (reply === null) return { events: [], droppedAt: null }
+    const [flat, dropped] = reply[1] as [string[], string]
     const events: RawAuditEvent[] = []
     for (let n = 0; n + 3 < flat.length; n += 4) {
       const timestamp = Number(flat[n])
       events.push({ type: flat[n + 1] as AuditEventType, userId, sessionId: flat[n + 2] as string, timestamp, data: flat[n + 3] as string })
     }
-    return events
+    return { events, droppedAt: dropped === '' ? null : Number(dropped) }
   }
 
   async cleanup (now: number, batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult> {
@@ -280,7 +287,7 @@ export class RedisStore implements Store {
     if (config === null) throw new Error('fastify-distributed-session: store used before configure()')
     const command = (this.client as unknown as Record<string, ScriptCall>)[COMMAND_PREFIX + name] as ScriptCall
     return command.call(this.client, shardKey(this.prefix, tag), String(now), String(config.idleTimeoutMs),
-      String(config.auditRetentionMs), String(config.rules.maxDistinctIps),
+      auditSettings(config), String(config.rules.maxDistinctIps),
       String(config.rules.maxDistinctUserAgents), String(config.rules.rapidCreationWindowMs), ...args)
   }
 
@@ -323,6 +330,11 @@ export class RedisStore implements Store {
     this.tags.set(userId, { tag, expiresAt: Date.now() + Number(pttl) })
     return { tag, cached: false }
   }
+}
+
+/** ARGV[3] of every script: 'retention/cap/feed' (see scripts.ts). */
+function auditSettings (config: StoreConfig): string {
+  return `${config.auditRetentionMs}/${config.auditMaxEventsPerUser ?? DEFAULT_AUDIT_MAX_EVENTS_PER_USER}/${config.auditFeed === true ? 1 : 0}`
 }
 
 function tagOf (sessionId: string): string {

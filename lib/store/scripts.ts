@@ -1,3 +1,8 @@
+import { AUDIT_LAYOUT } from '../keys'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from './types'
+/** How far out of write order two instances' clocks may put a user's events (see AUDIT_QUERY). */
+export const AUDIT_CLOCK_SKEW_MS = 1000
+
 /**
  * Lua scripts of the Redis store. Each one is a single atomic step whose keys all live in one hash slot:
  * the slot of the shard tag `{T}` that is the first two characters of every session id.
@@ -6,7 +11,13 @@
  *   P{T}:s:<sid>   string  one session record (JSON, below), PEXPIRE at its deadline
  *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity; PEXPIRE at the latest absolute deadline
  *   P{T}:x         zset    the shard's expiry queue: sid..uid -> deadline (no TTL; drained by the scripts)
- *   P{T}:a         stream  the shard's audit log (fields t, e, u, s, d), trimmed by MINID, PEXPIRE = retention
+ *   P{T}:a2:u:<uid> list   the user's audit timeline, newest first: entries 't|type|#sid|sid..data' (t = writer's
+ *                          clock), at most maxEventsPerUser (LTRIM), expired entries popped from the tail by each
+ *                          write, PEXPIRE = retention (refreshed by every write)
+ *   P{T}:a2:c:<uid> string the timestamp of the newest event the per-user cap dropped, PEXPIRE = retention
+ *   P{T}:a2:f       stream  the shard's SIEM feed (fields t, e, u, s, d), only with audit.feed; MINID trim,
+ *                          PEXPIRE = retention
+ *   ('a2' is the version of the audit layout; 0.1.0 wrote one stream per shard, P{T}:a, which nothing reads now)
  *   Pt:<uid>       string  the user's shard tag (a different slot; see redis.ts)
  *
  * A session record is one JSON object, so the request path reads it with one GET: u user id, h SHA-256 of the
@@ -16,7 +27,8 @@
  *
  * Common arguments, added by the store to every call (KEYS[1] is always P{T}:x; the script derives the other
  * keys of the slot from it, which keeps an ioredis `keyPrefix` working):
- *   ARGV[1] now (ms)   ARGV[2] idle timeout (ms)   ARGV[3] audit retention (ms, 0 = off)
+ *   ARGV[1] now (ms)   ARGV[2] idle timeout (ms)   ARGV[3] audit settings 'retention/cap/feed': retention (ms,
+ *   0 = off), most events kept per user, '1' to append to the shard's feed too (a bare retention is accepted)
  *   ARGV[4] max distinct IPs   ARGV[5] max distinct user agents   ARGV[6] rapid-creation window (ms)
  * Every script returns { status, payload, events } where events is a flat list of
  * (type, uid, sid, timestamp, data) quintuples, so the caller can emit what was audited.
@@ -26,22 +38,36 @@
 const PRELUDE = `
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
-local retention = tonumber(ARGV[3])
+local retention, auditCap, auditFeed = tonumber(ARGV[3]), ${DEFAULT_AUDIT_MAX_EVENTS_PER_USER}, false
+do
+  local r, c, f = string.match(ARGV[3], '^(%d+)/(%d+)/([01])$')
+  if r then retention, auditCap, auditFeed = tonumber(r), tonumber(c), f == '1' end
+end
 local maxIps = tonumber(ARGV[4])
 local maxUas = tonumber(ARGV[5])
 local rapid = tonumber(ARGV[6])
 local xkey = KEYS[1]
 local base = string.sub(xkey, 1, -2)
-local akey = base .. 'a'
 local SID_LEN = 24
 local HASH_LEN = 43
 local FORBIDDEN = { __proto__ = true, constructor = true, prototype = true }
 local events = {}
 local serverNow = nil
-local isAuditKeyChecked = false
 
 local function skey(sid) return base .. 's:' .. sid end
 local function ukey(uid) return base .. 'u:' .. uid end
+
+-- Audit layout ${AUDIT_LAYOUT}: the user's timeline (a list, newest first), the cap marker, the shard's opt-in feed.
+local AUDIT_BASE = base .. 'a${AUDIT_LAYOUT}:'
+local function timelineKey(uid) return AUDIT_BASE .. 'u:' .. uid end
+local function capKey(uid) return AUDIT_BASE .. 'c:' .. uid end
+local feedKey = AUDIT_BASE .. 'f'
+
+-- The time of a timeline entry ('t|type|<length of sid>|<sid><data>'), or nil when the entry is not one.
+local function entryTime(entry)
+  if type(entry) ~= 'string' then return nil end
+  return tonumber(string.match(entry, '^([^|]*)|'))
+end
 
 local function audit(uid, sid, kind, data)
   local n = #events
@@ -50,23 +76,44 @@ local function audit(uid, sid, kind, data)
   events[n + 3] = sid
   events[n + 4] = ARGV[1]
   events[n + 5] = data
-  if retention > 0 then
-    if not isAuditKeyChecked then
-      -- A stream key of another type would fail every write of the shard: it is replaced, and that is audited.
-      isAuditKeyChecked = true
-      local found = redis.call('TYPE', akey)['ok']
-      if found ~= 'stream' and found ~= 'none' then
-        redis.call('DEL', akey)
-        audit('', '', 'corrupt', '{"reason":"audit_key"}')
-      end
-    end
+  if retention <= 0 then return end
+  local l = timelineKey(uid)
+  -- The session id goes with its length: ids recorded through recordSecurityEvent may hold any character.
+  local entry = ARGV[1] .. '|' .. kind .. '|' .. #sid .. '|' .. sid .. data
+  local len = redis.pcall('LPUSH', l, entry)
+  -- A timeline key of another type (written by hand) would fail the script after its other writes: replace it.
+  if type(len) ~= 'number' then
+    redis.call('DEL', l)
+    len = redis.call('LPUSH', l, entry)
+  end
+  -- Retention, amortised: each write pops at most two expired entries from the tail (the oldest end), so the
+  -- list shrinks faster than one write grows it; the query also skips what is older than the retention.
+  local cutoff = now - retention
+  for _ = 1, 2 do
+    local t = entryTime(redis.call('LINDEX', l, -1))
+    if len <= 1 or not t or t >= cutoff then break end
+    redis.call('RPOP', l)
+    len = len - 1
+  end
+  if len > auditCap then
+    -- The cap drops the oldest; the newest dropped time is kept so the query can say the log was cut.
+    local dropped = entryTime(redis.call('LINDEX', l, auditCap))
+    redis.call('LTRIM', l, 0, auditCap - 1)
+    if dropped then redis.call('SET', capKey(uid), string.format('%d', dropped), 'PX', retention) end
+  end
+  redis.call('PEXPIRE', l, retention)
+  if auditFeed then
     if not serverNow then
       local t = redis.call('TIME')
       serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     end
-    redis.call('XADD', akey, 'MINID', string.format('%d', serverNow - retention), '*',
-      't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
-    redis.call('PEXPIRE', akey, retention)
+    local minId = string.format('%d', serverNow - retention)
+    local added = redis.pcall('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
+    if type(added) == 'table' and added.err then
+      redis.call('DEL', feedKey)
+      redis.call('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
+    end
+    redis.call('PEXPIRE', feedKey, retention)
   end
 end
 
@@ -286,12 +333,18 @@ local function applyFlags(live)
 end
 
 -- A shard expiry queue of another type would fail every script of the shard: it is deleted (the sessions it
--- listed still expire by their keys' TTLs, and their users' scripts drop them), and that is audited.
+-- listed still expire by their keys' TTLs, and their users' scripts drop them), and a 'corrupt' event is emitted.
 local function ensureQueue()
   local found = redis.call('TYPE', xkey)['ok']
   if found ~= 'zset' and found ~= 'none' then
     redis.call('DEL', xkey)
-    audit('', '', 'corrupt', reason('queue'))
+    -- Emitted as an audit event but not stored: the audit log is per user, and this key belongs to no user.
+    local n = #events
+    events[n + 1] = 'corrupt'
+    events[n + 2] = ''
+    events[n + 3] = ''
+    events[n + 4] = ARGV[1]
+    events[n + 5] = reason('queue')
   end
 end
 
@@ -584,36 +637,46 @@ return { 'OK', '', {} }
 `)
 
 /**
- * auditQuery: ARGV[7] uid, [8] since (manager clock, ms), [9] limit, [10] most entries to scan.
- * Walks the shard's stream newest first and keeps the user's events with t >= since. Stream ids are Redis time
- * and t is the writer's clock, so the walk only stops at entries older than since by more than a minute.
- * -> { 'OK', { t, e, s, d, t, e, s, d, ... } }
+ * auditQuery: ARGV[7] uid, [8] since (manager clock, ms), [9] limit.
+ * Reads the user's timeline from its newest end: O(limit) entries, whatever the other users of the shard wrote.
+ * Entries are in write order and t is the writer's clock, so the walk stops at the first entry older than the
+ * window by more than ${AUDIT_CLOCK_SKEW_MS} ms (clocks of several instances), and skips the ones just older.
+ * -> { 'OK', { { t, e, s, d, t, e, s, d, ... }, newest time the cap dropped within the window or '' } }
  */
 export const AUDIT_QUERY = script(`
-local uid, since, limit, budget = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local out, found = {}, 0
-local high = '+'
+local uid, since, limit = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local l = timelineKey(uid)
+local floor = since
+if retention > 0 and now - retention > floor then floor = now - retention end
+local out, found, from = {}, 0, 0
 local done = false
-while not done and budget > 0 do
-  local batch = redis.call('XREVRANGE', akey, high, '-', 'COUNT', 256)
+local size = limit + 16
+while not done do
+  local batch = redis.pcall('LRANGE', l, from, from + size - 1)
+  if type(batch) ~= 'table' or batch.err then break end
   for _, entry in ipairs(batch) do
-    local f = entry[2]
-    local t = tonumber(f[2]) or 0
-    if t < since - 60000 then done = true; break end
-    if f[6] == uid and t >= since then
-      out[#out + 1] = f[2]
-      out[#out + 1] = f[4]
-      out[#out + 1] = f[8]
-      out[#out + 1] = f[10]
-      found = found + 1
-      if found >= limit then done = true; break end
+    local t, e, n, rest = string.match(entry, '^([^|]*)|([^|]*)|(%d+)|(.*)$')
+    local ms = tonumber(t)
+    if ms then
+      local s, d = string.sub(rest, 1, tonumber(n)), string.sub(rest, tonumber(n) + 1)
+      if ms < floor - ${AUDIT_CLOCK_SKEW_MS} then done = true; break end
+      if ms >= floor then
+        out[#out + 1] = t
+        out[#out + 1] = e
+        out[#out + 1] = s
+        out[#out + 1] = d
+        found = found + 1
+        if found >= limit then done = true; break end
+      end
     end
   end
-  budget = budget - #batch
-  if #batch < 256 then break end
-  high = '(' .. batch[#batch][1]
+  if #batch < size then break end
+  from = from + size
 end
-return { 'OK', out, {} }
+local marker = redis.pcall('GET', capKey(uid))
+local dropped = type(marker) == 'string' and tonumber(marker) or nil
+if not dropped or dropped < floor then dropped = '' else dropped = string.format('%d', dropped) end
+return { 'OK', { out, dropped }, {} }
 `)
 
 /**

@@ -40,10 +40,17 @@ export interface ConcurrencyRules {
   rapidCreationWindowMs: number
 }
 
+/** Most audit events kept per user unless `audit.maxEventsPerUser` says otherwise. */
+export const DEFAULT_AUDIT_MAX_EVENTS_PER_USER = 5000
+
 export interface StoreConfig {
   idleTimeoutMs: number
   /** Audit retention; 0 disables the audit log. */
   auditRetentionMs: number
+  /** Most audit events kept per user; the oldest go first (5000 when absent). */
+  auditMaxEventsPerUser?: number
+  /** Also append every audit event to the shard's feed (Redis: a stream per shard for SIEM consumers). */
+  auditFeed?: boolean
   rules: ConcurrencyRules
 }
 
@@ -66,6 +73,17 @@ export interface RawAuditEvent {
   sessionId: string
   timestamp: number
   data: string
+}
+
+/** One read of a user's audit timeline. */
+export interface AuditPage {
+  /** Newest first. */
+  events: RawAuditEvent[]
+  /**
+   * The newest timestamp of an event that the per-user cap dropped inside the queried window (at or after `since`
+   * and within the retention), or null when the cap dropped none there.
+   */
+  droppedAt: number | null
 }
 
 export interface CreateInput {
@@ -153,7 +171,8 @@ export interface Store {
   discard (sessionId: string, now: number): Promise<RemoveResult>
   /** Records an event that belongs to no session operation (security events). */
   recordEvent (event: RawAuditEvent): Promise<void>
-  auditLog (userId: string, options: { since: number, limit: number }): Promise<RawAuditEvent[]>
+  /** The user's events with timestamp >= `since` and within the retention at `now`, newest first, at most `limit`. */
+  auditLog (userId: string, options: { since: number, limit: number, now: number }): Promise<AuditPage>
   /** Removes everything that has expired, in bounded batches, handing each batch's audit events to `onEvents`. */
   cleanup (now: number, batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult>
   close (): Promise<void>
