@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import { concurrencyFlags } from '../lib/concurrency'
 import { sessionKey, shardKey, tagKey } from '../lib/keys'
+import { rateLimited, warningLogger } from '../lib/logger'
 import { SessionManager, type SessionManagerOptions } from '../lib/manager'
 import { MemoryStore } from '../lib/store/memory'
 import { parseRecord, RedisStore } from '../lib/store/redis'
@@ -259,4 +260,23 @@ test('the O(n) concurrency flags of both stores equal the reference rule for eve
     }
   }
   t.ok(seen.size >= 4, `the rounds cover ${seen.size} different flag combinations`)
+})
+
+test('connection errors are reported once per interval with the number left out, and a throwing logger is contained', async (t) => {
+  let clock = 0
+  const lines: Array<Record<string, unknown>> = []
+  const report = rateLimited({ warn: () => {}, error: (obj) => { lines.push(obj as Record<string, unknown>) } }, 'down', 10_000, () => clock)
+  for (let n = 0; n < 5; n++) { report(new Error('ECONNREFUSED')); clock += 1000 }
+  clock = 10_000
+  report(new Error('ECONNREFUSED'))
+  t.same(lines.map((line) => line.suppressed), [0, 4], 'the first error, then one line after 10 s counting the 4 left out')
+  const throwing = rateLimited({ warn: () => {}, error: () => { throw new Error('logger down') } }, 'down')
+  t.doesNotThrow(() => throwing(new Error('x')))
+  const warnings: string[] = []
+  const onWarning = (warning: Error): void => { warnings.push(warning.message) }
+  process.on('warning', onWarning)
+  t.teardown(() => { process.off('warning', onWarning) })
+  warningLogger.warn({ err: new Error('boom'), sessionId: 'abc' }, 'fastify-distributed-session: test')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.match(warnings, [/fastify-distributed-session: test .*"boom".*"abc"/], 'without a logger: a process warning with the context')
 })
