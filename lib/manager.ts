@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import { boundedCount, boundedDuration } from './bounds'
 import { concurrencyFlags, flagReasons, type ConcurrencyReason } from './concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
@@ -107,14 +108,6 @@ function duration (name: string, value: unknown, fallback: number, allowZero = f
   return ms
 }
 
-function positiveInteger (name: string, value: unknown, fallback: number, min = 1): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new errors.INVALID_OPTION(`"${name}": expected an integer >= ${min}, got ${JSON.stringify(value)}`)
-  }
-  return value
-}
-
 /** Cuts untrusted request-derived strings to a bounded size instead of refusing the login. */
 function clip (value: unknown, max: number): string {
   if (typeof value !== 'string') return ''
@@ -151,30 +144,30 @@ export class SessionManager extends EventEmitter {
   constructor (options: SessionManagerOptions) {
     super()
     if (options === null || typeof options !== 'object' || options.store === undefined) {
-      throw new errors.INVALID_OPTION('"store": a store is required')
+      throw new errors.INVALID_OPTION('"store" is required: a Store (RedisStore, MemoryStore or your own)')
     }
     this.store = options.store
-    this.idleTimeoutMs = duration('idleTimeout', options.idleTimeout, 30 * 60_000)
-    this.absoluteTimeoutMs = duration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
-    this.touchIntervalMs = duration('touchInterval', options.touchInterval, 60_000, true)
+    this.idleTimeoutMs = boundedDuration('idleTimeout', options.idleTimeout, 30 * 60_000)
+    this.absoluteTimeoutMs = boundedDuration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
+    this.touchIntervalMs = boundedDuration('touchInterval', options.touchInterval, 60_000)
     if (this.touchIntervalMs >= this.idleTimeoutMs) {
       // A session would expire before its first touch could slide the idle deadline.
       throw new errors.INVALID_OPTION(`"touchInterval" (${this.touchIntervalMs} ms) must be shorter than "idleTimeout" (${this.idleTimeoutMs} ms)`)
     }
-    this.maxSessionsPerUser = positiveInteger('maxSessionsPerUser', options.maxSessionsPerUser, 5)
-    this.maxMetadataBytes = positiveInteger('maxMetadataBytes', options.maxMetadataBytes, 4096, 2)
+    this.maxSessionsPerUser = boundedCount('maxSessionsPerUser', options.maxSessionsPerUser, 5)
+    this.maxMetadataBytes = boundedCount('maxMetadataBytes', options.maxMetadataBytes, 4096)
     const policy = options.limitPolicy ?? 'evict-oldest'
     if (policy !== 'evict-oldest' && policy !== 'deny') {
-      throw new errors.INVALID_OPTION(`"limitPolicy": expected 'evict-oldest' or 'deny', got ${JSON.stringify(policy)}`)
+      throw new errors.INVALID_OPTION(`"limitPolicy" must be one of "evict-oldest", "deny", got ${JSON.stringify(policy)}`)
     }
     this.limitPolicy = policy
     const security = options.security ?? {}
     this.rules = {
-      maxDistinctIps: positiveInteger('security.maxDistinctIps', security.maxDistinctIps, 2, 0),
-      maxDistinctUserAgents: positiveInteger('security.maxDistinctUserAgents', security.maxDistinctUserAgents, 3, 0),
-      rapidCreationWindowMs: duration('security.rapidCreationWindow', security.rapidCreationWindow, 5 * 60_000, true)
+      maxDistinctIps: boundedCount('security.maxDistinctIps', security.maxDistinctIps, 2),
+      maxDistinctUserAgents: boundedCount('security.maxDistinctUserAgents', security.maxDistinctUserAgents, 3),
+      rapidCreationWindowMs: boundedDuration('security.rapidCreationWindow', security.rapidCreationWindow, 5 * 60_000)
     }
-    this.auditRetentionMs = duration('audit.retention', options.audit?.retention, 7 * 86_400_000, true)
+    this.auditRetentionMs = boundedDuration('audit.retention', options.audit?.retention, 7 * 86_400_000)
     this.auditActivity = options.audit?.activity === true
     this.now = options.now ?? Date.now
     this.store.configure({ idleTimeoutMs: this.idleTimeoutMs, auditRetentionMs: this.auditRetentionMs, rules: this.rules })
