@@ -7,7 +7,7 @@ import { errors } from './errors'
 import { SessionManager, type Session, type SessionManagerOptions } from './manager'
 import { registerMetrics } from './metrics'
 import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
-import { kHandler, RequestHandler, type RotateSessionOptions, type StartSessionData } from './request'
+import { kDenied, kFromCookie, kHandler, kSessionToken, RequestHandler, type RotateSessionOptions, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
 import { MemoryStore } from './store/memory'
 import { RedisStore, type RedisStoreOptions } from './store/redis'
@@ -119,7 +119,11 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
   app.decorate('sessions', manager)
   app.decorateRequest('session', null)
   app.decorateRequest('requiresSecurityCheck', false)
+  // Private per-request state on Symbols, declared so every request object keeps one shape.
   app.decorateRequest(kHandler as unknown as string, null)
+  app.decorateRequest(kDenied as unknown as string, null)
+  app.decorateRequest(kSessionToken as unknown as string, null)
+  app.decorateRequest(kFromCookie as unknown as string, false)
   app.decorateReply('startSession', function startSession (this: FastifyReply, userId: string, data?: StartSessionData) {
     return handler.startSession(this.request, this, userId, data)
   })

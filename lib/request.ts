@@ -1,8 +1,9 @@
-import fastifyCookie, { Signer } from '@fastify/cookie'
+import { Signer } from '@fastify/cookie'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { parseDuration } from './duration'
 import { InvalidTokenTracker } from './abuse'
 import { flagReasons } from './concurrency'
+import { readCookie, serializeCookie } from './cookie'
 import { DeadlineQueue } from './deadline'
 import { errors } from './errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
@@ -12,7 +13,7 @@ import { parseToken } from './token'
 
 /** Per-request private state. */
 export const kSessionToken = Symbol('fastify-distributed-session.token')
-const kFromCookie = Symbol('fastify-distributed-session.fromCookie')
+export const kFromCookie = Symbol('fastify-distributed-session.fromCookie')
 /**
  * The request handler of the plugin that serves this request, set by its onRequest hook. `Symbol.for`: the named
  * hooks of another copy of the package (ESM and CommonJS builds) find it too. Absent: the plugin is not registered
@@ -20,7 +21,7 @@ const kFromCookie = Symbol('fastify-distributed-session.fromCookie')
  */
 export const kHandler = Symbol.for('fastify-distributed-session.handler')
 /** The session of a request refused by `onSuspicious: 'deny'`: not served, but logout and login can end it. */
-const kDenied = Symbol('fastify-distributed-session.denied')
+export const kDenied = Symbol('fastify-distributed-session.denied')
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -128,12 +129,12 @@ export class RequestHandler {
 
   /** The error for a request without a served session: 403 for a session refused by 'deny', 401 otherwise. */
   refusal (request: FastifyRequest): Error {
-    return request[kDenied] !== null ? new errors.SESSION_SUSPICIOUS() : new errors.SESSION_REQUIRED()
+    return request[kDenied] != null ? new errors.SESSION_SUSPICIOUS() : new errors.SESSION_REQUIRED()
   }
 
   /** A served session, or the one refused by 'deny': logout and login may end it. */
   endable (request: FastifyRequest): Session | null {
-    return request.session ?? request[kDenied]
+    return request.session ?? request[kDenied] ?? null
   }
 
   /**
@@ -277,23 +278,22 @@ export class RequestHandler {
   }
 
   /**
-   * Writes the plugin's Set-Cookie itself (serialized with @fastify/cookie's serializer) instead of through
-   * reply.setCookie: the plugin works whatever the order and `hook` option of an app's own @fastify/cookie.
+   * Writes the plugin's Set-Cookie itself (lib/cookie.ts) instead of through reply.setCookie: the plugin works
+   * whatever the order and `hook` option of an app's own @fastify/cookie.
    * A later write for the same response replaces an earlier one.
    */
   private writeCookie (request: FastifyRequest, reply: FastifyReply, value: string, maxAge: number | undefined): void {
     const cookie = this.options.cookie
     /* c8 ignore next -- callers return earlier without the cookie transport */
     if (cookie === false) return
-    const line = fastifyCookie.serialize(cookie.name, value, {
+    const line = serializeCookie(cookie.name, value, {
       path: cookie.path,
       domain: cookie.domain,
       httpOnly: cookie.httpOnly,
       sameSite: cookie.sameSite,
       secure: cookie.secure === 'auto' ? request.protocol === 'https' : cookie.secure,
       partitioned: cookie.partitioned,
-      maxAge,
-      expires: maxAge === 0 ? new Date(0) : undefined
+      maxAge
     })
     const existing = reply.getHeader('set-cookie')
     const others = (existing === undefined ? [] : Array.isArray(existing) ? existing : [String(existing)])
@@ -373,12 +373,6 @@ export class RequestHandler {
       request.log.warn({ err: error }, 'fastify-distributed-session: could not record a security event')
     })
   }
-}
-
-/** The cookie's value from the Cookie header; the plugin parses it itself (see writeCookie). */
-function readCookie (cookieHeader: string | undefined, name: string): string | undefined {
-  if (cookieHeader === undefined || !cookieHeader.includes(name)) return undefined
-  return fastifyCookie.parse(cookieHeader)[name]
 }
 
 /** The session's absolute deadline (epoch ms); `lifetimeMs` after its creation when the store does not report it. */
