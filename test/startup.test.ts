@@ -1,0 +1,99 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { test, type Test } from 'tap'
+import sessionPlugin, { type SessionPluginOptions } from '../lib/index'
+import { sendCommand, startRedis, type RedisServer } from './helpers/redis'
+
+const CHECK_FAILED = 'FST_SESSION_STORE_CHECK_FAILED'
+const PREFIX = 'fastify-distributed-session: the session store failed the startup check: '
+
+/** Sockets and timers of the process: what keeps it alive. */
+function liveHandles (): number {
+  return process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap' || kind === 'Timeout').length
+}
+
+async function settle (): Promise<void> {
+  // A closed socket leaves the active resources on the next turns of the event loop.
+  for (let n = 0; n < 5; n++) await new Promise((resolve) => setImmediate(resolve))
+}
+
+/** Not async: a Fastify instance is a thenable, and an async function would await its boot. */
+function registering (t: Test, options: SessionPluginOptions): FastifyInstance {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(sessionPlugin, { cleanup: false, ...options })
+  return app
+}
+
+async function withPassword (t: Test, password: string): Promise<RedisServer> {
+  const server = await startRedis(t)
+  t.equal(await sendCommand(server.port, ['CONFIG', 'SET', 'requirepass', password]), 'OK')
+  return server
+}
+
+test('app.ready() rejects naming a wrong password, a missing password and a database index the server lacks', async (t) => {
+  const server = await withPassword(t, 'sekrit')
+  const wrong = registering(t, { redis: `redis://:nope@127.0.0.1:${server.port}` })
+  await t.rejects(wrong.ready(), { code: CHECK_FAILED, statusCode: 500, message: new RegExp(`^${PREFIX}Redis refused the credentials \\(wrong password or username\\): WRONGPASS`) })
+  const missing = registering(t, { redis: `redis://127.0.0.1:${server.port}` })
+  await t.rejects(missing.ready(), { code: CHECK_FAILED, message: new RegExp(`^${PREFIX}Redis requires a password and none was given: NOAUTH`) })
+  const db = registering(t, { redis: `redis://:sekrit@127.0.0.1:${server.port}/99` })
+  await t.rejects(db.ready(), {
+    code: CHECK_FAILED,
+    message: `${PREFIX}Redis has no database 99 (SELECT 99: ERR DB index is out of range); the server's 'databases' setting bounds the index (option "startupCheck": false starts without it)`
+  })
+  const good = registering(t, { redis: `redis://:sekrit@127.0.0.1:${server.port}/3` })
+  await t.resolves(good.ready(), 'the right password and an existing database pass')
+})
+
+test('app.ready() rejects naming an unreachable Redis, and a failed registration releases the client it opened', async (t) => {
+  const gone = await startRedis(t)
+  await gone.stop()
+  const baseline = liveHandles()
+  const app = registering(t, { redis: gone.url })
+  await t.rejects(app.ready(), { code: CHECK_FAILED, message: new RegExp(`^${PREFIX}Redis is unreachable: connect ECONNREFUSED`) })
+  await settle()
+  t.ok(liveHandles() <= baseline, 'no socket or reconnect timer left: the process can exit')
+})
+
+test('a registration failing on an option after the client was opened closes that client', async (t) => {
+  const server = await startRedis(t)
+  const baseline = liveHandles()
+  const app = registering(t, { redis: server.url, audit: { retention: '36500d' } })
+  await t.rejects(app.ready(), {
+    code: 'FST_SESSION_INVALID_OPTION',
+    message: 'fastify-distributed-session: option "audit.retention" must be a duration from 0 ms to 365 days (milliseconds, or a string such as \'500ms\', \'30s\', \'30m\', \'24h\', \'7d\'), got "36500d"'
+  })
+  await settle()
+  t.ok(liveHandles() <= baseline, 'no socket or reconnect timer left')
+})
+
+test('a client the app passed in is checked but never closed by a failed registration', async (t) => {
+  const server = await withPassword(t, 'sekrit')
+  const client = new Redis(server.url, { maxRetriesPerRequest: 1, lazyConnect: true })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  const app = registering(t, { redis: client })
+  await t.rejects(app.ready(), { code: CHECK_FAILED, message: /NOAUTH/ })
+  t.not(client.status, 'end', 'the app\'s client is the app\'s to close')
+})
+
+test('a frozen Redis fails the check after startupCheck.timeout; startupCheck: false starts and answers 503 until Redis is back', async (t) => {
+  const server = await startRedis(t)
+  server.kill('SIGSTOP')
+  t.teardown(() => server.kill('SIGCONT'))
+  const started = Date.now()
+  const app = registering(t, { redis: server.url, startupCheck: { timeout: 300 } })
+  await t.rejects(app.ready(), { code: CHECK_FAILED, message: `${PREFIX}the store did not answer within 300 ms (option "startupCheck.timeout") (option "startupCheck": false starts without it)` })
+  t.ok(Date.now() - started < 2000, `gave up after ${Date.now() - started} ms`)
+  const unchecked = registering(t, { redis: server.url, startupCheck: false, storeTimeout: 200 })
+  unchecked.get('/orders', { preHandler: unchecked.requireSession }, async () => ({ ok: true }))
+  await t.resolves(unchecked.ready(), 'starts while Redis does not answer')
+  const response = await unchecked.inject({ url: '/orders', headers: { 'x-session-id': `${'A'.repeat(24)}.${'b'.repeat(43)}` } })
+  t.equal(response.json().code, 'FST_SESSION_STORE_UNAVAILABLE')
+})
+
+test('the memory store passes the startup check', async (t) => {
+  const app = registering(t, {})
+  await t.resolves(app.ready())
+})
