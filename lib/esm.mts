@@ -7,7 +7,7 @@ export default cjs.default
 // Named re-exports (not `const X = cjs.X`) keep classes usable as types, generics included. Node finds these
 // names in the CommonJS build with its static export scan, which understands what tsc emits.
 export {
-  sessionPlugin, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors,
+  sessionPlugin, requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors,
   generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint
 } from './index.js'
 export type * from './index.js'
