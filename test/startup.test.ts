@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process'
+import path from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
@@ -96,4 +98,18 @@ test('a frozen Redis fails the check after startupCheck.timeout; startupCheck: f
 test('the memory store passes the startup check', async (t) => {
   const app = registering(t, {})
   await t.resolves(app.ready())
+})
+
+test('the demo exits with the reason and never says "open http://..." when its Redis is unreachable', async (t) => {
+  const gone = await startRedis(t)
+  await gone.stop()
+  const result = await new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve) => {
+    execFile(process.execPath, [path.join(__dirname, '..', 'examples', 'server.mjs')], {
+      env: { ...process.env, REDIS_URL: gone.url, PORT: '0', LOG_LEVEL: 'silent' },
+      timeout: 15_000
+    }, (error, stdout, stderr) => { resolve({ code: error === null ? 0 : (error as { code?: number }).code ?? null, stdout, stderr }) })
+  })
+  t.equal(result.code, 1)
+  t.notMatch(result.stdout, /open http/)
+  t.match(result.stderr, /^Session demo not started: fastify-distributed-session: the session store failed the startup check: Redis is unreachable: connect ECONNREFUSED/)
 })
