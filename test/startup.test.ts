@@ -36,16 +36,16 @@ async function withPassword (t: Test, password: string): Promise<RedisServer> {
 test('app.ready() rejects naming a wrong password, a missing password and a database index the server lacks', async (t) => {
   const server = await withPassword(t, 'sekrit')
   const wrong = registering(t, { redis: `redis://:nope@127.0.0.1:${server.port}` })
-  await t.rejects(wrong.ready(), { code: CHECK_FAILED, statusCode: 500, message: new RegExp(`^${PREFIX}Redis refused the credentials \\(wrong password or username\\): WRONGPASS`) })
+  await t.rejects(async () => { await wrong.ready() }, { code: CHECK_FAILED, statusCode: 500, message: new RegExp(`^${PREFIX}Redis refused the credentials \\(wrong password or username\\): WRONGPASS`) })
   const missing = registering(t, { redis: `redis://127.0.0.1:${server.port}` })
-  await t.rejects(missing.ready(), { code: CHECK_FAILED, message: new RegExp(`^${PREFIX}Redis requires a password and none was given: NOAUTH`) })
+  await t.rejects(async () => { await missing.ready() }, { code: CHECK_FAILED, message: new RegExp(`^${PREFIX}Redis requires a password and none was given: NOAUTH`) })
   const db = registering(t, { redis: `redis://:sekrit@127.0.0.1:${server.port}/99` })
-  await t.rejects(db.ready(), {
+  await t.rejects(async () => { await db.ready() }, {
     code: CHECK_FAILED,
     message: `${PREFIX}Redis has no database 99 (SELECT 99: ERR DB index is out of range); the server's 'databases' setting bounds the index (option "startupCheck": false starts without it)`
   })
   const good = registering(t, { redis: `redis://:sekrit@127.0.0.1:${server.port}/3` })
-  await t.resolves(good.ready(), 'the right password and an existing database pass')
+  await t.resolves(async () => { await good.ready() }, 'the right password and an existing database pass')
 })
 
 test('app.ready() rejects naming an unreachable Redis, and a failed registration releases the client it opened', async (t) => {
@@ -53,7 +53,7 @@ test('app.ready() rejects naming an unreachable Redis, and a failed registration
   await gone.stop()
   const baseline = liveHandles()
   const app = registering(t, { redis: gone.url })
-  await t.rejects(app.ready(), { code: CHECK_FAILED, message: new RegExp(`^${PREFIX}Redis is unreachable: connect ECONNREFUSED`) })
+  await t.rejects(async () => { await app.ready() }, { code: CHECK_FAILED, message: new RegExp(`^${PREFIX}Redis is unreachable: connect ECONNREFUSED`) })
   await settle()
   t.ok(liveHandles() <= baseline, 'no socket or reconnect timer left: the process can exit')
 })
@@ -62,7 +62,7 @@ test('a registration failing on an option after the client was opened closes tha
   const server = await startRedis(t)
   const baseline = liveHandles()
   const app = registering(t, { redis: server.url, audit: { retention: '36500d' } })
-  await t.rejects(app.ready(), {
+  await t.rejects(async () => { await app.ready() }, {
     code: 'FST_SESSION_INVALID_OPTION',
     message: 'fastify-distributed-session: option "audit.retention" must be a duration from 0 ms to 365 days (milliseconds, or a string such as \'500ms\', \'30s\', \'30m\', \'24h\', \'7d\'), got "36500d"'
   })
@@ -76,7 +76,7 @@ test('a client the app passed in is checked but never closed by a failed registr
   client.on('error', () => {})
   t.teardown(() => client.disconnect())
   const app = registering(t, { redis: client })
-  await t.rejects(app.ready(), { code: CHECK_FAILED, message: /NOAUTH/ })
+  await t.rejects(async () => { await app.ready() }, { code: CHECK_FAILED, message: /NOAUTH/ })
   t.not(client.status, 'end', 'the app\'s client is the app\'s to close')
 })
 
@@ -86,18 +86,18 @@ test('a frozen Redis fails the check after startupCheck.timeout; startupCheck: f
   t.teardown(() => server.kill('SIGCONT'))
   const started = Date.now()
   const app = registering(t, { redis: server.url, startupCheck: { timeout: 300 } })
-  await t.rejects(app.ready(), { code: CHECK_FAILED, message: `${PREFIX}the store did not answer within 300 ms (option "startupCheck.timeout") (option "startupCheck": false starts without it)` })
+  await t.rejects(async () => { await app.ready() }, { code: CHECK_FAILED, message: `${PREFIX}the store did not answer within 300 ms (option "startupCheck.timeout") (option "startupCheck": false starts without it)` })
   t.ok(Date.now() - started < 2000, `gave up after ${Date.now() - started} ms`)
   const unchecked = registering(t, { redis: server.url, startupCheck: false, storeTimeout: 200 })
   unchecked.get('/orders', { preHandler: unchecked.requireSession }, async () => ({ ok: true }))
-  await t.resolves(unchecked.ready(), 'starts while Redis does not answer')
+  await t.resolves(async () => { await unchecked.ready() }, 'starts while Redis does not answer')
   const response = await unchecked.inject({ url: '/orders', headers: { 'x-session-id': `${'A'.repeat(24)}.${'b'.repeat(43)}` } })
   t.equal(response.json().code, 'FST_SESSION_STORE_UNAVAILABLE')
 })
 
 test('the memory store passes the startup check', async (t) => {
   const app = registering(t, {})
-  await t.resolves(app.ready())
+  await t.resolves(async () => { await app.ready() })
 })
 
 test('the demo exits with the reason and never says "open http://..." when its Redis is unreachable', async (t) => {

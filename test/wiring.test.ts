@@ -76,7 +76,7 @@ test('registering the plugin twice fails at ready() naming the plugin', async (t
   const app = closing(t, Fastify())
   app.register(sessionPlugin, { cleanup: false })
   app.register(sessionPlugin, { cleanup: false })
-  await t.rejects(app.ready(), {
+  await t.rejects(async () => { await app.ready() }, {
     code: 'FST_SESSION_ALREADY_REGISTERED',
     message: 'fastify-distributed-session is already registered in this context or a parent of it: register it once, on the root instance'
   })
@@ -86,7 +86,7 @@ test("an app route on a built-in route's path fails at ready() naming the plugin
   const before = closing(t, Fastify())
   before.get('/profile', async () => ({ mine: true }))
   before.register(sessionPlugin, { cleanup: false })
-  await t.rejects(before.ready(), {
+  await t.rejects(async () => { await before.ready() }, {
     code: 'FST_SESSION_INVALID_OPTION',
     message: 'fastify-distributed-session: option "routes" adds GET /profile, which the app declares too: move the plugin\'s routes with routes: { prefix: \'/auth\' } or leave them out with routes: false'
   })
@@ -97,7 +97,7 @@ test("an app route on a built-in route's path fails at ready() naming the plugin
   moved.get('/profile', async () => ({ mine: true }))
   await moved.register(sessionPlugin, { cleanup: false, routes: { prefix: '/auth' } })
   moved.post('/logout', async () => ({ mine: true }))
-  await t.resolves(moved.ready(), 'routes: { prefix } fixes it')
+  await t.resolves(async () => { await moved.ready() }, 'routes: { prefix } fixes it')
   t.same((await moved.inject({ url: '/profile' })).json(), { mine: true })
 })
 
