@@ -90,3 +90,19 @@ test("a throwing 'security' listener changes no response of the request path (in
   t.equal(log.lines.filter((line) => String(line.msg).includes("a 'security' listener threw")).length, 1)
   t.same(crashes, [])
 })
+
+test("a throwing 'security' or 'audit' listener changes no response when a suspicious session is reported", async (t) => {
+  const crashes = watchCrashes(t)
+  const log = logSink()
+  const app = await buildApp(t, {}, { logger: { level: 'warn', stream: log.stream } })
+  const { token } = await login(app, 'nina', { ...BROWSER, 'x-forwarded-for': '10.0.0.1' })
+  app.sessions.on('security', () => { throw new Error('security listener bug') })
+  app.sessions.on('audit', () => { throw new Error('audit listener bug') })
+  const response = await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-forwarded-for': '10.9.9.9', 'x-session-id': token } })
+  t.equal(response.statusCode, 200)
+  t.match(response.json(), { userId: 'nina', check: true })
+  // The report is recorded after the response path moved on: wait for its log line (no fixed sleep).
+  for (let n = 0; n < 100 && !log.lines.some((line) => String(line.msg).includes('security event')); n++) await new Promise((resolve) => setImmediate(resolve))
+  t.ok(log.lines.some((line) => String(line.msg).includes('security event')), 'the security event is logged')
+  t.same(crashes, [])
+})
