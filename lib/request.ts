@@ -9,7 +9,7 @@ import { errors } from './errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 import type { LoadedSession, Session, SessionManager, SessionData } from './manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
-import { parseToken } from './token'
+import { parseToken, type ParsedToken } from './token'
 
 /** Per-request private state. */
 export const kSessionToken = Symbol('fastify-distributed-session.token')
@@ -172,9 +172,7 @@ export class RequestHandler {
     request[kSessionToken] = token
     const report = this.securityReport(request, loaded, ip)
     if (report === null) {
-      request.session = isDenyPolicy && this.isTouchDue(loaded.session)
-        ? (await this.guard(this.manager.load(parsed, true)))?.session ?? null
-        : loaded.session
+      request.session = isDenyPolicy && this.isTouchDue(loaded.session) ? await this.touchAllowed(request, parsed, loaded.session) : loaded.session
       return
     }
     request.requiresSecurityCheck = true
@@ -187,6 +185,20 @@ export class RequestHandler {
     }
     request.session = loaded.session
     if (policy !== 'flag') await policy(request, report)
+  }
+
+  /**
+   * Under 'deny', the touch of an allowed request: a second load, with the touch. Like a failed touch in the manager,
+   * a store failure here leaves the idle deadline where it was and serves the session just read.
+   */
+  private async touchAllowed (request: FastifyRequest, parsed: ParsedToken, read: Session): Promise<Session | null> {
+    try {
+      const touched = await this.guard(this.manager.load(parsed, true))
+      return touched === null ? null : touched.session
+    } catch (error) {
+      request.log.warn({ err: error }, 'fastify-distributed-session: could not touch the session')
+      return read
+    }
   }
 
   private isTouchDue (session: Session): boolean {

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
-import sessionPlugin, { getSession, requireSession } from '../lib/index'
+import sessionPlugin, { getSession, MemoryStore, requireSession } from '../lib/index'
 import { BROWSER, login } from './helpers/app'
 import { startRedis } from './helpers/redis'
 
@@ -83,4 +83,27 @@ test("onSuspicious 'deny': a denied session can log in again; the new session wo
   const { token } = again.json() as { token: string }
   t.equal((await app.inject({ url: '/orders', headers: from('10.9.9.9', { 'x-session-id': token }) })).statusCode, 200, 'the new session is served')
   t.equal((await app.inject({ url: '/orders', headers: from('10.0.0.1', { 'x-session-id': first.token }) })).statusCode, 401, 'the denied session was ended by the login (replace)')
+})
+
+test("onSuspicious 'deny': when the touching read of an allowed request fails, the session just read is served", async (t) => {
+  const store = new MemoryStore()
+  const clock = { now: START }
+  const app = Fastify({ trustProxy: true })
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { store, cleanup: false, now: () => clock.now, touchInterval: '1m', security: { onSuspicious: 'deny' } })
+  app.post('/login', async (request, reply) => await reply.startSession('jack'))
+  app.get('/orders', { preHandler: requireSession }, async (request) => ({ userId: getSession(request).userId }))
+  await app.ready()
+  const { token } = (await app.inject({ method: 'POST', url: '/login', headers: from('10.0.0.1') })).json() as { token: string }
+  clock.now += 2 * MINUTE
+  const load = store.load.bind(store)
+  let reads = 0
+  store.load = async (sessionId) => {
+    reads++
+    if (reads === 2) throw new Error('connection reset')
+    return await load(sessionId)
+  }
+  const response = await app.inject({ url: '/orders', headers: from('10.0.0.1', { 'x-session-id': token }) })
+  t.same(response.json(), { userId: 'jack' })
+  t.equal(reads, 2, 'a first read without the touch, a second with it')
 })
