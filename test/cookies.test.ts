@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import sessionPlugin, { getSession, requireSession, type SessionPluginOptions, type StartSessionData } from '../lib/index'
+import { readCookie, serializeCookie } from '../lib/cookie'
 import { BROWSER } from './helpers/app'
 import { startRedis } from './helpers/redis'
 
@@ -133,4 +134,14 @@ test('a failed login leaves the device signed in: a bad user id or bad metadata 
     t.equal(failed.headers['set-cookie'], undefined, 'no cookie change')
     t.equal((await app.inject({ url: '/orders', headers: BROWSER, cookies: { session_id: token } })).json().userId, 'walt', 'still signed in')
   }
+})
+
+test('the Cookie header is read the way @fastify/cookie reads it: first value, quotes removed, percent-decoded', async (t) => {
+  t.equal(readCookie('a=1; session_id=tok; session_id=other', 'session_id'), 'tok', 'the first value wins')
+  t.equal(readCookie('xsession_id=no; session_id="quoted"', 'session_id'), 'quoted', 'a longer name is another cookie')
+  t.equal(readCookie('session_id=a%2Bb%3D', 'session_id'), 'a+b=', 'percent-encoded (signed values hold + and =)')
+  t.equal(readCookie('session_id=%E0%A4%A', 'session_id'), '%E0%A4%A', 'broken encoding: the raw value, which no token matches')
+  t.equal(readCookie('other=1; broken; =x; xsession_id=1', 'session_id'), undefined)
+  t.equal(readCookie(undefined, 'session_id'), undefined)
+  t.equal(serializeCookie('s', 'a+b=', { path: '/', domain: undefined, httpOnly: true, sameSite: 'lax', secure: false, partitioned: false }), 's=a%2Bb%3D; Path=/; HttpOnly; SameSite=Lax')
 })
