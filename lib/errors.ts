@@ -18,6 +18,7 @@ export const errors = {
   /** The message names the documented option and what it allows: `"<option>" must be ...`. */
   INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: option %s', 500),
   NOT_REGISTERED: createError('FST_SESSION_NOT_REGISTERED', 'fastify-distributed-session is not registered for this route: register the plugin on the root instance (or in a parent of the context that declares this route) before the routes that use requireSession', 500),
+  HOOK_TOO_EARLY: createError('FST_SESSION_HOOK_TOO_EARLY', 'requireSession ran before fastify-distributed-session loaded the session: use it as a preValidation or preHandler hook, or as an onRequest hook added after the plugin', 500),
   ALREADY_REGISTERED: createError('FST_SESSION_ALREADY_REGISTERED', 'fastify-distributed-session is already registered in this context or a parent of it: register it once, on the root instance', 500),
   STORE_CHECK_FAILED: createError('FST_SESSION_STORE_CHECK_FAILED', 'fastify-distributed-session: the session store failed the startup check: %s (option "startupCheck": false starts without it)', 500)
 }

@@ -51,7 +51,7 @@ export function requireSession (request: FastifyRequest, _reply: FastifyReply, d
  */
 export function getSession (request: FastifyRequest): Session {
   const handler = request[kHandler]
-  if (handler === undefined || handler === null) throw new errors.NOT_REGISTERED()
+  if (handler === undefined || handler === null) throw RequestHandler.unserved(request)
   if (request.session === null || request.session === undefined) throw handler.refusal(request)
   return request.session
 }

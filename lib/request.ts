@@ -121,10 +121,18 @@ export class RequestHandler {
   static requireSession (request: FastifyRequest, done: HookHandlerDoneFunction): void {
     const handler = request[kHandler]
     if (handler === undefined || handler === null) {
-      done(new errors.NOT_REGISTERED())
+      done(RequestHandler.unserved(request))
       return
     }
     done(request.session === null ? handler.refusal(request) : undefined)
+  }
+
+  /**
+   * Why no handler saw the request: the plugin is not registered for its context (the decorator is missing), or the
+   * hook runs before the plugin's onRequest hook (the decorator is there, still null).
+   */
+  static unserved (request: FastifyRequest): Error {
+    return request[kHandler] === null ? new errors.HOOK_TOO_EARLY() : new errors.NOT_REGISTERED()
   }
 
   /** The error for a request without a served session: 403 for a session refused by 'deny', 401 otherwise. */

@@ -159,3 +159,24 @@ test('a request that matches no route, or a route with config: { session: false 
   t.equal((await app.inject({ url: '/orders', cookies: { session_id: token } })).json().userId, 'eve')
   t.equal(await commandsProcessed(client) - before, 3, 'a routed request loads its session: one GET (and the INFO)')
 })
+
+test('requireSession used as an onRequest hook that runs before the plugin\'s refuses with FST_SESSION_HOOK_TOO_EARLY', async (t) => {
+  const app = closing(t, Fastify())
+  app.addHook('onRequest', requireSession)
+  await app.register(sessionPlugin, { cleanup: false })
+  app.get('/orders', async () => ({ orders: ['secret'] }))
+  await app.ready()
+  const response = await app.inject({ url: '/orders' })
+  t.same(response.json(), {
+    statusCode: 500,
+    code: 'FST_SESSION_HOOK_TOO_EARLY',
+    error: 'Internal Server Error',
+    message: 'requireSession ran before fastify-distributed-session loaded the session: use it as a preValidation or preHandler hook, or as an onRequest hook added after the plugin'
+  })
+  const later = closing(t, Fastify())
+  await later.register(sessionPlugin, { cleanup: false })
+  later.addHook('onRequest', requireSession)
+  later.get('/orders', async () => ({ orders: ['secret'] }))
+  await later.ready()
+  t.equal((await later.inject({ url: '/orders' })).json().code, 'FST_SESSION_REQUIRED', 'an onRequest hook added after the plugin works')
+})
