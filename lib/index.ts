@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Cluster, Redis } from 'ioredis'
 import { formatDuration } from './bounds'
@@ -7,6 +7,7 @@ import { errors } from './errors'
 import { SessionManager, type Session, type SessionManagerOptions } from './manager'
 import { registerMetrics } from './metrics'
 import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
+import { getSession, requireSession } from './hooks'
 import { kDenied, kFromCookie, kHandler, kSessionToken, RequestHandler, type RotateSessionOptions, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
 import { MemoryStore } from './store/memory'
@@ -33,27 +34,6 @@ declare module 'fastify' {
     /** The same hook as the named export `requireSession` (which also works where this decorator is not visible). */
     requireSession (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void
   }
-}
-
-/**
- * A preHandler (or any request hook) for routes that need a session: 401 FST_SESSION_REQUIRED without one,
- * 403 FST_SESSION_SUSPICIOUS for a session refused by `onSuspicious: 'deny'`, and 500 FST_SESSION_NOT_REGISTERED
- * when the plugin is not registered for the route's encapsulation context (it never lets such a request through).
- * Works in any context: `import { requireSession } from 'fastify-distributed-session'`.
- */
-export function requireSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-  RequestHandler.requireSession(request, done)
-}
-
-/**
- * The request's session, typed non-null, for handlers behind `requireSession`: throws 401 FST_SESSION_REQUIRED
- * (403 FST_SESSION_SUSPICIOUS, 500 FST_SESSION_NOT_REGISTERED) when there is none, so a handler never needs `?.`.
- */
-export function getSession (request: FastifyRequest): Session {
-  const handler = request[kHandler]
-  if (handler === undefined || handler === null) throw RequestHandler.unserved(request)
-  if (request.session === null || request.session === undefined) throw handler.refusal(request)
-  return request.session
 }
 
 function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPrefix: string, nearCache: ResolvedOptions['nearCache']): Store {
@@ -160,7 +140,7 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
 export const sessionPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-distributed-session' })
 export default sessionPlugin
 
-export { SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
+export { requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 export type { Session, SessionData, SessionMetadata, AuditEvent, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods, RouteOptions } from 'fastify'
 import { errors } from './errors'
+import { requireSession } from './hooks'
 import type { Session } from './manager'
 import { RequestHandler } from './request'
 
@@ -37,10 +38,6 @@ function current (request: FastifyRequest): Session {
 
 /** Marks the plugin's own routes in their config, so its onRoute guard knows them. */
 const kBuiltIn = Symbol('fastify-distributed-session.builtInRoute')
-
-function requireSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-  RequestHandler.requireSession(request, done)
-}
 
 function collision (method: string, url: string, prefix: string): Error {
   return new errors.INVALID_OPTION(`"routes" adds ${method} ${url}, which the app declares too: move the plugin's routes with ` +
