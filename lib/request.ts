@@ -1,6 +1,6 @@
 import { Signer } from '@fastify/cookie'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { parseDuration } from './duration'
+import { boundedDuration } from './bounds'
 import { InvalidTokenTracker } from './abuse'
 import { flagReasons } from './concurrency'
 import { readCookie, serializeCookie } from './cookie'
@@ -221,6 +221,9 @@ export class RequestHandler {
   async startSession (request: FastifyRequest, reply: FastifyReply, userId: string, data: StartSessionData = {}): Promise<{ token: string, session: Session }> {
     if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('startSession options must be an object')
     if (data.persistent !== undefined && typeof data.persistent !== 'boolean') throw new errors.INVALID_ARGUMENT('persistent must be a boolean')
+    // Checked here as well as by the manager: a bad value fails the login before anything is sent to the store.
+    const ttlMs = boundedDuration('ttl', data.ttl, this.manager.absoluteTimeoutMs)
+    boundedDuration('idleTimeout', data.idleTimeout, this.manager.idleTimeoutMs)
     const previous = this.endable(request)
     const createOptions: { ttl?: number | string, idleTimeout?: number | string, replace?: string } = {
       ttl: data.ttl, idleTimeout: data.idleTimeout, replace: previous?.id
@@ -245,7 +248,6 @@ export class RequestHandler {
     request[kDenied] = null
     request.requiresSecurityCheck = false
     request[kSessionToken] = created.token
-    const ttlMs = data.ttl === undefined ? this.manager.absoluteTimeoutMs : parseDuration(data.ttl) ?? this.manager.absoluteTimeoutMs
     this.setCookie(request, reply, created.token, data.persistent === false ? null : absoluteDeadlineOf(created.session, ttlMs))
     for (const evicted of created.evicted) {
       // The create script has already written the 'evicted' audit record: log and emit, no second round trip.

@@ -145,3 +145,19 @@ test('the Cookie header is read the way @fastify/cookie reads it: first value, q
   t.equal(readCookie(undefined, 'session_id'), undefined)
   t.equal(serializeCookie('s', 'a+b=', { path: '/', domain: undefined, httpOnly: true, sameSite: 'lax', secure: false, partitioned: false }), 's=a%2Bb%3D; Path=/; HttpOnly; SameSite=Lax')
 })
+
+test('startSession refuses a ttl or idleTimeout outside the documented bounds before the previous session is touched', async (t) => {
+  const { app } = await cookieApp(t)
+  const first = await app.inject({ method: 'POST', url: '/login', payload: { user: 'xena' }, headers: BROWSER })
+  const token = first.json().token as string
+  const cases: Array<[StartSessionData, string]> = [
+    [{ ttl: '36500d' }, 'fastify-distributed-session: option "ttl" must be a duration from 1 second to 400 days (milliseconds, or a string such as \'500ms\', \'30s\', \'30m\', \'24h\', \'7d\'), got "36500d"'],
+    [{ ttl: 0 }, 'fastify-distributed-session: option "ttl" must be a duration from 1 second to 400 days (milliseconds, or a string such as \'500ms\', \'30s\', \'30m\', \'24h\', \'7d\'), got 0'],
+    [{ idleTimeout: '30 minutes' }, 'fastify-distributed-session: option "idleTimeout" must be a duration from 1 second to 365 days (milliseconds, or a string such as \'500ms\', \'30s\', \'30m\', \'24h\', \'7d\'), got "30 minutes"']
+  ]
+  for (const [data, message] of cases) {
+    const failed = await app.inject({ method: 'POST', url: '/login', payload: { user: 'xena', data }, headers: BROWSER, cookies: { session_id: token } })
+    t.same(failed.json(), { statusCode: 500, code: 'FST_SESSION_INVALID_OPTION', error: 'Internal Server Error', message })
+    t.equal((await app.inject({ url: '/orders', headers: BROWSER, cookies: { session_id: token } })).json().userId, 'xena', 'still signed in')
+  }
+})
