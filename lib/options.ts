@@ -239,9 +239,8 @@ function describe (schema: SchemaWords, message: string): string {
   }
   if (schema.type === 'integer' || schema.type === 'number') {
     const kind = schema.type === 'integer' ? 'an integer' : 'a number'
-    if (schema.minimum !== undefined && schema.maximum !== undefined) return `must be ${kind} from ${schema.minimum} to ${schema.maximum}`
-    if (schema.minimum !== undefined) return `must be ${kind} >= ${schema.minimum}`
-    return `must be ${kind}`
+    // Every number of the schema has a minimum.
+    return schema.maximum === undefined ? `must be ${kind} >= ${String(schema.minimum)}` : `must be ${kind} from ${String(schema.minimum)} to ${schema.maximum}`
   }
   if (schema.type === 'string') {
     const lengths = [

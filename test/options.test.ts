@@ -67,7 +67,16 @@ test('patterns are shown as written, unknown options and wrong types say what is
     [{ cookie: { secure: 'yes' } }, `${PREFIX}"cookie.secure" must be true, false or 'auto', got "yes"`],
     [{ cookie: { partitioned: true, secure: false } }, `${PREFIX}"cookie.partitioned" must not be true with cookie.secure: false (a Partitioned cookie must be Secure): set cookie.secure to true or 'auto'`],
     [{ startupCheck: true }, `${PREFIX}"startupCheck" must be false or { timeout } with a duration such as '5s', got true`],
-    [{ security: { checkIp: 'no' } }, `${PREFIX}"security.checkIp" must be true or false, got "no"`]
+    [{ security: { checkIp: 'no' } }, `${PREFIX}"security.checkIp" must be true or false, got "no"`],
+    [{ security: { maxDistinctIps: -1 } }, `${PREFIX}"security.maxDistinctIps" must be an integer >= 0, got -1`],
+    [{ security: { fingerprintTolerance: 2 } }, `${PREFIX}"security.fingerprintTolerance" must be a number from 0 to 1, got 2`],
+    [{ security: 'strict' }, `${PREFIX}"security" must be an object, got "strict"`],
+    [{ cookie: { domain: '' } }, `${PREFIX}"cookie.domain" must be a string of at least 1 characters, got ""`],
+    [{ cookie: { sameSite: 'none', secure: false } }, `${PREFIX}"cookie.sameSite" must not be "none" with cookie.secure: false (browsers refuse such cookies): set cookie.secure to true or 'auto'`],
+    [{ cookie: { hostPrefix: true, path: '/app' } }, `${PREFIX}"cookie.hostPrefix" requires secure cookies, path "/" and no domain: remove cookie.domain, cookie.path and cookie.secure: false`],
+    [{ metrics: { registry: {} } }, `${PREFIX}"metrics" must be { registry } with a prom-client Registry`],
+    [{ now: 5 }, `${PREFIX}"now" must be a function`],
+    [{ redis: {} }, `${PREFIX}"redis" must be an ioredis-compatible Redis or Cluster client or a redis:// or rediss:// URL`]
   ]
   for (const [options, message] of cases) {
     const error = await refusal(options)
