@@ -2,7 +2,7 @@
 // audit log, all server-rendered HTML that works without JavaScript. `node examples/server.mjs` runs it;
 // the tests build it with `buildApp()` and call it with `app.inject()` or a real browser.
 import Fastify from 'fastify'
-import sessionPlugin from 'fastify-distributed-session'
+import sessionPlugin, { requireSession } from 'fastify-distributed-session'
 import { createUserDirectory, DEMO_USERS } from './users.mjs'
 import * as views from './views.mjs'
 
@@ -74,9 +74,15 @@ export async function buildApp ({ redis, logger = false, session = {}, fastify =
       .send(views.errorPage({ statusCode, message: statusCode >= 500 ? 'Please try again in a moment.' : error.message }))
   })
 
-  /** preValidation of the pages: anonymous visitors go to the login page instead of getting a 401. */
+  /**
+   * preValidation of the pages: the plugin's requireSession, except that anonymous visitors go to the login page
+   * instead of getting a 401. Any other refusal (500 FST_SESSION_NOT_REGISTERED if these pages ever moved to a context
+   * without the plugin) is kept: a page is never served without a session.
+   */
   async function requireLogin (request, reply) {
-    if (request.session === null) return reply.redirect('/login', 303)
+    const refusal = await new Promise((resolve) => { requireSession(request, reply, resolve) })
+    if (refusal?.code === 'FST_SESSION_REQUIRED') return reply.redirect('/login', 303)
+    if (refusal != null) throw refusal
     reply.header('cache-control', 'no-store')
   }
 

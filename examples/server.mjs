@@ -7,7 +7,16 @@ import { buildApp } from './app.mjs'
 
 const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
-const app = await buildApp({ redis: process.env.REDIS_URL, logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
+let app
+try {
+  // With REDIS_URL, the plugin's startup check makes this fail on an unreachable Redis, a wrong password or a
+  // database index the server lacks: the demo says why and exits instead of offering a page that cannot work.
+  app = await buildApp({ redis: process.env.REDIS_URL, logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
+  await app.ready()
+} catch (error) {
+  console.error(`Session demo not started: ${error.message}`)
+  process.exit(1)
+}
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })

@@ -1,3 +1,5 @@
+import { errors } from './errors'
+
 /**
  * Detection of invalid-token floods: session id guessing and brute force (OWASP Session Management Cheat Sheet,
  * "Session ID Guessing and Brute Force Detection").
@@ -42,7 +44,7 @@ interface ClientEntry {
 function integerOption (name: keyof AbuseOptions, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
     const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
-    throw new TypeError(`fastify-distributed-session: invalid option "${name}": expected an integer >= ${min}, got ${shown}`)
+    throw new errors.INVALID_OPTION(`"${name}" must be an integer >= ${min}, got ${shown}`)
   }
   return value
 }

@@ -53,7 +53,7 @@ type ReleaseCall = (key: string, owner: string) => Promise<number>
 
 function positive (name: string, value: unknown, integer: boolean): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || (integer && !Number.isSafeInteger(value))) {
-    throw new errors.INVALID_OPTION(`"${name}": expected ${integer ? 'an integer' : 'a number'} >= 1, got ${JSON.stringify(value)}`)
+    throw new errors.INVALID_OPTION(`"${name}" must be ${integer ? 'an integer' : 'a number'} >= 1, got ${JSON.stringify(value)}`)
   }
   return value
 }
@@ -95,7 +95,7 @@ export class SessionCleanupService {
 
   constructor (options: SessionCleanupOptions) {
     if (options === null || typeof options !== 'object' || typeof options.manager?.cleanup !== 'function') {
-      throw new errors.INVALID_OPTION('"manager": a SessionManager is required')
+      throw new errors.INVALID_OPTION('"manager" is required: a SessionManager')
     }
     this.manager = options.manager
     this.intervalMs = positive('intervalMs', options.intervalMs, false)

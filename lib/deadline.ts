@@ -1,5 +1,14 @@
 import { performance } from 'node:perf_hooks'
 
+/** The reason to reject with: what `reason` returns, or what it throws (a throw must not escape a timer). */
+function settle (reason: () => unknown): unknown {
+  try {
+    return reason()
+  } catch (error) {
+    return error
+  }
+}
+
 interface Entry {
   deadline: number
   done: boolean
@@ -31,7 +40,7 @@ export class DeadlineQueue {
       const entry: Entry = {
         deadline: performance.now() + this.timeoutMs,
         done: false,
-        expire: () => reject(onTimeout())
+        expire: () => reject(settle(onTimeout))
       }
       this.push(entry)
       promise.then((value) => {
@@ -41,7 +50,7 @@ export class DeadlineQueue {
       }, (error: unknown) => {
         if (entry.done) return
         entry.done = true
-        reject(onError(error))
+        reject(settle(() => onError(error)))
       })
     })
   }

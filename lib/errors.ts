@@ -15,7 +15,12 @@ export const errors = {
   INVALID_METADATA: createError('FST_SESSION_INVALID_METADATA', 'Invalid session metadata: %s', 400),
   METADATA_TOO_LARGE: createError('FST_SESSION_METADATA_TOO_LARGE', 'Session metadata would exceed %s bytes serialized: store less or raise maxMetadataBytes', 400),
   INVALID_ARGUMENT: createError('FST_SESSION_INVALID_ARGUMENT', 'Invalid argument: %s', 400),
-  INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: invalid option %s', 500),
+  /** The message names the documented option and what it allows: `"<option>" must be ...`. */
+  INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: option %s', 500),
+  NOT_REGISTERED: createError('FST_SESSION_NOT_REGISTERED', 'fastify-distributed-session is not registered for this route: register the plugin on the root instance (or in a parent of the context that declares this route) before the routes that use requireSession', 500),
+  HOOK_TOO_EARLY: createError('FST_SESSION_HOOK_TOO_EARLY', 'requireSession ran before fastify-distributed-session loaded the session: use it as a preValidation or preHandler hook, or as an onRequest hook added after the plugin', 500),
+  ALREADY_REGISTERED: createError('FST_SESSION_ALREADY_REGISTERED', 'fastify-distributed-session is already registered in this context or a parent of it: register it once, on the root instance', 500),
   INVALID_OWNER: createError('FST_SESSION_INVALID_OWNER', 'The owner (userId) was given but is not a non-empty string: pass the owner\'s user id, or leave the key out to mean any owner', 400),
-  CONFLICT: createError('FST_SESSION_CONFLICT', 'The session changed since revision %s: read it again and retry', 409)
+  CONFLICT: createError('FST_SESSION_CONFLICT', 'The session changed since revision %s: read it again and retry', 409),
+  STORE_CHECK_FAILED: createError('FST_SESSION_STORE_CHECK_FAILED', 'fastify-distributed-session: the session store failed the startup check: %s (option "startupCheck": false starts without it)', 500)
 }

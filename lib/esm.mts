@@ -5,7 +5,7 @@
 // `moduleResolution` (node10, node16, nodenext, bundler).
 export {
   sessionPlugin as default,
-  sessionPlugin, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors,
+  sessionPlugin, requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors,
   generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint
 } from './index.js'
 export type * from './index.js'

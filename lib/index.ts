@@ -1,15 +1,16 @@
-import fastifyCookie from '@fastify/cookie'
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
+import { formatDuration } from './bounds'
 import { SessionCleanupService } from './cleanup'
 import { errors } from './errors'
-import { SessionManager, type Session } from './manager'
+import { SessionManager, type Session, type SessionManagerOptions } from './manager'
 import { registerMetrics } from './metrics'
 import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
-import { RequestHandler, type StartSessionArgs, type StartSessionData } from './request'
+import { getSession, requireSession } from './hooks'
+import { kDenied, kFromCookie, kHandler, kSessionToken, RequestHandler, type RotateSessionOptions, type StartSessionArgs, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
 import { MemoryStore } from './store/memory'
-import { RedisStore } from './store/redis'
+import { RedisStore, type RedisStoreOptions } from './store/redis'
 import type { Store } from './store/types'
 
 declare module 'fastify' {
@@ -28,11 +29,11 @@ declare module 'fastify' {
     /** Ends the request's session server-side and clears the cookie; false when there was none. */
     endSession (reason?: string): Promise<boolean>
     /** Replaces the request's token (privilege change) and sets the new cookie; null without a session. */
-    rotateSession (): Promise<{ token: string, session: Session } | null>
+    rotateSession (options?: RotateSessionOptions): Promise<{ token: string, session: Session } | null>
   }
   interface FastifyInstance {
     sessions: SessionManager
-    /** A preHandler (or any request hook) that answers 401 FST_SESSION_REQUIRED when the request has no session. */
+    /** The same hook as the named export `requireSession` (which also works where this decorator is not visible). */
     requireSession (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void
   }
 }
@@ -44,48 +45,76 @@ function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPr
     if (clientOptions?.sentinels != null && clientOptions.failoverDetector !== true) {
       app.log.warn('fastify-distributed-session: a Sentinel client without `failoverDetector: true` keeps writing to the old master for seconds after a failover (see docs/deployment.md)')
     }
-    return new RedisStore({ client: options.redis, prefix: keyPrefix, nearCache })
+    // `logger`: the client's connection errors go to app.log, rate-limited, not to stderr.
+    return new RedisStore({ client: options.redis, prefix: keyPrefix, nearCache, logger: app.log })
   }
   app.log.warn('fastify-distributed-session: no `redis` or `store` option: using the in-memory store; sessions are lost on restart and not shared between processes')
   return new MemoryStore()
 }
 
+/** Bounds the store's startup check; the error names the problem and the option that skips the check. */
+async function checkStore (store: Store, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`the store did not answer within ${formatDuration(timeoutMs)} (option "startupCheck.timeout")`)) }, timeoutMs)
+  })
+  try {
+    await Promise.race([store.check(), timeout])
+  } catch (error) {
+    throw new errors.STORE_CHECK_FAILED(error instanceof Error ? error.message : String(error), { cause: error })
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionPlugin (app, rawOptions) {
+  if (app.hasDecorator('sessions') || app.hasRequestDecorator(kHandler as unknown as string)) throw new errors.ALREADY_REGISTERED()
   const options = resolveOptions(rawOptions)
   const raw = options.raw
   const store = createStore(app, raw, options.keyPrefix, options.nearCache)
-  const manager = new SessionManager({
-    store,
-    idleTimeout: raw.idleTimeout,
-    absoluteTimeout: raw.absoluteTimeout,
-    touchInterval: raw.touchInterval,
-    maxSessionsPerUser: raw.maxSessionsPerUser,
-    limitPolicy: raw.limitPolicy,
-    maxMetadataBytes: raw.maxMetadataBytes,
-    security: raw.security,
-    audit: raw.audit,
-    now: raw.now
-  })
-  const handler = new RequestHandler(manager, options)
-
-  if (!app.hasDecorator('parseCookie')) await app.register(fastifyCookie)
+  let manager: SessionManager
+  try {
+    // `logger` (SessionManagerOptions): a throwing event listener is logged through app.log.
+    const managerOptions: SessionManagerOptions & { logger: FastifyBaseLogger } = {
+      store,
+      idleTimeout: raw.idleTimeout,
+      absoluteTimeout: raw.absoluteTimeout,
+      touchInterval: raw.touchInterval,
+      maxSessionsPerUser: raw.maxSessionsPerUser,
+      limitPolicy: raw.limitPolicy,
+      maxMetadataBytes: raw.maxMetadataBytes,
+      security: raw.security,
+      audit: raw.audit,
+      now: raw.now,
+      logger: app.log
+    }
+    manager = new SessionManager(managerOptions)
+    if (options.startupCheckMs > 0) await checkStore(store, options.startupCheckMs)
+  } catch (error) {
+    // A client the plugin opened must not reconnect forever and keep the process alive after a failed registration.
+    if (raw.store === undefined) await store.close().catch(() => {})
+    throw error
+  }
+  const handler = new RequestHandler(manager, options, app.log)
 
   app.decorate('sessions', manager)
   app.decorateRequest('session', null)
   app.decorateRequest('requiresSecurityCheck', false)
+  // Private per-request state on Symbols, declared so every request object keeps one shape.
+  app.decorateRequest(kHandler as unknown as string, null)
+  app.decorateRequest(kDenied as unknown as string, null)
+  app.decorateRequest(kSessionToken as unknown as string, null)
+  app.decorateRequest(kFromCookie as unknown as string, false)
   app.decorateReply('startSession', function startSession (this: FastifyReply, userId: string, data?: StartSessionData) {
     return handler.startSession(this.request, this, userId, data)
   })
   app.decorateReply('endSession', function endSession (this: FastifyReply, reason = 'logout') {
     return handler.endSession(this.request, this, reason)
   })
-  app.decorateReply('rotateSession', function rotateSession (this: FastifyReply) {
-    return handler.rotateSession(this.request, this)
+  app.decorateReply('rotateSession', function rotateSession (this: FastifyReply, rotateOptions?: RotateSessionOptions) {
+    return handler.rotateSession(this.request, this, rotateOptions)
   })
-  // Callback style: no promise per request for the most common hook of an app.
-  app.decorate('requireSession', function requireSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
-    done(request.session === null ? new errors.SESSION_REQUIRED() : undefined)
-  })
+  app.decorate('requireSession', requireSession)
   app.addHook('onRequest', function loadSession (request, reply) {
     return handler.loadSession(request, reply)
   })
@@ -112,12 +141,12 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
 export const sessionPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-distributed-session' })
 export default sessionPlugin
 
-export { SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
+export { requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'
 export type { RedisClient } from './store/client'
-export type { StartSessionArgs, StartSessionData } from './request'
+export type { StartSessionArgs, StartSessionData, RotateSessionOptions } from './request'
 export type { Store, StoredSession } from './store/types'
 export type { RedisStoreOptions } from './store/redis'
 export type { NearCacheOptions } from './store/near-cache'

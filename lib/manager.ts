@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events'
+import { boundedCount, boundedDuration } from './bounds'
 import { concurrencyFlags, flagReasons, type ConcurrencyReason } from './concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
 import { warningLogger, type SessionLogger } from './logger'
-import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, MAX_METADATA_KEYS_CEILING, serializeMetadata } from './metadata'
+import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, serializeMetadata } from './metadata'
 import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from './store/types'
 
@@ -154,7 +155,6 @@ const MAX_FINGERPRINT_LENGTH = 512
 const MAX_REASON_LENGTH = 256
 /** Longest per-session lifetime (`ttl`): 400 days, the longest cookie lifetime browsers honour. */
 const MAX_SESSION_TTL_MS = 400 * 86_400_000
-const MAX_AUDIT_EVENTS_PER_USER = 1_000_000
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const CONTROL = /[\u0000-\u001f\u007f]/
 
@@ -165,14 +165,6 @@ function duration (name: string, value: unknown, fallback: number, allowZero = f
     throw new errors.INVALID_OPTION(`"${name}": expected milliseconds or a duration such as '30m', got ${JSON.stringify(value)}`)
   }
   return ms
-}
-
-function positiveInteger (name: string, value: unknown, fallback: number, min = 1): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new errors.INVALID_OPTION(`"${name}": expected an integer >= ${min}, got ${JSON.stringify(value)}`)
-  }
-  return value
 }
 
 /**
@@ -237,40 +229,34 @@ export class SessionManager extends EventEmitter {
   constructor (options: SessionManagerOptions) {
     super()
     if (options === null || typeof options !== 'object' || options.store === undefined) {
-      throw new errors.INVALID_OPTION('"store": a store is required')
+      throw new errors.INVALID_OPTION('"store" is required: a Store (RedisStore, MemoryStore or your own)')
     }
     this.store = options.store
-    this.idleTimeoutMs = duration('idleTimeout', options.idleTimeout, 30 * 60_000)
-    this.absoluteTimeoutMs = duration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
-    this.touchIntervalMs = duration('touchInterval', options.touchInterval, 60_000, true)
+    this.idleTimeoutMs = boundedDuration('idleTimeout', options.idleTimeout, 30 * 60_000)
+    this.absoluteTimeoutMs = boundedDuration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
+    this.touchIntervalMs = boundedDuration('touchInterval', options.touchInterval, 60_000)
     if (this.touchIntervalMs >= this.idleTimeoutMs) {
       // A session would expire before its first touch could slide the idle deadline.
       throw new errors.INVALID_OPTION(`"touchInterval" (${this.touchIntervalMs} ms) must be shorter than "idleTimeout" (${this.idleTimeoutMs} ms)`)
     }
-    this.maxSessionsPerUser = positiveInteger('maxSessionsPerUser', options.maxSessionsPerUser, 5)
-    this.maxMetadataBytes = positiveInteger('maxMetadataBytes', options.maxMetadataBytes, 4096, 2)
-    this.maxMetadataKeys = positiveInteger('maxMetadataKeys', options.maxMetadataKeys, DEFAULT_MAX_METADATA_KEYS)
-    if (this.maxMetadataKeys > MAX_METADATA_KEYS_CEILING) {
-      throw new errors.INVALID_OPTION(`"maxMetadataKeys": expected an integer from 1 to ${MAX_METADATA_KEYS_CEILING}, got ${this.maxMetadataKeys}`)
-    }
+    this.maxSessionsPerUser = boundedCount('maxSessionsPerUser', options.maxSessionsPerUser, 5)
+    this.maxMetadataBytes = boundedCount('maxMetadataBytes', options.maxMetadataBytes, 4096)
+    this.maxMetadataKeys = boundedCount('maxMetadataKeys', options.maxMetadataKeys, DEFAULT_MAX_METADATA_KEYS)
     this.logger = options.logger ?? warningLogger
     const policy = options.limitPolicy ?? 'evict-oldest'
     if (policy !== 'evict-oldest' && policy !== 'deny') {
-      throw new errors.INVALID_OPTION(`"limitPolicy": expected 'evict-oldest' or 'deny', got ${JSON.stringify(policy)}`)
+      throw new errors.INVALID_OPTION(`"limitPolicy" must be one of "evict-oldest", "deny", got ${JSON.stringify(policy)}`)
     }
     this.limitPolicy = policy
     const security = options.security ?? {}
     this.rules = {
-      maxDistinctIps: positiveInteger('security.maxDistinctIps', security.maxDistinctIps, 2, 0),
-      maxDistinctUserAgents: positiveInteger('security.maxDistinctUserAgents', security.maxDistinctUserAgents, 3, 0),
-      rapidCreationWindowMs: duration('security.rapidCreationWindow', security.rapidCreationWindow, 5 * 60_000, true)
+      maxDistinctIps: boundedCount('security.maxDistinctIps', security.maxDistinctIps, 2),
+      maxDistinctUserAgents: boundedCount('security.maxDistinctUserAgents', security.maxDistinctUserAgents, 3),
+      rapidCreationWindowMs: boundedDuration('security.rapidCreationWindow', security.rapidCreationWindow, 5 * 60_000)
     }
-    this.auditRetentionMs = duration('audit.retention', options.audit?.retention, 7 * 86_400_000, true)
+    this.auditRetentionMs = boundedDuration('audit.retention', options.audit?.retention, 7 * 86_400_000)
     this.auditActivity = options.audit?.activity === true
-    this.auditMaxEventsPerUser = positiveInteger('audit.maxEventsPerUser', options.audit?.maxEventsPerUser, DEFAULT_AUDIT_MAX_EVENTS_PER_USER)
-    if (this.auditMaxEventsPerUser > MAX_AUDIT_EVENTS_PER_USER) {
-      throw new errors.INVALID_OPTION(`"audit.maxEventsPerUser": expected an integer from 1 to ${MAX_AUDIT_EVENTS_PER_USER}, got ${this.auditMaxEventsPerUser}`)
-    }
+    this.auditMaxEventsPerUser = boundedCount('audit.maxEventsPerUser', options.audit?.maxEventsPerUser, DEFAULT_AUDIT_MAX_EVENTS_PER_USER)
     const feed = options.audit?.feed ?? false
     if (typeof feed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(feed)}`)
     this.auditFeed = feed

@@ -1,5 +1,6 @@
 import type * as PromClient from 'prom-client'
 import type { CleanupRunResult } from './cleanup'
+import { errors } from './errors'
 import type { AuditEvent, SessionManager } from './manager'
 
 /** Distinct values kept per label (`reason`, `rule`); later ones are counted as 'other', so free-text reasons cannot flood Prometheus. */
@@ -12,7 +13,7 @@ function loadPromClient (): typeof PromClient {
     return require('prom-client') as typeof PromClient
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND') {
-      throw new Error('fastify-distributed-session: option "metrics" needs prom-client, which is not installed: npm install prom-client', { cause: error })
+      throw new errors.INVALID_OPTION('"metrics" needs prom-client, which is not installed: npm install prom-client', { cause: error })
     }
     throw error
   }

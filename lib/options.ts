@@ -1,7 +1,8 @@
 import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { FastifyRequest } from 'fastify'
-import { parseDuration } from './duration'
+import { boundedCount, boundedDuration } from './bounds'
+import { errors } from './errors'
 import type { ConcurrencyReport } from './manager'
 import { isRedisClient, type RedisClient } from './store/client'
 import type { Store } from './store/types'
@@ -22,14 +23,16 @@ const OptionsSchema = Type.Object({
   header: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' })),
   cookie: Type.Optional(Type.Object({
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' })),
-    secure: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('auto')])),
+    secure: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('auto')], { description: "must be true, false or 'auto'" })),
     httpOnly: Type.Optional(Type.Boolean()),
     sameSite: Type.Optional(Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')])),
     path: Type.Optional(Type.String({ minLength: 1, pattern: '^/' })),
     domain: Type.Optional(Type.String({ minLength: 1 })),
     hostPrefix: Type.Optional(Type.Boolean()),
+    partitioned: Type.Optional(Type.Boolean()),
     signed: Type.Optional(Type.Boolean()),
-    secret: Type.Optional(Type.Union([Type.String({ minLength: 32 }), Type.Array(Type.String({ minLength: 32 }), { minItems: 1 })]))
+    secret: Type.Optional(Type.Union([Type.String({ minLength: 32 }), Type.Array(Type.String({ minLength: 32 }), { minItems: 1 })],
+      { description: 'must be a secret of at least 32 characters, or a non-empty array of them (the first signs, all verify)' }))
   }, { additionalProperties: false })),
   routes: Type.Optional(Type.Object({
     prefix: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9_.~-]+)*$' }))
@@ -52,8 +55,11 @@ const OptionsSchema = Type.Object({
     onSuspicious: Type.Optional(Type.Unknown()),
     invalidTokenThreshold: Type.Optional(Type.Integer({ minimum: 1 })),
     invalidTokenWindow: Type.Optional(Duration),
-    blockAfter: Type.Optional(Type.Union([Type.Literal(false), Duration]))
+    blockAfter: Type.Optional(Type.Union([Type.Literal(false), Duration], { description: "must be false or a duration such as '10m'" }))
   }, { additionalProperties: false })),
+  startupCheck: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
+    timeout: Type.Optional(Duration)
+  }, { additionalProperties: false })], { description: "must be false or { timeout } with a duration such as '5s'" })),
   audit: Type.Optional(Type.Object({
     retention: Type.Optional(Duration),
     activity: Type.Optional(Type.Boolean()),
@@ -118,6 +124,8 @@ export interface SessionPluginOptions {
     domain?: string
     /** Use the `__Host-` name prefix (forces Secure, path '/', no domain). @default false */
     hostPrefix?: boolean
+    /** The `Partitioned` attribute (CHIPS): the cookie is kept per top-level site. Needs secure cookies. @default false */
+    partitioned?: boolean
     /** @default false */
     signed?: boolean
     /** Signing secrets (32+ characters): the first signs, all verify. Required when `signed`. */
@@ -169,6 +177,15 @@ export interface SessionPluginOptions {
     /** Append every audit event to a Redis stream per shard too, for SIEM consumers. @default false */
     feed?: boolean
   }
+  /**
+   * With `redis`, registration waits until the store answers a PING (and the client's AUTH and SELECT succeeded), at
+   * most `timeout`, and `app.ready()` rejects with FST_SESSION_STORE_CHECK_FAILED naming the problem otherwise.
+   * `false` starts without asking (for apps that must boot while Redis is down). @default { timeout: '5s' }
+   */
+  startupCheck?: false | {
+    /** @default '5s' */
+    timeout?: number | string
+  }
   /** Prometheus metrics: `{ registry }`, a prom-client Registry. */
   metrics?: { registry: unknown }
   /** Clock, for tests. @default Date.now */
@@ -188,6 +205,7 @@ export interface ResolvedOptions {
     sameSite: 'lax' | 'strict' | 'none'
     path: string
     domain: string | undefined
+    partitioned: boolean
     signed: boolean
     secrets: string[]
   }
@@ -200,27 +218,57 @@ export interface ResolvedOptions {
   invalidTokenThreshold: number
   invalidTokenWindowMs: number
   blockMs: number
+  /** 0 when the startup check is off. */
+  startupCheckMs: number
 }
-
-const PACKAGE = 'fastify-distributed-session'
 
 function optionError (path: string, message: string): Error {
-  return new Error(`${PACKAGE}: option "${path}" ${message}`)
+  return new errors.INVALID_OPTION(`"${path}" ${message}`)
 }
 
-function ms (value: number | string | undefined, fallback: number): number {
-  return value === undefined ? fallback : parseDuration(value) as number
+interface SchemaWords {
+  description?: string
+  anyOf?: Array<{ const?: unknown }>
+  type?: string
+  minimum?: number
+  maximum?: number
+  minLength?: number
+  maxLength?: number
+  pattern?: string
 }
 
-/** What a value must be, in words: TypeBox says only "expected union value" for a union. */
-function describe (schema: unknown, fallback: string): string {
-  if ((schema as { description?: string }).description === DURATION) return "must be milliseconds (an integer >= 0) or a duration string such as '30m', '24h', '500ms'"
-  const anyOf = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf
+/** What a value must be, in words (TypeBox says only "expected union value" for a union); patterns as written. */
+function describe (schema: SchemaWords, message: string): string {
+  if (schema.description === DURATION) return "must be milliseconds (an integer >= 0) or a duration string such as '30m', '24h', '500ms'"
+  if (schema.description !== undefined) return schema.description
+  if (message.startsWith('Unexpected property')) return 'is not an option of this plugin (see docs/configuration.md)'
+  const anyOf = schema.anyOf
   if (anyOf !== undefined && anyOf.every((member) => member.const !== undefined)) {
     return `must be one of ${anyOf.map((member) => JSON.stringify(member.const)).join(', ')}`
   }
-  return fallback.toLowerCase()
+  if (schema.type === 'integer' || schema.type === 'number') {
+    const kind = schema.type === 'integer' ? 'an integer' : 'a number'
+    // Every number of the schema has a minimum.
+    return schema.maximum === undefined ? `must be ${kind} >= ${String(schema.minimum)}` : `must be ${kind} from ${String(schema.minimum)} to ${schema.maximum}`
+  }
+  if (schema.type === 'string') {
+    const lengths = [
+      schema.minLength === undefined ? '' : `at least ${schema.minLength}`,
+      schema.maxLength === undefined ? '' : `at most ${schema.maxLength}`
+    ].filter((rule) => rule !== '').join(' and ')
+    return `must be a string${lengths === '' ? '' : ` of ${lengths} characters`}${schema.pattern === undefined ? '' : ` matching ${schema.pattern}`}`
+  }
+  if (schema.type === 'boolean') return 'must be true or false'
+  if (schema.type === 'object') return 'must be an object'
+  return `is not valid: ${message}`
 }
+
+/** Every method of the Store contract (lib/store/types.ts): a custom store is checked for each at registration. */
+const STORE_METHODS = ['configure', 'check', 'create', 'load', 'touch', 'update', 'invalidate', 'invalidateAll', 'list',
+  'rotate', 'discard', 'recordEvent', 'auditLog', 'cleanup', 'close'] as const satisfies ReadonlyArray<keyof Store>
+// Compile-time completeness: a method added to Store and not listed above fails the build here.
+type UnlistedStoreMethod = Exclude<keyof Store, typeof STORE_METHODS[number]>
+export const isStoreListComplete: [UnlistedStoreMethod] extends [never] ? true : UnlistedStoreMethod = true
 
 function looksLikeRedis (value: unknown): boolean {
   return isRedisClient(value)
@@ -229,7 +277,7 @@ function looksLikeRedis (value: unknown): boolean {
 /** Validates the options once at registration; a bad value throws an Error naming the option. */
 export function resolveOptions (input: unknown): ResolvedOptions {
   const options = (input ?? {}) as SessionPluginOptions
-  if (typeof options !== 'object') throw optionError('(root)', 'must be an object')
+  if (typeof options !== 'object') throw optionError('(root)', 'must be an object: app.register(sessionPlugin, { redis })')
   // `false` / `true` shorthands of the object options are checked here, the objects by the schema.
   const shape: Record<string, unknown> = { ...options }
   if (shape.cookie === false) delete shape.cookie
@@ -239,21 +287,24 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   const first = Value.Errors(OptionsSchema, shape).First()
   if (first !== undefined) {
     const path = first.path.slice(1).replace(/\//g, '.') || '(root)'
-    throw optionError(path, `${describe(first.schema, first.message)}, got ${JSON.stringify(first.value) ?? String(first.value)}`)
+    throw optionError(path, `${describe(first.schema as SchemaWords, first.message)}, got ${JSON.stringify(first.value) ?? String(first.value)}`)
   }
   const valid = options as SessionPluginOptions
   if (valid.redis !== undefined && typeof valid.redis !== 'string' && !looksLikeRedis(valid.redis)) {
-    throw optionError('redis', 'must be an ioredis Redis or Cluster instance or a redis:// URL')
+    throw optionError('redis', 'must be an ioredis-compatible Redis or Cluster client or a redis:// or rediss:// URL')
   }
   if (typeof valid.redis === 'string' && !/^rediss?:\/\//.test(valid.redis)) {
     throw optionError('redis', 'must be a redis:// or rediss:// URL')
   }
-  if (valid.store !== undefined && (valid.store === null || typeof (valid.store as Store).load !== 'function')) {
-    throw optionError('store', 'must implement the Store interface')
+  if (valid.store !== undefined) {
+    const missing = valid.store === null || typeof valid.store !== 'object'
+      ? [...STORE_METHODS]
+      : STORE_METHODS.filter((name) => typeof (valid.store as unknown as Record<string, unknown>)[name] !== 'function')
+    if (missing.length > 0) throw optionError('store', `must implement every method of the Store interface; missing: ${missing.join(', ')}`)
   }
   if (valid.now !== undefined && typeof valid.now !== 'function') throw optionError('now', 'must be a function')
   if (valid.nearCache !== undefined && valid.nearCache !== false && (valid.redis === undefined || valid.store !== undefined)) {
-    throw optionError('nearCache', 'needs the `redis` option (and no custom `store`)')
+    throw optionError('nearCache', 'needs the `redis` option (and no custom `store`): set `redis` or remove `nearCache`')
   }
   const onSuspicious = valid.security?.onSuspicious ?? 'flag'
   if (onSuspicious !== 'flag' && onSuspicious !== 'deny' && typeof onSuspicious !== 'function') {
@@ -270,10 +321,13 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     if (cookie.signed === true && secrets.length === 0) throw optionError('cookie.secret', 'is required when cookie.signed is true')
     const hostPrefix = cookie.hostPrefix === true
     if (hostPrefix && (cookie.domain !== undefined || (cookie.path !== undefined && cookie.path !== '/') || cookie.secure === false)) {
-      throw optionError('cookie.hostPrefix', 'requires secure cookies, path "/" and no domain')
+      throw optionError('cookie.hostPrefix', 'requires secure cookies, path "/" and no domain: remove cookie.domain, cookie.path and cookie.secure: false')
+    }
+    if (cookie.partitioned === true && cookie.secure === false) {
+      throw optionError('cookie.partitioned', 'must not be true with cookie.secure: false (a Partitioned cookie must be Secure): set cookie.secure to true or \'auto\'')
     }
     if (cookie.sameSite === 'none' && cookie.secure === false) {
-      throw optionError('cookie.sameSite', '"none" requires secure cookies')
+      throw optionError('cookie.sameSite', 'must not be "none" with cookie.secure: false (browsers refuse such cookies): set cookie.secure to true or \'auto\'')
     }
     const name = cookie.name ?? 'session_id'
     resolvedCookie = {
@@ -283,32 +337,44 @@ export function resolveOptions (input: unknown): ResolvedOptions {
       sameSite: cookie.sameSite ?? 'lax',
       path: cookie.path ?? '/',
       domain: cookie.domain,
+      partitioned: cookie.partitioned === true,
       signed: cookie.signed === true,
       secrets
     }
   }
   const routes = valid.routes ?? true
-  const storeTimeoutMs = ms(valid.storeTimeout, 2000)
-  if (storeTimeoutMs === 0) throw optionError('storeTimeout', 'must be more than 0')
+  const storeTimeoutMs = boundedDuration('storeTimeout', valid.storeTimeout, 2000)
   const cleanupOption = valid.cleanup ?? {}
-  if (cleanupOption !== false && ms(cleanupOption.interval, 3_600_000) < 1000) throw optionError('cleanup.interval', 'must be at least 1 second')
+  const cleanup = cleanupOption === false
+    ? false
+    : { intervalMs: boundedDuration('cleanup.interval', cleanupOption.interval, 3_600_000), batchSize: boundedCount('cleanup.batchSize', cleanupOption.batchSize, 500) }
   const blockAfter = valid.security?.blockAfter ?? false
   const near = valid.nearCache ?? false
+  const nearCache = near === false
+    ? false
+    : near === true
+      ? {}
+      : {
+          maxEntries: near.maxEntries === undefined ? undefined : boundedCount('nearCache.maxEntries', near.maxEntries, 10_000),
+          maxAgeMs: near.maxAge === undefined ? undefined : boundedDuration('nearCache.maxAge', near.maxAge, 5000)
+        }
+  const startupCheck = valid.startupCheck ?? {}
   return {
     raw: valid,
-    nearCache: near === false ? false : near === true ? {} : { maxEntries: near.maxEntries, maxAgeMs: near.maxAge === undefined ? undefined : ms(near.maxAge, 5000) },
+    nearCache,
     keyPrefix: valid.keyPrefix ?? 'sess:',
     storeTimeoutMs,
     header: (valid.header ?? 'x-session-id').toLowerCase(),
     cookie: resolvedCookie,
     routesPrefix: routes === false ? null : routes === true ? '' : routes.prefix ?? '',
-    cleanup: cleanupOption === false ? false : { intervalMs: ms(cleanupOption.interval, 3_600_000), batchSize: cleanupOption.batchSize ?? 500 },
+    cleanup,
     failOpen: valid.onStoreError === 'fail-open',
     checkIp: valid.security?.checkIp ?? true,
     fingerprintTolerance: valid.security?.fingerprintTolerance ?? 0.8,
     onSuspicious: onSuspicious as ResolvedOptions['onSuspicious'],
-    invalidTokenThreshold: valid.security?.invalidTokenThreshold ?? 20,
-    invalidTokenWindowMs: ms(valid.security?.invalidTokenWindow, 60_000),
-    blockMs: blockAfter === false ? 0 : ms(blockAfter, 0)
+    invalidTokenThreshold: boundedCount('security.invalidTokenThreshold', valid.security?.invalidTokenThreshold, 20),
+    invalidTokenWindowMs: boundedDuration('security.invalidTokenWindow', valid.security?.invalidTokenWindow, 60_000),
+    blockMs: blockAfter === false ? 0 : boundedDuration('security.blockAfter', blockAfter, 0),
+    startupCheckMs: startupCheck === false ? 0 : boundedDuration('startupCheck.timeout', startupCheck.timeout, 5000)
   }
 }

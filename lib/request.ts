@@ -1,22 +1,38 @@
 import { Signer } from '@fastify/cookie'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { boundedDuration } from './bounds'
 import { InvalidTokenTracker } from './abuse'
 import { flagReasons } from './concurrency'
+import { readCookie, serializeCookie } from './cookie'
 import { DeadlineQueue } from './deadline'
 import { errors } from './errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 import type { LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from './manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
-import { parseToken } from './token'
+import { parseToken, type ParsedToken } from './token'
 
 /** Per-request private state. */
 export const kSessionToken = Symbol('fastify-distributed-session.token')
-const kFromCookie = Symbol('fastify-distributed-session.fromCookie')
+export const kFromCookie = Symbol('fastify-distributed-session.fromCookie')
+/**
+ * The request handler of the plugin that serves this request, set by its onRequest hook. `Symbol.for`: the named
+ * hooks of another copy of the package (ESM and CommonJS builds) find it too. Absent: the plugin is not registered
+ * for the request's encapsulation context, and every hook refuses the request.
+ */
+export const kHandler = Symbol.for('fastify-distributed-session.handler')
+/** The session of a request refused by `onSuspicious: 'deny'`: not served, but logout and login can end it. */
+export const kDenied = Symbol('fastify-distributed-session.denied')
 
 declare module 'fastify' {
   interface FastifyRequest {
     [kSessionToken]: string | null
     [kFromCookie]: boolean
+    [kHandler]: RequestHandler | null
+    [kDenied]: Session | null
+  }
+  interface FastifyContextConfig {
+    /** `false`: the plugin does not load a session for this route (no store call); request.session stays null. */
+    session?: boolean
   }
 }
 
@@ -24,8 +40,20 @@ export interface StartSessionData {
   metadata?: SessionData['metadata']
   /** Client-supplied fingerprint fields (screen, timezone, platform). */
   fingerprint?: { screen?: string, timezone?: string, platform?: string }
-  /** Absolute lifetime of this session (ms or a duration string). */
+  /** Absolute lifetime of this session (ms or a duration string); the cookie's Max-Age follows it. @default absoluteTimeout */
   ttl?: number | string
+  /** Idle timeout of this session (ms or a duration string). @default idleTimeout */
+  idleTimeout?: number | string
+  /**
+   * `false` issues a browser-session cookie (no Max-Age: the browser drops it when it closes); the session itself
+   * still ends at its idle or absolute deadline. @default true
+   */
+  persistent?: boolean
+}
+
+export interface RotateSessionOptions {
+  /** `false` issues a browser-session cookie, as `startSession(..., { persistent: false })`. @default true */
+  persistent?: boolean
 }
 
 /**
@@ -38,6 +66,8 @@ export type StartSessionArgs = {} extends SessionMetadata
   : [data: StartSessionData & { metadata: SessionMetadata & Record<string, unknown> }]
 
 const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
+/** Header values some front ends send for "no token" (String(undefined), String(null)). */
+const NO_TOKEN_VALUES = new Set(['', 'undefined', 'null'])
 /** A fingerprint ending with three empty slots has no client-supplied fields. */
 const NO_CLIENT_SLOTS = '...'
 const SUSPICIOUS_REPORT_EVERY_MS = 60_000
@@ -54,7 +84,7 @@ export class RequestHandler {
   /** sessionId -> last time a suspicious report was recorded for it by this instance. */
   private readonly reported = new Map<string, number>()
 
-  constructor (readonly manager: SessionManager, readonly options: ResolvedOptions) {
+  constructor (readonly manager: SessionManager, readonly options: ResolvedOptions, private readonly logger: FastifyBaseLogger) {
     const cookie = options.cookie
     this.signer = cookie !== false && cookie.signed ? new Signer(cookie.secrets) : null
     this.deadlines = new DeadlineQueue(options.storeTimeoutMs)
@@ -71,18 +101,66 @@ export class RequestHandler {
   }
 
   private readonly onTimeout = (): Error => {
-    this.manager.emit('storeError', new Error(`store call timed out after ${this.options.storeTimeoutMs} ms`))
-    return new errors.STORE_UNAVAILABLE()
+    const cause = new Error(`store call timed out after ${this.options.storeTimeoutMs} ms`)
+    this.notify('storeError', cause)
+    return new errors.STORE_UNAVAILABLE({ cause })
   }
 
   private readonly onStoreError = (error: unknown): unknown => {
     if (isOwnError(error)) return error
-    this.manager.emit('storeError', error)
-    return new errors.STORE_UNAVAILABLE()
+    this.notify('storeError', error)
+    // The cause reaches the 503 log line (pino prints its message and stack), never the client.
+    return new errors.STORE_UNAVAILABLE({ cause: error })
   }
 
-  /** onRequest: sets request.session and request.requiresSecurityCheck. No store call without a token. */
+  /**
+   * Emits on the manager with listeners isolated: a throwing listener is logged once with context and changes
+   * nothing else (it runs inside store-timeout timers and promise handlers, where a throw would crash the process or
+   * leave the request unanswered).
+   */
+  notify (event: string, payload: unknown): void {
+    try {
+      this.manager.emit(event, payload)
+    } catch (error) {
+      this.logger.error({ err: error, event }, `fastify-distributed-session: a '${event}' listener threw; the request goes on`)
+    }
+  }
+
+  /** The hook behind `requireSession`: the plugin's handler must have seen the request, and found a session. */
+  static requireSession (request: FastifyRequest, done: HookHandlerDoneFunction): void {
+    const handler = request[kHandler]
+    if (handler === undefined || handler === null) {
+      done(RequestHandler.unserved(request))
+      return
+    }
+    done(request.session === null ? handler.refusal(request) : undefined)
+  }
+
+  /**
+   * Why no handler saw the request: the plugin is not registered for its context (the decorator is missing), or the
+   * hook runs before the plugin's onRequest hook (the decorator is there, still null).
+   */
+  static unserved (request: FastifyRequest): Error {
+    return request[kHandler] === null ? new errors.HOOK_TOO_EARLY() : new errors.NOT_REGISTERED()
+  }
+
+  /** The error for a request without a served session: 403 for a session refused by 'deny', 401 otherwise. */
+  refusal (request: FastifyRequest): Error {
+    return request[kDenied] != null ? new errors.SESSION_SUSPICIOUS() : new errors.SESSION_REQUIRED()
+  }
+
+  /** A served session, or the one refused by 'deny': logout and login may end it. */
+  endable (request: FastifyRequest): Session | null {
+    return request.session ?? request[kDenied] ?? null
+  }
+
+  /**
+   * onRequest: sets request.session and request.requiresSecurityCheck. No store call without a token, for a request
+   * that matches no route, or for a route with `config: { session: false }`.
+   */
   async loadSession (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    request[kHandler] = this
+    if (request.is404 || request.routeOptions.config.session === false) return
     const token = this.readToken(request, reply)
     if (token === null) return
     const ip = request.ip
@@ -92,9 +170,11 @@ export class RequestHandler {
       this.rejectToken(request, reply, ip)
       return
     }
+    // Under 'deny' the session is read without a touch: a refused request must not extend its life.
+    const isDenyPolicy = this.options.onSuspicious === 'deny'
     let loaded: LoadedSession | null
     try {
-      loaded = await this.guard(this.manager.load(parsed))
+      loaded = await this.guard(this.manager.load(parsed, !isDenyPolicy))
     } catch (error) {
       if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
         request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
@@ -106,29 +186,63 @@ export class RequestHandler {
       this.rejectToken(request, reply, ip)
       return
     }
-    request.session = loaded.session
     request[kSessionToken] = token
     const report = this.securityReport(request, loaded, ip)
-    if (report === null) return
+    if (report === null) {
+      request.session = isDenyPolicy && this.isTouchDue(loaded.session) ? await this.touchAllowed(request, parsed, loaded.session) : loaded.session
+      return
+    }
     request.requiresSecurityCheck = true
     this.reportSuspicious(request, report)
     const policy = this.options.onSuspicious
-    if (policy === 'deny') throw new errors.SESSION_SUSPICIOUS()
+    if (policy === 'deny') {
+      // Not served: requireSession answers 403; reply.endSession() and reply.startSession() can still end it.
+      request[kDenied] = loaded.session
+      return
+    }
+    request.session = loaded.session
     if (policy !== 'flag') await policy(request, report)
   }
 
-  /** reply.startSession: ends the request's previous session (no fixation), creates one, sets the cookie. */
+  /**
+   * Under 'deny', the touch of an allowed request: a second load, with the touch. Like a failed touch in the manager,
+   * a store failure here leaves the idle deadline where it was and serves the session just read.
+   */
+  private async touchAllowed (request: FastifyRequest, parsed: ParsedToken, read: Session): Promise<Session | null> {
+    try {
+      const touched = await this.guard(this.manager.load(parsed, true))
+      return touched === null ? null : touched.session
+    } catch (error) {
+      request.log.warn({ err: error }, 'fastify-distributed-session: could not touch the session')
+      return read
+    }
+  }
+
+  private isTouchDue (session: Session): boolean {
+    return this.manager.now() - session.lastActivity.getTime() >= this.manager.touchIntervalMs
+  }
+
+  /**
+   * reply.startSession: creates a session and sets the cookie. The request's previous session (a refused one
+   * included) is ended in the same atomic step as the create (`replace`), and only when the create succeeds: a
+   * failed login leaves the device signed in.
+   */
   async startSession (request: FastifyRequest, reply: FastifyReply, userId: string, data: StartSessionData = {}): Promise<{ token: string, session: Session }> {
-    const previous = request.session
-    if (previous !== null) {
-      await this.guard(this.manager.invalidate(previous.id, { reason: 'new_login' }))
+    if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('startSession options must be an object')
+    if (data.persistent !== undefined && typeof data.persistent !== 'boolean') throw new errors.INVALID_ARGUMENT('persistent must be a boolean')
+    // Checked here as well as by the manager: a bad value fails the login before anything is sent to the store.
+    const ttlMs = boundedDuration('ttl', data.ttl, this.manager.absoluteTimeoutMs)
+    boundedDuration('idleTimeout', data.idleTimeout, this.manager.idleTimeoutMs)
+    const previous = this.endable(request)
+    const createOptions: { ttl?: number | string, idleTimeout?: number | string, replace?: string } = {
+      ttl: data.ttl, idleTimeout: data.idleTimeout, replace: previous?.id
     }
     const creating = this.manager.create(userId, {
       ipAddress: request.ip,
       userAgent: header(request, 'user-agent'),
       deviceFingerprint: fingerprintFromHeaders(request.headers, data.fingerprint),
       metadata: data.metadata
-    }, { ttl: data.ttl })
+    }, createOptions)
     let created: Awaited<typeof creating>
     try {
       created = await this.guard(creating)
@@ -140,9 +254,10 @@ export class RequestHandler {
       throw error
     }
     request.session = created.session
+    request[kDenied] = null
     request.requiresSecurityCheck = false
     request[kSessionToken] = created.token
-    this.setCookie(request, reply, created.token, created.session.expiresAt)
+    this.setCookie(request, reply, created.token, data.persistent === false ? null : absoluteDeadlineOf(created.session, ttlMs))
     for (const evicted of created.evicted) {
       // The create script has already written the 'evicted' audit record: log and emit, no second round trip.
       this.recordSecurity(request, userId, evicted, { rule: 'session_limit_eviction', newSessionId: created.session.id }, false)
@@ -151,69 +266,88 @@ export class RequestHandler {
   }
 
   /** reply.rotateSession: a new token for the request's session (privilege change); the old one dies at once. */
-  async rotateSession (request: FastifyRequest, reply: FastifyReply): Promise<{ token: string, session: Session } | null> {
+  async rotateSession (request: FastifyRequest, reply: FastifyReply, options: RotateSessionOptions = {}): Promise<{ token: string, session: Session } | null> {
     const token = request[kSessionToken]
     if (request.session === null || token === null) return null
     const rotated = await this.guard(this.manager.rotate(token))
     if (rotated === null) return null
     request.session = rotated.session
     request[kSessionToken] = rotated.token
-    this.setCookie(request, reply, rotated.token, rotated.session.expiresAt)
+    this.setCookie(request, reply, rotated.token, options.persistent === false ? null : absoluteDeadlineOf(rotated.session, this.manager.absoluteTimeoutMs))
     return rotated
   }
 
   /** Ends the request's session and clears its cookie. */
   async endSession (request: FastifyRequest, reply: FastifyReply, reason: string): Promise<boolean> {
-    const session = request.session
+    const session = this.endable(request)
     if (session === null) {
-      this.clearCookie(reply)
+      this.clearCookie(request, reply)
       return false
     }
     // Cleared only once the session is ended: after a store failure (503) the client can still retry the logout.
     const ended = await this.guard(this.manager.invalidate(session.id, { reason }))
-    this.clearCookie(reply)
+    this.clearCookie(request, reply)
     request.session = null
+    request[kDenied] = null
     request[kSessionToken] = null
     return ended
   }
 
-  clearCookie (reply: FastifyReply): void {
-    const cookie = this.options.cookie
-    if (cookie === false) return
-    reply.clearCookie(cookie.name, { path: cookie.path, domain: cookie.domain, secure: cookie.secure === true ? true : undefined, httpOnly: cookie.httpOnly, sameSite: cookie.sameSite })
-    reply.header('cache-control', 'no-store')
+  /** Clears the cookie with the attributes that set it (browsers ignore a clearing cookie whose attributes differ). */
+  clearCookie (request: FastifyRequest, reply: FastifyReply): void {
+    if (this.options.cookie === false) return
+    this.writeCookie(request, reply, '', 0)
   }
 
-  private setCookie (request: FastifyRequest, reply: FastifyReply, token: string, expiresAt: Date): void {
+  /** Sets the token cookie; `absoluteDeadline` null gives a browser-session cookie (no Max-Age). */
+  private setCookie (request: FastifyRequest, reply: FastifyReply, token: string, absoluteDeadline: number | null): void {
+    // A response that hands out a token is never cached, with or without the cookie transport.
+    reply.header('cache-control', 'no-store')
+    if (this.options.cookie === false) return
+    const maxAge = absoluteDeadline === null ? undefined : Math.max(1, Math.ceil((absoluteDeadline - this.manager.now()) / 1000))
+    this.writeCookie(request, reply, this.signer === null ? token : this.signer.sign(token), maxAge)
+  }
+
+  /**
+   * Writes the plugin's Set-Cookie itself (lib/cookie.ts) instead of through reply.setCookie: the plugin works
+   * whatever the order and `hook` option of an app's own @fastify/cookie.
+   * A later write for the same response replaces an earlier one.
+   */
+  private writeCookie (request: FastifyRequest, reply: FastifyReply, value: string, maxAge: number | undefined): void {
     const cookie = this.options.cookie
+    /* c8 ignore next -- callers return earlier without the cookie transport */
     if (cookie === false) return
-    const absoluteMs = Math.max(0, expiresAt.getTime() - this.manager.now())
-    const maxAge = Math.ceil(Math.max(absoluteMs, this.manager.absoluteTimeoutMs) / 1000)
-    reply.setCookie(cookie.name, this.signer === null ? token : this.signer.sign(token), {
+    const line = serializeCookie(cookie.name, value, {
       path: cookie.path,
       domain: cookie.domain,
       httpOnly: cookie.httpOnly,
       sameSite: cookie.sameSite,
       secure: cookie.secure === 'auto' ? request.protocol === 'https' : cookie.secure,
+      partitioned: cookie.partitioned,
       maxAge
     })
+    const existing = reply.getHeader('set-cookie')
+    const others = (existing === undefined ? [] : Array.isArray(existing) ? existing : [String(existing)])
+      .filter((other) => !other.startsWith(`${cookie.name}=`))
+    reply.removeHeader('set-cookie')
+    reply.header('set-cookie', [...others, line])
     reply.header('cache-control', 'no-store')
   }
 
   private readToken (request: FastifyRequest, reply: FastifyReply): string | null {
     request[kFromCookie] = false
     const fromHeader = request.headers[this.options.header]
-    if (typeof fromHeader === 'string' && fromHeader !== '') return fromHeader
+    if (typeof fromHeader === 'string' && !NO_TOKEN_VALUES.has(fromHeader.trim())) return fromHeader
     if (Array.isArray(fromHeader)) return fromHeader.join(',')
     const cookie = this.options.cookie
     if (cookie === false) return null
-    const raw = request.cookies?.[cookie.name]
+    const raw = readCookie(request.headers.cookie, cookie.name)
     if (raw === undefined || raw === '') return null
     request[kFromCookie] = true
     if (this.signer === null) return raw
     const unsigned = this.signer.unsign(raw)
     if (!unsigned.valid || unsigned.value === null) {
-      this.clearCookie(reply)
+      this.clearCookie(request, reply)
       return ''
     }
     return unsigned.value
@@ -221,11 +355,11 @@ export class RequestHandler {
 
   /** An unknown, expired, tampered or malformed token: anonymous, cookie cleared, counted against the client. */
   private rejectToken (request: FastifyRequest, reply: FastifyReply, ip: string): void {
-    if (request[kFromCookie]) this.clearCookie(reply)
+    if (request[kFromCookie]) this.clearCookie(request, reply)
     const { count, crossed } = this.tracker.record(ip)
     if (crossed) {
       request.log.warn({ ip, count }, 'fastify-distributed-session: many invalid session tokens from one client')
-      this.manager.emit('security', {
+      this.notify('security', {
         type: 'security', timestamp: new Date(this.manager.now()), userId: '', sessionId: '', data: { rule: 'invalid_tokens', ip, count }
       })
     }
@@ -270,6 +404,14 @@ export class RequestHandler {
       request.log.warn({ err: error }, 'fastify-distributed-session: could not record a security event')
     })
   }
+}
+
+/** The session's absolute deadline (epoch ms); `lifetimeMs` after its creation when the store does not report it. */
+function absoluteDeadlineOf (session: Session, lifetimeMs: number): number {
+  const reported = (session as Session & { absoluteDeadline?: Date | number }).absoluteDeadline
+  if (reported instanceof Date) return reported.getTime()
+  if (typeof reported === 'number') return reported
+  return session.createdAt.getTime() + lifetimeMs
 }
 
 function isOwnError (error: unknown): boolean {

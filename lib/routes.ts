@@ -1,8 +1,9 @@
 import { Type } from '@sinclair/typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods, RouteOptions } from 'fastify'
 import { errors } from './errors'
+import { requireSession } from './hooks'
 import type { Session } from './manager'
-import type { RequestHandler } from './request'
+import { RequestHandler } from './request'
 
 const ErrorBody = Type.Object({
   statusCode: Type.Integer(),
@@ -35,13 +36,43 @@ function current (request: FastifyRequest): Session {
   return request.session as Session
 }
 
-/** GET /profile, POST /logout, GET /sessions, DELETE /sessions/:id, DELETE /sessions: all behind requireSession. */
+/** Marks the plugin's own routes in their config, so its onRoute guard knows them. */
+const kBuiltIn = Symbol('fastify-distributed-session.builtInRoute')
+
+function collision (method: string, url: string, prefix: string): Error {
+  return new errors.INVALID_OPTION(`"routes" adds ${method} ${url}, which the app declares too: move the plugin's routes with ` +
+    `routes: { prefix: '${prefix === '' ? '/auth' : `${prefix}/auth`}' } or leave them out with routes: false`)
+}
+
+/** Refuses, with the option that fixes it, an app route that takes the place of a built-in one (before or after). */
+function guardRoutes (app: FastifyInstance, prefix: string, routes: Array<[HTTPMethods, string]>, isOwn: (route: RouteOptions) => boolean): void {
+  for (const [method, url] of routes) {
+    if (app.hasRoute({ method, url })) throw collision(method, url, prefix)
+  }
+  app.addHook('onRoute', function refuseSessionRouteCollision (route) {
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    for (const [method, url] of routes) {
+      if (route.url === url && methods.includes(method) && !isOwn(route)) throw collision(method, url, prefix)
+    }
+  })
+}
+
+/**
+ * GET /profile, POST /logout, GET /sessions, DELETE /sessions/:id, DELETE /sessions: all behind requireSession,
+ * except that POST /logout also ends a session refused by `onSuspicious: 'deny'` (a denied user can always log out).
+ */
 export function registerRoutes (app: FastifyInstance, handler: RequestHandler, prefix: string): void {
   const manager = handler.manager
+  guardRoutes(app, prefix, [
+    ['GET', `${prefix}/profile`], ['POST', `${prefix}/logout`], ['GET', `${prefix}/sessions`],
+    ['DELETE', `${prefix}/sessions/:id`], ['DELETE', `${prefix}/sessions`]
+  ], (route) => (route.config as Record<symbol, unknown> | undefined)?.[kBuiltIn] === true)
   // Before validation, so an anonymous request gets 401 whatever its parameters.
-  const preValidation = app.requireSession
+  const preValidation = requireSession
+  const config = { session: true, [kBuiltIn]: true }
 
   app.get(`${prefix}/profile`, {
+    config,
     preValidation,
     schema: { response: withErrors(Type.Object({ userId: Type.String(), sessionId: Type.String() })) }
   }, async (request) => {
@@ -50,7 +81,11 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
   })
 
   app.post(`${prefix}/logout`, {
-    preValidation,
+    config,
+    preValidation: function requireEndableSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+      if (handler.endable(request) !== null) done()
+      else RequestHandler.requireSession(request, done)
+    },
     schema: { response: withErrors(Type.Object({ message: Type.String() })) }
   }, async (request, reply) => {
     await handler.endSession(request, reply, 'logout')
@@ -58,6 +93,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
   })
 
   app.get(`${prefix}/sessions`, {
+    config,
     preValidation,
     schema: { response: withErrors(Type.Object({ sessions: Type.Array(SessionView) })) }
   }, async (request) => {
@@ -77,6 +113,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
   })
 
   app.delete<{ Params: { id: string } }>(`${prefix}/sessions/:id`, {
+    config,
     preValidation,
     schema: { params: SessionIdParams, response: withErrors(Revoked) }
   }, async (request, reply) => {
@@ -91,6 +128,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
   })
 
   app.delete(`${prefix}/sessions`, {
+    config,
     preValidation,
     schema: { response: withErrors(Revoked) }
   }, async (request) => {

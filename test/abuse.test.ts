@@ -148,7 +148,7 @@ test('eviction takes the entry whose window is oldest', async (t) => {
   t.equal(tracker.record('b').count, 1)
 })
 
-test('invalid options throw a TypeError that names the option', async (t) => {
+test('invalid options throw FST_SESSION_INVALID_OPTION naming the option', async (t) => {
   const invalid: Array<[keyof AbuseOptions, unknown]> = [
     ['threshold', 0],
     ['threshold', -1],
@@ -165,7 +165,7 @@ test('invalid options throw a TypeError that names the option', async (t) => {
   for (const [name, value] of invalid) {
     t.throws(
       () => new InvalidTokenTracker({ [name]: value }),
-      { name: 'TypeError', message: new RegExp(`^fastify-distributed-session: invalid option "${name}"`) },
+      { code: 'FST_SESSION_INVALID_OPTION', message: new RegExp(`^fastify-distributed-session: option "${name}" must be`) },
       `${name} = ${String(value)}`
     )
   }

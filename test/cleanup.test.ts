@@ -416,7 +416,7 @@ test('invalid options are refused with the option named', async (t) => {
   const manager = new SessionManager({ store: new MemoryStore() })
   t.throws(() => new SessionCleanupService({ manager, intervalMs: 0 }), { code: 'FST_SESSION_INVALID_OPTION', message: /"intervalMs"/ })
   t.throws(() => new SessionCleanupService({ manager, intervalMs: Number.NaN }), { message: /"intervalMs"/ })
-  t.throws(() => new SessionCleanupService({ manager, intervalMs: 1000, batchSize: 1.5 }), { message: /"batchSize": expected an integer >= 1/ })
+  t.throws(() => new SessionCleanupService({ manager, intervalMs: 1000, batchSize: 1.5 }), { message: /^fastify-distributed-session: option "batchSize" must be an integer >= 1, got 1.5$/ })
   t.throws(() => new SessionCleanupService({ manager, intervalMs: 1000, lockTtlMs: -1 }), { message: /"lockTtlMs"/ })
   t.throws(() => new SessionCleanupService({ intervalMs: 1000 } as never), { message: /"manager"/ })
   t.throws(() => new SessionCleanupService(null as never), { message: /"manager"/ })

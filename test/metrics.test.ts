@@ -70,6 +70,7 @@ test('without prom-client installed, registering metrics says to install it', as
   const missing = Object.assign(new Error("Cannot find module 'prom-client'"), { code: 'MODULE_NOT_FOUND' })
   withoutPromClient(missing, () => {
     t.throws(() => registerMetrics(new Registry(), manager), {
+      code: 'FST_SESSION_INVALID_OPTION',
       message: 'fastify-distributed-session: option "metrics" needs prom-client, which is not installed: npm install prom-client',
       cause: missing
     })

@@ -211,6 +211,9 @@ export class MemoryStore implements Store {
     return { expired, orphaned: 0 }
   }
 
+  /** Always ready: the memory store lives in this process. */
+  async check (): Promise<void> {}
+
   async close (): Promise<void> {
     this.sessions.clear()
     this.users.clear()

@@ -268,6 +268,23 @@ export class RedisStore implements Store {
     else this.client.disconnect()
   }
 
+  /**
+   * Waits for the client to be connected, authenticated and on its database, then PINGs. Rejects with a message naming
+   * the problem: unreachable, authentication (WRONGPASS / NOAUTH) or a database index the server does not have
+   * (ioredis does not report a failed SELECT on connect: sessions would silently go to database 0).
+   */
+  async check (): Promise<void> {
+    const client = this.client
+    const db = client.isCluster ? 0 : ((client as Redis).options.db ?? 0)
+    try {
+      await connected(client)
+      await client.ping()
+      if (db !== 0) await (client as Redis).select(db)
+    } catch (error) {
+      throw new Error(describeConnectionError(error, db), { cause: error })
+    }
+  }
+
   /** Keeps the near cache in step with this instance's own writes (see NearCache.evict). */
   private forget (sessionIds: Iterable<string>): void {
     if (this.nearCache === null) return
@@ -430,4 +447,37 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     revision: r === undefined ? 0 : r as number,
     ...(d === undefined ? {} : { idleTimeoutMs: d as number })
   }
+}
+
+/** Resolves when the client is ready; rejects with the first connection error (it does not wait for retries). */
+function connected (client: Client): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  if (client.status === 'end') return Promise.reject(new Error('the client is closed'))
+  return new Promise((resolve, reject) => {
+    const onReady = (): void => { stop(); resolve() }
+    const onError = (error: unknown): void => { stop(); reject(error) }
+    const onEnd = (): void => { stop(); reject(new Error('the connection was closed')) }
+    const stop = (): void => {
+      client.off('ready', onReady)
+      client.off('error', onError)
+      client.off('end', onEnd)
+    }
+    client.on('ready', onReady)
+    client.on('error', onError)
+    client.on('end', onEnd)
+    // A lazyConnect client: connecting reports its failure through 'error' as well.
+    if (client.status === 'wait') client.connect().catch(() => {})
+  })
+}
+
+function describeConnectionError (error: unknown, db: number): string {
+  const message = error instanceof Error ? error.message : String(error)
+  if (message.startsWith('WRONGPASS') || /invalid password/i.test(message)) {
+    return `Redis refused the credentials (wrong password or username): ${message}`
+  }
+  if (message.startsWith('NOAUTH')) return `Redis requires a password and none was given: ${message}`
+  if (/DB index is out of range|invalid DB index/i.test(message)) {
+    return `Redis has no database ${db} (SELECT ${db}: ${message}); the server's 'databases' setting bounds the index`
+  }
+  return `Redis is unreachable: ${message}`
 }

@@ -176,4 +176,9 @@ export interface Store {
   /** Removes everything that has expired, in bounded batches, handing each batch's audit events to `onEvents`. */
   cleanup (now: number, batchSize: number, onEvents: (events: RawAuditEvent[]) => void): Promise<CleanupResult>
   close (): Promise<void>
+  /**
+   * Resolves once the store can serve requests (Redis: connected, authenticated, database selected, PING answered);
+   * rejects with an Error whose message names the problem. The plugin calls it at registration (`startupCheck`).
+   */
+  check (): Promise<void>
 }
