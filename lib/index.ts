@@ -10,7 +10,7 @@ import { getSession, requireSession } from './hooks'
 import { kDenied, kFromCookie, kHandler, kSessionToken, RequestHandler, type RotateSessionOptions, type StartSessionArgs, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
 import { MemoryStore } from './store/memory'
-import { RedisStore, type RedisStoreOptions } from './store/redis'
+import { RedisStore } from './store/redis'
 import type { Store } from './store/types'
 
 declare module 'fastify' {
