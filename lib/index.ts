@@ -83,6 +83,7 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
       maxSessionsPerUser: raw.maxSessionsPerUser,
       limitPolicy: raw.limitPolicy,
       maxMetadataBytes: raw.maxMetadataBytes,
+      maxMetadataKeys: raw.maxMetadataKeys,
       security: raw.security,
       audit: raw.audit,
       now: raw.now,
@@ -95,7 +96,7 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
     if (raw.store === undefined) await store.close().catch(() => {})
     throw error
   }
-  const handler = new RequestHandler(manager, options, app.log)
+  const handler = new RequestHandler(manager, options)
 
   app.decorate('sessions', manager)
   app.decorateRequest('session', null)

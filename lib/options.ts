@@ -19,6 +19,7 @@ const OptionsSchema = Type.Object({
   storeTimeout: Type.Optional(Duration),
   maxSessionsPerUser: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   maxMetadataBytes: Type.Optional(Type.Integer({ minimum: 2, maximum: 1_048_576 })),
+  maxMetadataKeys: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
   limitPolicy: Type.Optional(Type.Union([Type.Literal('evict-oldest'), Type.Literal('deny')])),
   header: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9-]+$' })),
   cookie: Type.Optional(Type.Object({
@@ -105,6 +106,8 @@ export interface SessionPluginOptions {
   maxSessionsPerUser?: number
   /** @default 4096 */
   maxMetadataBytes?: number
+  /** Most top-level keys in a session's metadata (checked in Node before anything is sent). @default 64 */
+  maxMetadataKeys?: number
   /** @default 'evict-oldest' */
   limitPolicy?: 'evict-oldest' | 'deny'
   /** Request header carrying the token. @default 'x-session-id' */

@@ -1,5 +1,5 @@
 import { Signer } from '@fastify/cookie'
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { boundedDuration } from './bounds'
 import { InvalidTokenTracker } from './abuse'
 import { flagReasons } from './concurrency'
@@ -84,7 +84,7 @@ export class RequestHandler {
   /** sessionId -> last time a suspicious report was recorded for it by this instance. */
   private readonly reported = new Map<string, number>()
 
-  constructor (readonly manager: SessionManager, readonly options: ResolvedOptions, private readonly logger: FastifyBaseLogger) {
+  constructor (readonly manager: SessionManager, readonly options: ResolvedOptions) {
     const cookie = options.cookie
     this.signer = cookie !== false && cookie.signed ? new Signer(cookie.secrets) : null
     this.deadlines = new DeadlineQueue(options.storeTimeoutMs)
@@ -102,28 +102,15 @@ export class RequestHandler {
 
   private readonly onTimeout = (): Error => {
     const cause = new Error(`store call timed out after ${this.options.storeTimeoutMs} ms`)
-    this.notify('storeError', cause)
+    this.manager.emit('storeError', cause)
     return new errors.STORE_UNAVAILABLE({ cause })
   }
 
   private readonly onStoreError = (error: unknown): unknown => {
     if (isOwnError(error)) return error
-    this.notify('storeError', error)
+    this.manager.emit('storeError', error)
     // The cause reaches the 503 log line (pino prints its message and stack), never the client.
     return new errors.STORE_UNAVAILABLE({ cause: error })
-  }
-
-  /**
-   * Emits on the manager with listeners isolated: a throwing listener is logged once with context and changes
-   * nothing else (it runs inside store-timeout timers and promise handlers, where a throw would crash the process or
-   * leave the request unanswered).
-   */
-  notify (event: string, payload: unknown): void {
-    try {
-      this.manager.emit(event, payload)
-    } catch (error) {
-      this.logger.error({ err: error, event }, `fastify-distributed-session: a '${event}' listener threw; the request goes on`)
-    }
   }
 
   /** The hook behind `requireSession`: the plugin's handler must have seen the request, and found a session. */
@@ -359,7 +346,7 @@ export class RequestHandler {
     const { count, crossed } = this.tracker.record(ip)
     if (crossed) {
       request.log.warn({ ip, count }, 'fastify-distributed-session: many invalid session tokens from one client')
-      this.notify('security', {
+      this.manager.emit('security', {
         type: 'security', timestamp: new Date(this.manager.now()), userId: '', sessionId: '', data: { rule: 'invalid_tokens', ip, count }
       })
     }

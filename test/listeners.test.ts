@@ -47,7 +47,7 @@ test("a throwing 'storeError' listener fired by the store-timeout timer (frozen 
   const responses = await Promise.all(Array.from({ length: 5 }, () => app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } })))
   for (const response of responses) t.equal(response.json().code, 'FST_SESSION_STORE_UNAVAILABLE', 'answered 503 as without the listener')
   t.equal(thrown, 5, 'the listener ran for each timeout')
-  const listenerLines = log.lines.filter((line) => String(line.msg).includes("a 'storeError' listener threw"))
+  const listenerLines = log.lines.filter((line) => String(line.msg).includes("a listener of the 'storeError' event threw"))
   t.equal(listenerLines.length, 5, 'one log line per throw')
   t.match(listenerLines[0], { level: 50, event: 'storeError', err: { message: 'listener bug' } })
   const unavailable = log.lines.filter((line) => (line.err as { code?: string } | undefined)?.code === 'FST_SESSION_STORE_UNAVAILABLE')
@@ -87,7 +87,7 @@ test("a throwing 'security' listener changes no response of the request path (in
   for (let n = 0; n < 5; n++) statuses.push((await app.inject({ url: '/orders', headers: { 'x-session-id': `${'A'.repeat(24)}.${'b'.repeat(43)}` } })).statusCode)
   t.same(statuses, [401, 401, 401, 401, 401])
   t.equal(thrown, 1, 'the burst was reported once')
-  t.equal(log.lines.filter((line) => String(line.msg).includes("a 'security' listener threw")).length, 1)
+  t.equal(log.lines.filter((line) => String(line.msg).includes("a listener of the 'security' event threw")).length, 1)
   t.same(crashes, [])
 })
 
