@@ -15,5 +15,7 @@ export const errors = {
   INVALID_METADATA: createError('FST_SESSION_INVALID_METADATA', 'Invalid session metadata: %s', 400),
   METADATA_TOO_LARGE: createError('FST_SESSION_METADATA_TOO_LARGE', 'Session metadata would exceed %s bytes serialized: store less or raise maxMetadataBytes', 400),
   INVALID_ARGUMENT: createError('FST_SESSION_INVALID_ARGUMENT', 'Invalid argument: %s', 400),
-  INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: invalid option %s', 500)
+  INVALID_OPTION: createError('FST_SESSION_INVALID_OPTION', 'fastify-distributed-session: invalid option %s', 500),
+  INVALID_OWNER: createError('FST_SESSION_INVALID_OWNER', 'owner userId must be a non-empty string', 400),
+  REAUTH_REQUIRED: createError('FST_SESSION_REAUTH_REQUIRED', 'This action needs a recent authentication: confirm your password or second factor first', 403)
 }

@@ -9,6 +9,7 @@ import { registerMetrics } from './metrics'
 import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
 import { RequestHandler, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
+import type { SessionEnded } from './stepup'
 import { MemoryStore } from './store/memory'
 import { RedisStore } from './store/redis'
 import type { Store } from './store/types'
@@ -19,14 +20,21 @@ declare module 'fastify' {
     session: Session | null
     /** True when the session shows suspicious concurrent use, another IP or another device: ask for a second factor. */
     requiresSecurityCheck: boolean
+    /** For a token whose session has ended (within the last day): why and when; else null. */
+    sessionEnded: SessionEnded | null
   }
   interface FastifyReply {
     /** Creates a session for the user (ending the request's previous one), sets the cookie, returns the token. */
-    startSession (userId: string, data?: StartSessionData): Promise<{ token: string, session: Session }>
+    startSession (userId: string, data?: StartSessionData): Promise<{ token: string, session: Session, newDevice: boolean }>
     /** Ends the request's session server-side and clears the cookie; false when there was none. */
     endSession (reason?: string): Promise<boolean>
     /** Replaces the request's token (privilege change) and sets the new cookie; null without a session. */
     rotateSession (): Promise<{ token: string, session: Session } | null>
+    /**
+     * Call after verifying a second factor or the password: clears `requiresSecurityCheck` until something new
+     * happens and moves `session.authenticatedAt` to now (audited `confirmed`). False when the session is gone.
+     */
+    confirmSession (options: { method: string }): Promise<boolean>
   }
   interface FastifyInstance {
     sessions: SessionManager
@@ -71,6 +79,10 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
   app.decorate('sessions', manager)
   app.decorateRequest('session', null)
   app.decorateRequest('requiresSecurityCheck', false)
+  app.decorateRequest('sessionEnded', null)
+  app.decorateReply('confirmSession', function confirmSession (this: FastifyReply, options: { method: string }) {
+    return handler.confirmSession(this.request, options)
+  })
   app.decorateReply('startSession', function startSession (this: FastifyReply, userId: string, data?: StartSessionData) {
     return handler.startSession(this.request, this, userId, data)
   })
@@ -111,6 +123,9 @@ export const sessionPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-distrib
 export default sessionPlugin
 
 export { SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
+export { requireFreshSession } from './freshness'
+export type { SessionEnded, SessionEndReason } from './stepup'
+export type { NewDeviceEvent, ConfirmOptions } from './manager'
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 export type { Session, SessionData, SessionMetadata, AuditEvent, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'

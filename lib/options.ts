@@ -52,7 +52,8 @@ const OptionsSchema = Type.Object({
     onSuspicious: Type.Optional(Type.Unknown()),
     invalidTokenThreshold: Type.Optional(Type.Integer({ minimum: 1 })),
     invalidTokenWindow: Type.Optional(Duration),
-    blockAfter: Type.Optional(Type.Union([Type.Literal(false), Duration]))
+    blockAfter: Type.Optional(Type.Union([Type.Literal(false), Duration])),
+    knownDevices: Type.Optional(Type.Union([Type.Literal(false), Duration]))
   }, { additionalProperties: false })),
   audit: Type.Optional(Type.Object({
     retention: Type.Optional(Duration),
@@ -153,6 +154,8 @@ export interface SessionPluginOptions {
     invalidTokenWindow?: number | string
     /** Block a client past the threshold with 429 for this long; false only reports. @default false */
     blockAfter?: false | number | string
+    /** A login from a device (browser family, IP network) unused for this long is `newDevice`; false turns it off. @default '90d' */
+    knownDevices?: false | number | string
   }
   audit?: {
     /** @default '7d' */

@@ -5,7 +5,7 @@ import { flagReasons } from './concurrency'
 import { DeadlineQueue } from './deadline'
 import { errors } from './errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-import type { LoadedSession, Session, SessionManager, SessionData } from './manager'
+import type { EndedLoad, LoadedSession, Session, SessionManager, SessionData } from './manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken } from './token'
 
@@ -83,9 +83,9 @@ export class RequestHandler {
       this.rejectToken(request, reply, ip)
       return
     }
-    let loaded: LoadedSession | null
+    let loaded: LoadedSession | EndedLoad | null
     try {
-      loaded = await this.guard(this.manager.load(parsed))
+      loaded = await this.guard(this.manager.resolve(parsed)) // stepup: resolve (load + why it ended)
     } catch (error) {
       if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
         request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
@@ -95,6 +95,12 @@ export class RequestHandler {
     }
     if (loaded === null) {
       this.rejectToken(request, reply, ip)
+      return
+    }
+    if (loaded.session === null) {
+      // stepup: the holder of an ended session's token (not a guesser: the secret matched) learns why it ended.
+      request.sessionEnded = loaded.ended
+      if (request[kFromCookie]) this.clearCookie(reply)
       return
     }
     request.session = loaded.session
@@ -109,7 +115,7 @@ export class RequestHandler {
   }
 
   /** reply.startSession: ends the request's previous session (no fixation), creates one, sets the cookie. */
-  async startSession (request: FastifyRequest, reply: FastifyReply, userId: string, data: StartSessionData = {}): Promise<{ token: string, session: Session }> {
+  async startSession (request: FastifyRequest, reply: FastifyReply, userId: string, data: StartSessionData = {}): Promise<{ token: string, session: Session, newDevice: boolean }> {
     const previous = request.session
     if (previous !== null) {
       await this.guard(this.manager.invalidate(previous.id, { reason: 'new_login' }))
@@ -138,7 +144,28 @@ export class RequestHandler {
       // The create script has already written the 'evicted' audit record: log and emit, no second round trip.
       this.recordSecurity(request, userId, evicted, { rule: 'session_limit_eviction', newSessionId: created.session.id }, false)
     }
-    return { token: created.token, session: created.session }
+    return { token: created.token, session: created.session, newDevice: created.newDevice }
+  }
+
+  /**
+   * stepup: reply.confirmSession. The app has just verified a second factor or the password: the request's IP and
+   * device become the session's baseline, its flags are acknowledged and authenticatedAt moves to now.
+   */
+  async confirmSession (request: FastifyRequest, options: { method: string }): Promise<boolean> {
+    const session = request.session
+    if (session === null) throw new errors.SESSION_REQUIRED()
+    if (options === null || typeof options !== 'object') throw new errors.INVALID_ARGUMENT('confirmSession options must be an object')
+    const confirmed = await this.guard(this.manager.confirm(session.id, {
+      userId: session.userId,
+      ipAddress: request.ip,
+      userAgent: header(request, 'user-agent'),
+      deviceFingerprint: fingerprintFromHeaders(request.headers),
+      method: options.method
+    }))
+    if (!confirmed) return false
+    request.requiresSecurityCheck = false
+    request.session = { ...session, authenticatedAt: new Date(this.manager.now()), ipAddress: request.ip, userAgent: header(request, 'user-agent') }
+    return true
   }
 
   /** reply.rotateSession: a new token for the request's session (privilege change); the old one dies at once. */

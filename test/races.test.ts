@@ -46,7 +46,7 @@ test('races on a real Redis', async (t) => {
     const keys: string[] = []
     for (const key of await scan(`${prefix}{*}:s:*`)) {
       const stored = await reader.load(key.slice(-24))
-      if (stored !== null && stored !== 'corrupt' && stored.userId === userId) keys.push(key.slice(-24))
+      if (stored !== null && stored !== 'corrupt' && 'userId' in stored && stored.userId === userId) keys.push(key.slice(-24))
     }
     const indexKeys = await scan(`${prefix}{*}:u:${userId}`)
     const index = (await Promise.all(indexKeys.map((key) => client.zrange(key, '0', '-1')))).flat()

@@ -6,8 +6,8 @@ import { errors } from '../errors'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import * as scripts from './scripts'
 import type {
-  AuditEventType, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
-  StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
+  AuditEventType, CleanupResult, ConfirmInput, CreateInput, EndResult, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
+  StoreConfig, StoredSession, EndedRecord, TouchResult, UpdateInput, UpdateResult
 } from './types'
 
 export interface RedisStoreOptions {
@@ -29,6 +29,7 @@ type Client = Redis | Cluster
 type Reply = [string, unknown, unknown[]]
 type ScriptCall = (key: string, ...args: string[]) => Promise<Reply>
 type ScriptName = 'create' | 'touch' | 'update' | 'invalidate' | 'invalidateAll' | 'list' | 'rotate' | 'discard' | 'record' | 'auditQuery' | 'cleanup'
+  | 'confirm' | 'rename' | 'reportUnrecognized' | 'noteDevice'
 
 const COMMANDS: Record<ScriptName, string> = {
   create: scripts.CREATE,
@@ -41,7 +42,11 @@ const COMMANDS: Record<ScriptName, string> = {
   discard: scripts.DISCARD,
   record: scripts.RECORD,
   auditQuery: scripts.AUDIT_QUERY,
-  cleanup: scripts.CLEANUP
+  cleanup: scripts.CLEANUP,
+  confirm: scripts.CONFIRM,
+  rename: scripts.RENAME,
+  reportUnrecognized: scripts.REPORT_UNRECOGNIZED,
+  noteDevice: scripts.NOTE_DEVICE
 }
 /** Name under which the scripts are defined on the client (ioredis `defineCommand`). */
 const COMMAND_PREFIX = 'fdsess_'
@@ -111,7 +116,7 @@ export class RedisStore implements Store {
     const [evicted, record] = reply[1] as [string[], string]
     const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the hash it has just written */
-    if (session === null || session === 'corrupt') throw new Error('fastify-distributed-session: create returned no session')
+    if (session === null || session === 'corrupt' || 'ended' in session) throw new Error('fastify-distributed-session: create returned no session')
     return { ok: true, session, evicted, events }
   }
 
@@ -161,7 +166,7 @@ export class RedisStore implements Store {
     const sessions: StoredSession[] = []
     for (let n = 0; n < flat.length; n += 2) {
       const session = parseRecord(flat[n] as string, flat[n + 1] as string)
-      if (session !== null && session !== 'corrupt') sessions.push(session)
+      if (session !== null && session !== 'corrupt' && !('ended' in session)) sessions.push(session)
     }
     return { sessions, events: this.eventsOf(reply) }
   }
@@ -222,6 +227,32 @@ export class RedisStore implements Store {
     const failure = outcomes.find((outcome) => outcome.status === 'rejected')
     if (failure !== undefined) throw failure.reason
     return result
+  }
+
+  // ---- stepup (issue 14) ----
+
+  async confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const reply = await this.call('confirm', tagOf(input.sessionId), input.now, input.sessionId, input.userId,
+      input.ipAddress, input.userAgent, input.deviceFingerprint, input.method, input.auditData)
+    return { ok: reply[0] === 'OK', events: this.eventsOf(reply, input.sessionId) }
+  }
+
+  async rename (sessionId: string, userId: string, name: string | null, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const reply = await this.call('rename', tagOf(sessionId), now, sessionId, userId, name ?? '', auditData)
+    return { ok: reply[0] === 'OK', events: this.eventsOf(reply, sessionId) }
+  }
+
+  async reportUnrecognized (sessionId: string, userId: string, now: number, endOthers: boolean, exceptSessionId: string | null, auditData: string): Promise<EndResult> {
+    const reply = await this.call('reportUnrecognized', tagOf(sessionId), now, sessionId, userId, endOthers ? '1' : '0',
+      exceptSessionId ?? '', auditData)
+    return { ended: reply[0] === 'OK' ? reply[1] as string[] : [], events: this.eventsOf(reply, sessionId) }
+  }
+
+  async noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }> {
+    const reply = await this.withTag(userId, null, (tag, cached) =>
+      this.call('noteDevice', tag, now, userId, deviceKey, String(windowMs), sessionId, auditData, cached ? '1' : '0'))
+    if (reply === null) return { isNew: false, events: [] }
+    return { isNew: Number(reply[1]) === 1, events: this.eventsOf(reply) }
   }
 
   async close (): Promise<void> {
@@ -321,6 +352,9 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     return 'corrupt'
   }
   if (record === null || typeof record !== 'object') return 'corrupt'
+  // stepup: an ended session's tombstone is no session, never corrupt.
+  const ended = parseTombstone(record as Record<string, unknown>)
+  if (ended !== undefined) return ended
   const { u, h, c, l, a, i, g, f, s, m } = record as Record<string, unknown>
   if (typeof u !== 'string' || u === '' || typeof h !== 'string' || h.length !== TOKEN_HASH_LENGTH ||
     !Number.isFinite(c) || !Number.isFinite(l) || !Number.isFinite(a)) {
@@ -351,6 +385,32 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     userAgent: typeof g === 'string' ? g : '',
     deviceFingerprint: typeof f === 'string' ? f : '',
     metadata,
-    concurrencyFlags: typeof s === 'number' ? s : 0
+    concurrencyFlags: typeof s === 'number' ? s : 0,
+    ...stepupFields(record as Record<string, unknown>)
   }
+}
+
+/** A tombstone `{ x: reason, at, h }`, or undefined when the record is not one. */
+function parseTombstone (record: Record<string, unknown>): EndedRecord | undefined {
+  if (record.x === undefined || record.u !== undefined) return undefined
+  return {
+    ended: { reason: typeof record.x === 'string' ? record.x : 'revoked', at: Number.isFinite(record.at) ? record.at as number : 0 },
+    tokenHash: typeof record.h === 'string' ? record.h : ''
+  }
+}
+
+/** The record fields of issue 14 (t, k, n, z, w, p, q); a field of the wrong type is left out. */
+function stepupFields (record: Record<string, unknown>): Partial<StoredSession> {
+  const { t, k, n, z, w, p, q } = record
+  const fields: Partial<StoredSession> = {}
+  if (Number.isFinite(t)) fields.authenticatedAt = t as number
+  if (typeof k === 'string') fields.confirmMethod = k
+  if (typeof n === 'string') fields.name = n
+  if (Number.isSafeInteger(z)) fields.acknowledgedFlags = z as number
+  if (Number.isFinite(w)) fields.newestOtherCreatedAt = w as number
+  if (typeof p === 'string' && Number.isFinite(q)) {
+    fields.previousTokenHash = p
+    fields.previousTokenUntil = q as number
+  }
+  return fields
 }
