@@ -264,7 +264,8 @@ export function storeContract (t: Test, target: ContractTarget): void {
   })
 
   t.test('the audit log records every operation in order, newest first, without tokens', async (t) => {
-    const m = await manager(t, { maxSessionsPerUser: 1 })
+    // New-device notices (a 'security' event at the second login) have their own tests: test/devices.test.ts.
+    const m = await manager(t, { maxSessionsPerUser: 1, security: { knownDevices: false } })
     const seen: string[] = []
     m.on('audit', (event) => seen.push(event.type))
     const a = await m.create('quinn', { ipAddress: '9.9.9.9' })
