@@ -1,6 +1,7 @@
 import type { Test } from 'tap'
 import { SessionManager, type SessionManagerOptions } from '../../lib/manager'
 import type { Store } from '../../lib/store/types'
+import { stepupContract } from './stepup-contract'
 
 /**
  * The store contract: the same behaviour from every store (Redis, Redis Cluster, memory), through the manager.
@@ -17,6 +18,7 @@ export interface ContractTarget {
 const MINUTE = 60_000
 
 export function storeContract (t: Test, target: ContractTarget): void {
+  t.test('issue 14: step-up, ended sessions, devices', async (t) => stepupContract(t, target))
   let clock = Date.UTC(2026, 0, 1)
   async function manager (t: Test, options: Partial<SessionManagerOptions> = {}): Promise<SessionManager> {
     const store = await target.make(t)
