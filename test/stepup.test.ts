@@ -165,7 +165,7 @@ test('step-up', async (t) => {
     t.equal(names.get(first.sessionId), null)
   })
 
-  t.test("security.knownDevices is validated at registration; false is accepted", async (t) => {
+  t.test('security.knownDevices is validated at registration; false is accepted', async (t) => {
     const bad = Fastify()
     bad.register(sessionPlugin, { security: { knownDevices: 'forever' as unknown as string } })
     await t.rejects(async () => { await bad.ready() }, /knownDevices/)
