@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events'
-import { concurrencyFlags, flagReasons, type ConcurrencyReason } from './concurrency'
+import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from './concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
 import { serializeMetadata } from './metadata'
 import {
-  deviceKey, effectiveFlags, ENDED_SESSION_MEMORY_MS, MAX_CONFIRM_METHOD_LENGTH, validDeviceName, type SessionEnded, type SessionEndReason
+  deviceKey, effectiveFlags, ENDED_SESSION_MEMORY_MS, MAX_CONFIRM_METHOD_LENGTH, newestOtherCreation, validDeviceName, type SessionEnded, type SessionEndReason
 } from './stepup'
 import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
 import type { AuditEventType, ConcurrencyRules, RawAuditEvent, Store, StoredSession } from './store/types'
@@ -392,7 +392,11 @@ export class SessionManager extends EventEmitter {
   async detectConcurrentSessions (userId: string, currentSessionId: string): Promise<ConcurrencyReport> {
     const stored = await this.listStored(userId)
     const inputs = stored.map((s) => ({ id: s.id, ipAddress: s.ipAddress, userAgent: s.userAgent, createdAt: s.createdAt }))
-    const reasons = flagReasons(concurrencyFlags(currentSessionId, inputs, this.rules))
+    let flags = concurrencyFlags(currentSessionId, inputs, this.rules)
+    // stepup: a burst of logins whose window has passed with no newer login is over.
+    const newest = newestOtherCreation(currentSessionId, inputs)
+    if ((flags & FLAG_RAPID_CREATION) !== 0 && newest !== undefined && this.now() - newest > this.rules.rapidCreationWindowMs) flags &= ~FLAG_RAPID_CREATION
+    const reasons = flagReasons(flags)
     const others = stored.filter((s) => s.id !== currentSessionId)
     return {
       concurrentSessions: others.length,

@@ -75,10 +75,12 @@ export function stepupContract (t: Test, target: ContractTarget): void {
     clock += MINUTE
     const c = await m.create('dan')
     for (const s of [a, b, c]) t.equal((await m.resolve(s.token, false) as { concurrencyFlags: number }).concurrencyFlags, FLAG_RAPID_CREATION)
+    t.same((await m.detectConcurrentSessions('dan', a.session.id)).reasons, ['rapid_creation'])
     clock += 5 * MINUTE
     t.equal((await m.resolve(a.token, false) as { concurrencyFlags: number }).concurrencyFlags, FLAG_RAPID_CREATION, 'c, the newest other login, is exactly 5 minutes old: still inside')
     clock += 1
     for (const s of [a, b, c]) t.equal((await m.resolve(s.token) as { concurrencyFlags: number }).concurrencyFlags, 0, 'aged out, with or without a touch')
+    t.same((await m.detectConcurrentSessions('dan', a.session.id)).reasons, [], 'detectConcurrentSessions applies the same age')
     clock += 6 * 3_600_000
     t.equal((await m.resolve(a.token) as { concurrencyFlags: number }).concurrencyFlags, 0, 'six hours later with activity')
     const d = await m.create('dan', {}, { ttl: '48h' })
