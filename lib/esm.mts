@@ -8,6 +8,7 @@ export default cjs.default
 // names in the CommonJS build with its static export scan, which understands what tsc emits.
 export {
   sessionPlugin, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors,
-  generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint
+  generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint,
+  requireFreshSession
 } from './index.js'
 export type * from './index.js'
