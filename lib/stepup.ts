@@ -49,7 +49,7 @@ export function endReasonOf (type: string, data: string): SessionEndReason {
   } catch {}
   // forceReauthentication records 'force_reauthentication: <why>'.
   const head = given.split(':')[0] as string
-  return END_REASON_BY_AUDIT[head] ?? 'revoked'
+  return Object.hasOwn(END_REASON_BY_AUDIT, head) ? END_REASON_BY_AUDIT[head] as SessionEndReason : 'revoked'
 }
 
 export const END_REASONS: readonly SessionEndReason[] = ['expired', 'signed_out', 'revoked', 'evicted', 'rotated', 'reauth_required', 'unrecognized']

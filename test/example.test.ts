@@ -397,3 +397,20 @@ test('an unknown page is an HTML 404; an unknown API path stays JSON', async (t)
   t.equal(api.statusCode, 404)
   t.match(api.headers['content-type'], 'application/json')
 })
+
+test('the demo server says clearly when its port is taken, and exits with 1', async (t) => {
+  const { createServer } = await import('node:net')
+  const { spawn } = await import('node:child_process')
+  const path = await import('node:path')
+  const blocker = createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => blocker.close())
+  const port = (blocker.address() as { port: number }).port
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'examples', 'server.mjs')], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' } })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  t.equal(code, 1)
+  t.match(stderr, `Port ${port} on 127.0.0.1 is already in use (another demo still running?). Stop that program, or pick another port: PORT=${port + 1} npm start`)
+  t.notMatch(stderr, 'EADDRINUSE', 'no stack trace')
+})

@@ -1,7 +1,7 @@
 import type { Test } from 'tap'
 import { FLAG_DISTINCT_IPS, FLAG_RAPID_CREATION } from '../../lib/concurrency'
 import { SessionManager, type AuditEvent, type NewDeviceEvent, type SessionManagerOptions } from '../../lib/manager'
-import { ENDED_SESSION_MEMORY_MS } from '../../lib/stepup'
+import { ENDED_SESSION_MEMORY_MS, endReasonOf } from '../../lib/stepup'
 import type { ContractTarget } from './contract'
 
 const MINUTE = 60_000
@@ -128,6 +128,17 @@ export function stepupContract (t: Test, target: ContractTarget): void {
     clock += ENDED_SESSION_MEMORY_MS
     t.equal(await m.resolve(logout.token), null, 'forgotten after a day')
     t.equal(await m.resolve(rotating.token), null)
+  })
+
+  t.test('the reason kept for an ended session follows one table in Lua and in TypeScript, whatever reason the caller gave', async (t) => {
+    const m = await manager(t, { maxSessionsPerUser: 50 })
+    for (const given of ['logout', 'new_login', 'revoked', 'revoke_others', 'invalidate_all', 'force_reauthentication: x', 'unrecognized',
+      'login_timed_out', 'logout: but longer', 'signed_out_from_devices_page', '', 'é\u0000"quoted"', '__proto__', 'constructor']) {
+      const { token, session } = await m.create('pat')
+      await m.invalidate(session.id, { reason: given })
+      const expected = endReasonOf('invalidated', JSON.stringify({ reason: given.replace(/[\u0000-\u001f\u007f]/g, '') }))
+      t.match(await m.resolve(token), { ended: { reason: expected } }, JSON.stringify(given))
+    }
   })
 
   t.test('an expired session tells it expired, on the first request after its deadline and after cleanup', async (t) => {
