@@ -69,8 +69,6 @@ export type AuditEventType =
   | 'security'
   | 'confirmed'
   | 'unrecognized'
-  | 'new_device'
-  | 'renamed'
 
 /** An audit record as stores write it and return it. `data` is a JSON object string. */
 export interface RawAuditEvent {
