@@ -307,7 +307,7 @@ export class SessionManager extends EventEmitter {
     const now = this.now()
     if (this.deadline(stored) <= now) {
       this.emitEvents((await this.store.invalidate(stored.id, now, 'expired', '{"reason":"timeout"}')).events)
-      return { session: null, ended: { reason: 'expired', at: new Date(now) } } // stepup
+      return { session: null, ended: { reason: 'expired', at: new Date(this.deadline(stored)) } } // stepup
     }
     let flags = stored.concurrencyFlags
     if (touch && now - stored.lastActivity >= this.touchIntervalMs) {

@@ -332,7 +332,9 @@ export class MemoryStore implements Store {
 
   private remove (entry: Entry, type: AuditEventType, data: string, now: number, events: RawAuditEvent[]): void {
     this.sessions.delete(entry.id)
-    this.tombstones.set(entry.id, { reason: endReasonOf(type, data), at: now, tokenHash: entry.tokenHash, until: now + ENDED_SESSION_MEMORY_MS }) // stepup
+    // stepup: why it ended; an expired session ended at its deadline, whenever that is noticed.
+    const at = type === 'expired' ? Math.min(now, Math.min(entry.lastActivity + this.settings.idleTimeoutMs, entry.absoluteDeadline)) : now
+    this.tombstones.set(entry.id, { reason: endReasonOf(type, data), at, tokenHash: entry.tokenHash, until: now + ENDED_SESSION_MEMORY_MS })
     const index = this.users.get(entry.userId)
     if (index !== undefined) {
       index.delete(entry.id)

@@ -176,14 +176,17 @@ local function bury(sid, kind, data)
   local key = skey(sid)
   local raw = redis.pcall('GET', key)
   local h = ''
+  local at = now
   if type(raw) == 'string' then
     local ok, old = pcall(cjson.decode, raw)
     if ok and type(old) == 'table' then
       if old.x ~= nil and old.u == nil then return end
       if type(old.h) == 'string' then h = old.h end
+      -- An expired session ended at its deadline, whenever that is noticed.
+      if kind == 'expired' and type(old.l) == 'number' and type(old.a) == 'number' and deadline(old) < now then at = deadline(old) end
     end
   end
-  redis.call('SET', key, cjson.encode({ x = endReason(kind, data), at = now, h = h }), 'PX', ENDED_MS)
+  redis.call('SET', key, cjson.encode({ x = endReason(kind, data), at = at, h = h }), 'PX', ENDED_MS)
 end
 
 -- stepup: something new among the user's sessions ends every acknowledgement (record field z).

@@ -144,12 +144,13 @@ export function stepupContract (t: Test, target: ContractTarget): void {
   t.test('an expired session tells it expired, on the first request after its deadline and after cleanup', async (t) => {
     const m = await manager(t, { idleTimeout: '30m' })
     const first = await m.create('hal')
-    const second = await m.create('hal')
+    const second = await m.create('ivy')
+    const deadline = new Date(clock + 30 * MINUTE)
     clock += 31 * MINUTE
-    t.match(await m.resolve(first.token), { session: null, ended: { reason: 'expired' } })
-    t.match(await m.resolve(first.token), { session: null, ended: { reason: 'expired' } }, 'again, from what is kept')
+    t.match(await m.resolve(first.token), { session: null, ended: { reason: 'expired', at: deadline } }, 'at its deadline')
+    t.match(await m.resolve(first.token), { session: null, ended: { reason: 'expired', at: deadline } }, 'again, from what is kept')
     await m.cleanup()
-    t.match(await m.resolve(second.token), { session: null, ended: { reason: 'expired', at: new Date(clock) } }, 'cleanup keeps why')
+    t.match(await m.resolve(second.token), { session: null, ended: { reason: 'expired', at: deadline } }, 'cleanup keeps why and when')
   })
 
   t.test('a late write never brings an ended session back', async (t) => {
