@@ -52,8 +52,6 @@ export function endReasonOf (type: string, data: string): SessionEndReason {
   return Object.hasOwn(END_REASON_BY_AUDIT, head) ? END_REASON_BY_AUDIT[head] as SessionEndReason : 'revoked'
 }
 
-export const END_REASONS: readonly SessionEndReason[] = ['expired', 'signed_out', 'revoked', 'evicted', 'rotated', 'reauth_required', 'unrecognized']
-
 /**
  * The concurrency flags a request sees: the bits the store keeps, minus the ones the user acknowledged by
  * confirming (until something new happens, which clears the acknowledgement), minus a burst-of-logins bit whose
