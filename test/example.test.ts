@@ -369,6 +369,12 @@ test('devices: a new-device notice, a name for a device, and "This wasn\'t me"',
   await laptop.post(`/devices/${laptopSession}/rename`, { name: '' })
   t.notMatch((await laptop.get('/devices')).body, 'Work laptop')
 
+  t.equal((await laptop.post(`/devices/${laptopSession}/not-me`)).headers.location, '/devices', 'not for this device')
+  const roaming = new Device(app, CHROME_LINUX, '192.0.2.99')
+  roaming.cookie = laptop.cookie
+  t.equal((await roaming.post(`/devices/${phoneOnly}/sign-out`)).headers.location, '/verify', 'a flagged session confirms first')
+  t.equal((await roaming.post(`/devices/${phoneOnly}/not-me`)).headers.location, '/verify')
+  t.equal((await phone.get('/profile')).statusCode, 200, 'nothing was ended')
   t.equal((await laptop.post(`/devices/${phoneOnly}/not-me`)).headers.location, '/devices?reported=1')
   t.match((await laptop.get('/devices?reported=1')).body, 'That device is signed out. Please change your password.')
   t.equal((await phone.get('/profile')).headers.location, '/login?ended=unrecognized')
