@@ -22,6 +22,13 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => { app.close().then(() => process.exit(0), () => process.exit(1)) })
 }
 
-await app.listen({ port, host })
+try {
+  await app.listen({ port, host })
+} catch (error) {
+  if (error.code !== 'EADDRINUSE') throw error
+  console.error(`Port ${port} on ${host} is already in use (another demo still running?). Stop that program, or pick another port: PORT=${port + 1} npm start`)
+  await app.close()
+  process.exit(1)
+}
 const store = process.env.REDIS_URL === undefined ? 'the in-memory store' : 'Redis'
 console.log(`Session demo on ${store}: open http://${host === '0.0.0.0' ? 'localhost' : host}:${app.server.address().port}/ and sign in as alice / wonderland or bob / canwefixit`)

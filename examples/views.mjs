@@ -34,7 +34,7 @@ export function html (strings, ...values) {
 
 export const STYLESHEET = `
 body { font: 16px/1.5 system-ui, sans-serif; margin: 0; color: #1d2430; background: #f4f6f9; }
-header { background: #1d2430; color: #fff; padding: .75rem 1.5rem; display: flex; gap: 1.25rem; align-items: center; }
+header { background: #1d2430; color: #fff; padding: .75rem 1.5rem; display: flex; flex-wrap: wrap; gap: .5rem 1.25rem; align-items: center; }
 header a { color: #fff; text-decoration: none; }
 header .who { margin-left: auto; opacity: .8; }
 header form { margin: 0; }
@@ -57,9 +57,41 @@ input { font: inherit; padding: .35rem .5rem; width: 100%; box-sizing: border-bo
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; margin: 0; }
 dt { color: #4a5568; }
 dd { margin: 0; }
-code { font-size: .85rem; }
+code { font-size: .85rem; overflow-wrap: anywhere; }
 .ua { font-size: .75rem; color: #718096; overflow-wrap: anywhere; }
+.actions { display: flex; flex-direction: column; gap: .4rem; align-items: stretch; }
+.actions form { margin: 0; }
+.rename { display: flex; gap: .4rem; margin-top: .4rem; }
+.rename input { width: auto; flex: 1; min-width: 0; }
+.new { background: #fde8e8; color: #9b1c1c; }
+@media (max-width: 40rem) {
+  header { padding: .6rem 1rem; }
+  header .who { margin-left: 0; flex-basis: 100%; font-size: .9rem; }
+  main { margin: 1rem auto; }
+  .device { flex-direction: column; align-items: stretch; }
+  dl { grid-template-columns: 1fr; }
+  dd { margin-bottom: .4rem; }
+}
 `
+
+/** What the login page says when the browser's session has just ended (request.sessionEnded.reason). */
+const ENDED_NOTICES = {
+  expired: 'Your session expired. Please sign in again.',
+  signed_out: 'You are signed out.',
+  revoked: 'You were signed out from another device.',
+  evicted: 'You were signed out because your account signed in on too many devices.',
+  rotated: 'Your session was renewed elsewhere. Please sign in again.',
+  reauth_required: 'For your security, please sign in again.',
+  unrecognized: 'This session was reported as not yours and has been ended.'
+}
+
+export function endedNotice (reason) {
+  return typeof reason === 'string' && Object.hasOwn(ENDED_NOTICES, reason) ? ENDED_NOTICES[reason] : null
+}
+
+function plural (count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`
+}
 
 const SECURITY_REASONS = {
   distinct_ips: 'your account is signed in from many different networks',
@@ -102,7 +134,8 @@ export function layout ({ title, user = null, securityCheck = null, body }) {
     <div class="banner" role="alert">
       <strong>Please check your account.</strong>
       ${securityCheck.reasons.length === 0 ? 'We noticed unusual activity.' : html`We noticed that ${securityCheck.reasons.map((reason) => SECURITY_REASONS[reason] ?? reason).join('; ')}.`}
-      If you do not recognise a device, <a href="/devices">sign it out</a> and change your password.
+      <a href="/verify">Confirm it is you</a> to clear this message. If you do not recognise a device,
+      <a href="/devices">report it</a> and change your password.
     </div>`
   return html`<!doctype html>
 <html lang="en">
@@ -143,44 +176,87 @@ export function loginPage ({ username = '', error = null, notice = null, users }
   })
 }
 
-export function profilePage ({ user, session, securityCheck }) {
+function minutes (ms) {
+  const count = Math.round(ms / 60_000)
+  return count >= 120 && count % 60 === 0 ? plural(count / 60, 'hour') : plural(count, 'minute')
+}
+
+export function verifyPage ({ user, securityCheck, error = null }) {
+  return layout({
+    title: 'Confirm it is you',
+    user,
+    securityCheck,
+    body: html`
+    ${error === null ? '' : html`<p class="error" role="alert">${error}</p>`}
+    <form class="card" method="post" action="/verify">
+      <p>Enter your password again. This confirms this device and clears the warning.</p>
+      <label for="password">Password</label>
+      <input id="password" name="password" type="password" autocomplete="current-password" required>
+      <p><button class="primary" type="submit">Confirm</button></p>
+    </form>`
+  })
+}
+
+export function profilePage ({ user, session, securityCheck, verified = false, idleTimeoutMs, absoluteTimeoutMs, touchIntervalMs }) {
+  const idleDeadline = new Date(session.lastActivity.getTime() + idleTimeoutMs)
+  const absoluteDeadline = new Date(session.createdAt.getTime() + absoluteTimeoutMs)
   return layout({
     title: `Hello, ${user.name}`,
     user,
     securityCheck,
     body: html`
+    ${verified ? html`<p class="notice" role="status">Thank you: this device is confirmed.</p>` : ''}
     <div class="card">
       <dl>
         <dt>User id</dt><dd><code>${session.userId}</code></dd>
         <dt>Session id</dt><dd><code>${session.id}</code> (public: it is not the token)</dd>
         <dt>Signed in</dt><dd>${timestamp(session.createdAt)}</dd>
-        <dt>Session ends</dt><dd>${timestamp(session.expiresAt)} at the latest</dd>
-        <dt>Device</dt><dd>${parseUserAgent(session.userAgent).label} · ${session.ipAddress}</dd>
+        <dt>Last confirmed</dt><dd>${timestamp(session.authenticatedAt)}</dd>
+        <dt>If you stay idle</dt><dd>signed out at ${timestamp(idleDeadline)}, after ${minutes(idleTimeoutMs)} without activity (activity is recorded at most every ${minutes(Math.max(touchIntervalMs, 60_000))})</dd>
+        <dt>In any case</dt><dd>signed out at ${timestamp(absoluteDeadline)}, ${minutes(absoluteTimeoutMs)} after signing in</dd>
+        <dt>Device</dt><dd>${session.name === null ? '' : html`${session.name} · `}${parseUserAgent(session.userAgent).label} · ${session.ipAddress}</dd>
       </dl>
     </div>
     <p>See <a href="/devices">where you are signed in</a> and <a href="/activity">your recent activity</a>.</p>`
   })
 }
 
-export function devicesPage ({ user, sessions, currentSessionId, signedOut, securityCheck, now }) {
+export function devicesPage ({ user, sessions, currentSessionId, signedOut, securityCheck, now, newDeviceIds = new Set(), isNewDevice = false, reported = false, renamed = false }) {
   const others = sessions.filter((session) => session.id !== currentSessionId).length
-  const notice = signedOut === null
+  let message = null
+  if (signedOut !== null) message = signedOut === 0 ? 'That device was already signed out.' : `Signed out ${plural(signedOut, 'device')}.`
+  else if (reported) message = 'Thank you. That device is signed out. Please change your password.'
+  else if (renamed) message = 'Device name saved.'
+  else if (isNewDevice) message = 'You signed in from a new device. We would e-mail you about it in a real app.'
+  const notice = message === null ? '' : html`<p class="notice" role="status">${message}</p>`
+  const newOthers = sessions.filter((session) => session.id !== currentSessionId && newDeviceIds.has(session.id))
+  const newNotice = newOthers.length === 0
     ? ''
-    : html`<p class="notice" role="status">${signedOut === 0 ? 'That device was already signed out.' : `Signed out ${signedOut} device${signedOut === 1 ? '' : 's'}.`}</p>`
+    : html`<p class="banner" role="alert">New sign-in from ${newOthers.map((session) => parseUserAgent(session.userAgent).label).join(', ')}, a device your account had not used before. If it was not you, press "This wasn't me".</p>`
   const cards = sessions.map((session) => {
     const device = parseUserAgent(session.userAgent)
     const isCurrent = session.id === currentSessionId
     return html`
     <div class="card device" data-session-id="${session.id}">
       <div>
-        <h2>${device.label}${isCurrent ? html`<span class="badge">This device</span>` : ''}</h2>
+        <h2>${session.name ?? device.label}${isCurrent ? html`<span class="badge">This device</span>` : ''}${newDeviceIds.has(session.id) ? html`<span class="badge new">New device</span>` : ''}</h2>
+        ${session.name === null ? '' : html`<p>${device.label}</p>`}
         <p>IP address ${session.ipAddress || 'unknown'}</p>
         <p>Signed in ${timestamp(session.createdAt)} · last active ${ago(session.lastActivity, now)}</p>
         <p class="ua">${session.userAgent === '' ? 'No user agent' : session.userAgent}</p>
+        <form class="rename" method="post" action="/devices/${session.id}/rename">
+          <input name="name" maxlength="64" aria-label="Name of this device" placeholder="Name this device" value="${session.name ?? ''}">
+          <button type="submit">Save name</button>
+        </form>
       </div>
-      <form method="post" action="/devices/${session.id}/sign-out">
-        <button class="danger" type="submit">${isCurrent ? 'Sign out' : 'Sign out this device'}</button>
-      </form>
+      <div class="actions">
+        <form method="post" action="/devices/${session.id}/sign-out">
+          <button class="danger" type="submit">${isCurrent ? 'Sign out' : 'Sign out this device'}</button>
+        </form>
+        ${isCurrent
+          ? ''
+          : html`<form method="post" action="/devices/${session.id}/not-me"><button class="danger" type="submit">This wasn't me</button></form>`}
+      </div>
     </div>`
   })
   return layout({
@@ -188,8 +264,8 @@ export function devicesPage ({ user, sessions, currentSessionId, signedOut, secu
     user,
     securityCheck,
     body: html`
-    ${notice}
-    <p>You are signed in on ${sessions.length} device${sessions.length === 1 ? '' : 's'}.</p>
+    ${notice}${newNotice}
+    <p>You are signed in on ${plural(sessions.length, 'device')}.</p>
     ${cards}
     ${others === 0
       ? ''
@@ -204,26 +280,92 @@ const EVENT_LABELS = {
   expired: 'Session expired',
   all_user_sessions_invalidated: 'Signed out of several devices',
   rotated: 'Session token renewed',
-  updated: 'Session updated',
+  updated: 'Device details changed',
   activity: 'Activity',
   corrupt: 'Damaged session removed',
-  security: 'Security alert'
+  security: 'Security alert',
+  confirmed: 'Confirmed it was you',
+  unrecognized: 'Reported as not you and signed out'
 }
 
+/** Why a session was ended, in words (the `reason` an `invalidated` event carries). */
+const SIGN_OUT_REASONS = {
+  logout: 'you signed out',
+  new_login: 'you signed in again on the same browser',
+  revoked: 'signed out from another device',
+  revoke_others: 'signed out from another device',
+  signed_out_from_devices_page: 'signed out from the devices page',
+  signed_out_other_devices: 'signed out from the devices page ("all other devices")',
+  login_timed_out: 'the sign-in did not complete',
+  invalidate_all: 'all devices were signed out',
+  timeout: 'no activity for too long',
+  limit: 'the account signed in on too many devices'
+}
+
+/** Security events, in words (their `rule`). */
+const SECURITY_RULES = {
+  suspicious_session: 'Unusual activity on a device',
+  session_limit_eviction: 'A device was signed out to make room for a new sign-in',
+  force_reauthentication: 'All devices were signed out for your security',
+  new_device: 'Sign-in from a new device'
+}
+
+const FIELD_NAMES = { metadata: 'saved data', ipAddress: 'network address', userAgent: 'browser', deviceFingerprint: 'device details', name: 'name' }
+
+const SECURITY_REASONS_SHORT = {
+  distinct_ips: 'many different networks',
+  distinct_user_agents: 'many different browsers',
+  rapid_creation: 'several sign-ins within a few minutes',
+  ip_changed: 'a new network',
+  fingerprint_mismatch: 'a different-looking browser'
+}
+
+function from (data) {
+  const parts = []
+  if (typeof data.userAgent === 'string' && data.userAgent !== '') parts.push(parseUserAgent(data.userAgent).label)
+  if (typeof data.ip === 'string' && data.ip !== '') parts.push(`address ${data.ip}`)
+  return parts.length === 0 ? '' : `From ${parts.join(', ')}.`
+}
+
+/** One sentence (or two) about an audit event: no raw codes. */
 function eventDetails (event) {
-  const details = []
-  for (const [key, value] of Object.entries(event.data)) {
-    if (key === 'userAgent') details.push(`device: ${parseUserAgent(value).label}`)
-    else if (Array.isArray(value)) details.push(`${key}: ${value.join(', ')}`)
-    else details.push(`${key}: ${typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value)}`)
+  const data = event.data
+  const reason = typeof data.reason === 'string' ? data.reason : ''
+  switch (event.type) {
+    case 'created': return from(data)
+    case 'invalidated':
+    case 'expired':
+    case 'evicted':
+    case 'all_user_sessions_invalidated': {
+      const head = reason.split(':')[0]
+      if (head === 'force_reauthentication') return 'All devices were signed out for your security.'
+      const words = Object.hasOwn(SIGN_OUT_REASONS, head) ? SIGN_OUT_REASONS[head] : null
+      return words === null ? '' : `Why: ${words}.`
+    }
+    case 'updated': {
+      const fields = Array.isArray(data.fields) ? data.fields.filter((field) => Object.hasOwn(FIELD_NAMES, field)).map((field) => FIELD_NAMES[field]) : []
+      return fields.length === 0 ? '' : `Changed: ${fields.join(', ')}.`
+    }
+    case 'confirmed': return `With your ${data.method === 'password' ? 'password' : 'second factor'}${typeof data.ip === 'string' && data.ip !== '' ? `, from address ${data.ip}` : ''}.`
+    case 'security': {
+      const rule = typeof data.rule === 'string' && Object.hasOwn(SECURITY_RULES, data.rule) ? SECURITY_RULES[data.rule] : 'Security alert'
+      const reasons = Array.isArray(data.reasons) ? data.reasons.filter((r) => Object.hasOwn(SECURITY_REASONS_SHORT, r)).map((r) => SECURITY_REASONS_SHORT[r]) : []
+      return `${rule}${reasons.length === 0 ? '.' : `: ${reasons.join(', ')}.`} ${from(data)}`.trim()
+    }
+    case 'activity': return from(data)
+    default: return ''
   }
-  return details.join(' · ')
+}
+
+function eventLabel (event) {
+  if (event.type === 'security' && event.data.rule === 'new_device') return 'New device'
+  return EVENT_LABELS[event.type] ?? 'Account event'
 }
 
 export function activityPage ({ user, events, currentSessionId, securityCheck }) {
   const rows = events.map((event) => html`
     <div class="card event">
-      <strong>${EVENT_LABELS[event.type] ?? event.type}</strong>
+      <strong>${eventLabel(event)}</strong>
       ${event.sessionId === currentSessionId ? html`<span class="badge">This device</span>` : ''}
       <p>${timestamp(event.timestamp)}${event.sessionId === '' ? '' : html` · session <code>${event.sessionId.slice(0, 8)}</code>`}</p>
       <p>${eventDetails(event)}</p>
@@ -233,14 +375,14 @@ export function activityPage ({ user, events, currentSessionId, securityCheck })
     user,
     securityCheck,
     body: html`
-    <p>The latest ${events.length} events of your account, newest first, from the session audit log.</p>
+    <p>${events.length === 0 ? 'Nothing has happened on your account yet.' : events.length === 1 ? 'The latest event of your account, from the session audit log.' : `The latest ${events.length} events of your account, newest first, from the session audit log.`}</p>
     ${rows}`
   })
 }
 
 export function errorPage ({ statusCode, message }) {
   return layout({
-    title: statusCode >= 500 ? 'Something went wrong' : 'Request refused',
+    title: statusCode >= 500 ? 'Something went wrong' : statusCode === 404 ? 'Page not found' : 'Request refused',
     body: html`<p class="error">${message}</p><p><a href="/">Back to the start page</a></p>`
   })
 }

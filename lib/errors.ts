@@ -22,5 +22,6 @@ export const errors = {
   ALREADY_REGISTERED: createError('FST_SESSION_ALREADY_REGISTERED', 'fastify-distributed-session is already registered in this context or a parent of it: register it once, on the root instance', 500),
   INVALID_OWNER: createError('FST_SESSION_INVALID_OWNER', 'The owner (userId) was given but is not a non-empty string: pass the owner\'s user id, or leave the key out to mean any owner', 400),
   CONFLICT: createError('FST_SESSION_CONFLICT', 'The session changed since revision %s: read it again and retry', 409),
-  STORE_CHECK_FAILED: createError('FST_SESSION_STORE_CHECK_FAILED', 'fastify-distributed-session: the session store failed the startup check: %s (option "startupCheck": false starts without it)', 500)
+  STORE_CHECK_FAILED: createError('FST_SESSION_STORE_CHECK_FAILED', 'fastify-distributed-session: the session store failed the startup check: %s (option "startupCheck": false starts without it)', 500),
+  REAUTH_REQUIRED: createError('FST_SESSION_REAUTH_REQUIRED', 'This action needs a recent authentication: confirm your password or second factor first', 403)
 }

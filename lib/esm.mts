@@ -6,6 +6,7 @@
 export {
   sessionPlugin as default,
   sessionPlugin, requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors,
-  generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint
+  generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint,
+  requireFreshSession
 } from './index.js'
 export type * from './index.js'

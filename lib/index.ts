@@ -9,6 +9,7 @@ import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from 
 import { getSession, requireSession } from './hooks'
 import { kDenied, kFromCookie, kHandler, kSessionToken, RequestHandler, type RotateSessionOptions, type StartSessionArgs, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
+import type { SessionEnded } from './stepup'
 import { MemoryStore } from './store/memory'
 import { RedisStore } from './store/redis'
 import type { Store } from './store/types'
@@ -19,17 +20,24 @@ declare module 'fastify' {
     session: Session | null
     /** True when the session shows suspicious concurrent use, another IP or another device: ask for a second factor. */
     requiresSecurityCheck: boolean
+    /** For a token whose session has ended (within the last day): why and when; else null. */
+    sessionEnded: SessionEnded | null
   }
   interface FastifyReply {
     /**
      * Creates a session for the user (ending the request's previous one), sets the cookie, returns the token.
      * `data.metadata` is required when your `SessionMetadata` declares a required field (see `StartSessionArgs`).
      */
-    startSession (userId: string, ...data: StartSessionArgs): Promise<{ token: string, session: Session }>
+    startSession (userId: string, ...data: StartSessionArgs): Promise<{ token: string, session: Session, newDevice: boolean }>
     /** Ends the request's session server-side and clears the cookie; false when there was none. */
     endSession (reason?: string): Promise<boolean>
     /** Replaces the request's token (privilege change) and sets the new cookie; null without a session. */
     rotateSession (options?: RotateSessionOptions): Promise<{ token: string, session: Session } | null>
+    /**
+     * Call after verifying a second factor or the password: clears `requiresSecurityCheck` until something new
+     * happens and moves `session.authenticatedAt` to now (audited `confirmed`). False when the session is gone.
+     */
+    confirmSession (options: { method: string }): Promise<boolean>
   }
   interface FastifyInstance {
     sessions: SessionManager
@@ -106,6 +114,10 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
   app.decorateRequest(kDenied as unknown as string, null)
   app.decorateRequest(kSessionToken as unknown as string, null)
   app.decorateRequest(kFromCookie as unknown as string, false)
+  app.decorateRequest('sessionEnded', null)
+  app.decorateReply('confirmSession', function confirmSession (this: FastifyReply, options: { method: string }) {
+    return handler.confirmSession(this.request, options)
+  })
   app.decorateReply('startSession', function startSession (this: FastifyReply, userId: string, data?: StartSessionData) {
     return handler.startSession(this.request, this, userId, data)
   })
@@ -143,6 +155,9 @@ export const sessionPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-distrib
 export default sessionPlugin
 
 export { requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
+export { requireFreshSession } from './freshness'
+export type { SessionEnded, SessionEndReason } from './stepup'
+export type { NewDeviceEvent, ConfirmOptions } from './manager'
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
 export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'

@@ -1,10 +1,13 @@
 import { EventEmitter } from 'node:events'
 import { boundedCount, boundedDuration } from './bounds'
-import { concurrencyFlags, flagReasons, type ConcurrencyReason } from './concurrency'
+import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from './concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
 import { warningLogger, type SessionLogger } from './logger'
 import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, serializeMetadata } from './metadata'
+import {
+  deviceKey, effectiveFlags, ENDED_SESSION_MEMORY_MS, MAX_CONFIRM_METHOD_LENGTH, newestOtherCreation, validDeviceName, type SessionEnded, type SessionEndReason
+} from './stepup'
 import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from './store/types'
 
@@ -38,6 +41,10 @@ export interface Session {
    * from `create()` without it, so read declared fields as possibly undefined (`session.metadata.plan ?? 'free'`).
    */
   metadata: Partial<SessionMetadata> & Record<string, unknown>
+  /** Last authentication: the login, or the last `confirm` (step-up). */
+  authenticatedAt: Date
+  /** The name the user gave this device, or null. */
+  name: string | null
 }
 
 export interface CreateOptions {
@@ -101,6 +108,20 @@ export interface SecurityThresholds {
   maxDistinctUserAgents?: number
   /** Milliseconds or a duration string; 0 disables the rule. @default '5m' */
   rapidCreationWindow?: number | string
+  /**
+   * How long a device (browser family and IP network) stays known after its last login; a login from a device
+   * the user has not used within it is reported as new (`newDevice`). `false` turns it off. @default '90d'
+   */
+  knownDevices?: false | number | string
+}
+
+/** The `'newDevice'` event: what an application needs to tell the user of a sign-in from a new device. */
+export interface NewDeviceEvent {
+  userId: string
+  sessionId: string
+  ipAddress: string
+  userAgent: string
+  timestamp: Date
 }
 
 export interface SessionManagerOptions {
@@ -146,6 +167,37 @@ export interface SessionManagerOptions {
 export interface LoadedSession {
   session: Session
   concurrencyFlags: number
+}
+
+/** A token whose session has ended recently: why and when (stepup). */
+export interface EndedLoad {
+  session: null
+  ended: SessionEnded
+}
+
+export interface ConfirmOptions {
+  /** When given, the session must belong to this user. */
+  userId?: string
+  ipAddress?: string
+  userAgent?: string
+  deviceFingerprint?: string
+  /** How the user proved it is them, e.g. 'password', 'totp', 'webauthn'. */
+  method: string
+}
+
+const CONFIRM_METHOD = new RegExp(`^[A-Za-z0-9_.:-]{1,${MAX_CONFIRM_METHOD_LENGTH}}$`)
+const KNOWN_DEVICES_DEFAULT_MS = 90 * 86_400_000
+const KNOWN_DEVICES_MAX_MS = 400 * 86_400_000
+
+/** An owner argument: absent -> '' (any owner); present -> a valid user id, else FST_SESSION_INVALID_OWNER. */
+function ownerArgument (options: object, isRequired: boolean): string {
+  if (!('userId' in options)) {
+    if (isRequired) throw new errors.INVALID_OWNER()
+    return ''
+  }
+  const userId = (options as { userId?: unknown }).userId
+  if (typeof userId !== 'string' || userId === '') throw new errors.INVALID_OWNER()
+  return validUserId(userId)
 }
 
 const MAX_USER_ID_LENGTH = 256
@@ -225,6 +277,8 @@ export class SessionManager extends EventEmitter {
   readonly auditMaxEventsPerUser: number
   readonly auditFeed: boolean
   readonly now: () => number
+  /** stepup: known-device memory in ms; 0 = off. */
+  readonly knownDevicesMs: number
 
   constructor (options: SessionManagerOptions) {
     super()
@@ -260,6 +314,11 @@ export class SessionManager extends EventEmitter {
     const feed = options.audit?.feed ?? false
     if (typeof feed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(feed)}`)
     this.auditFeed = feed
+    // stepup
+    this.knownDevicesMs = security.knownDevices === false ? 0 : duration('security.knownDevices', security.knownDevices, KNOWN_DEVICES_DEFAULT_MS)
+    if (this.knownDevicesMs > KNOWN_DEVICES_MAX_MS) {
+      throw new errors.INVALID_OPTION(`"security.knownDevices": at most 400 days, got ${this.knownDevicesMs} ms`)
+    }
     this.now = options.now ?? Date.now
     this.store.configure({
       idleTimeoutMs: this.idleTimeoutMs,
@@ -275,7 +334,7 @@ export class SessionManager extends EventEmitter {
    * (`evict-oldest`) or the call fails with FST_SESSION_LIMIT_REACHED (`deny`). Everything (user id, metadata,
    * timeouts, `replace`) is validated before anything is written; see CreateOptions for `replace`.
    */
-  async create (userId: string, data: SessionData = {}, options: CreateOptions = {}): Promise<{ token: string, session: Session, evicted: string[], replaced: boolean }> {
+  async create (userId: string, data: SessionData = {}, options: CreateOptions = {}): Promise<{ token: string, session: Session, evicted: string[], replaced: boolean, newDevice: boolean }> {
     validUserId(userId)
     if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('data must be an object')
     const { ttl: ttlOption, idleTimeout, replace } = optionsObject(options, 'the create options')
@@ -311,7 +370,9 @@ export class SessionManager extends EventEmitter {
     })
     this.emitEvents(result.events)
     if (!result.ok) throw new errors.LIMIT_REACHED(this.maxSessionsPerUser)
-    return { token: formatToken(result.session.id, secret), session: this.toSession(result.session), evicted: result.evicted, replaced: result.replaced }
+    const session = this.toSession(result.session)
+    const newDevice = await this.noteDevice(session)
+    return { token: formatToken(result.session.id, secret), session, evicted: result.evicted, replaced: result.replaced, newDevice }
   }
 
   /** The session a token opens, or null. A malformed token costs no store call. */
@@ -322,20 +383,34 @@ export class SessionManager extends EventEmitter {
 
   /** `get` plus the concurrency flags the store keeps on the session (used by the plugin's request hook). */
   async load (token: string | ParsedToken, touch = true): Promise<LoadedSession | null> {
+    const loaded = await this.resolve(token, touch)
+    return loaded === null || loaded.session === null ? null : loaded
+  }
+
+  /**
+   * stepup: `load`, and for a token whose session ended within the last day, why and when (`ended`), from the
+   * same store read.
+   */
+  async resolve (token: string | ParsedToken, touch = true): Promise<LoadedSession | EndedLoad | null> {
     const parsed = typeof token === 'string' ? parseToken(token) : token
     if (parsed === null) return null
     const stored = await this.store.load(parsed.sessionId)
     if (stored === null) return null
+    if (stored !== 'corrupt' && 'ended' in stored) return this.endedLoad(parsed.secret, stored.tokenHash, stored.ended.reason, stored.ended.at) // stepup
     if (stored === 'corrupt') {
       // Damaged data is no session: removing it is best effort and never fails the request.
       await this.bestEffort('discard', parsed.sessionId, async () => await this.store.discard(parsed.sessionId, this.now()))
       return null
     }
-    if (!secretMatches(parsed.secret, stored.tokenHash)) return null
+    if (!secretMatches(parsed.secret, stored.tokenHash)) {
+      // stepup: the token this session had before its last rotation
+      if (stored.previousTokenHash === undefined || stored.previousTokenUntil === undefined) return null
+      return this.endedLoad(parsed.secret, stored.previousTokenHash, 'rotated', stored.previousTokenUntil - ENDED_SESSION_MEMORY_MS)
+    }
     const now = this.now()
     if (this.deadline(stored) <= now) {
       await this.bestEffort('expire', stored.id, async () => await this.store.invalidate(stored.id, now, 'expired', '{"reason":"timeout"}'))
-      return null
+      return { session: null, ended: { reason: 'expired', at: new Date(this.deadline(stored)) } }
     }
     let flags = stored.concurrencyFlags
     if (touch && now - stored.lastActivity >= this.touchIntervalMs) {
@@ -352,7 +427,7 @@ export class SessionManager extends EventEmitter {
         this.emit('storeError', error)
       }
     }
-    return { session: this.toSession(stored), concurrencyFlags: flags }
+    return { session: this.toSession(stored), concurrencyFlags: effectiveFlags(stored, flags, now, this.rules) } // stepup: effectiveFlags
   }
 
   /**
@@ -429,7 +504,7 @@ export class SessionManager extends EventEmitter {
     this.emitEvents(result.events)
     if (!result.ok) return null
     const loaded = await this.store.load(parsed.sessionId)
-    if (loaded === null || loaded === 'corrupt') return null
+    if (loaded === null || loaded === 'corrupt' || 'ended' in loaded) return null
     return { token: formatToken(parsed.sessionId, secret), session: this.toSession(loaded) }
   }
 
@@ -437,7 +512,11 @@ export class SessionManager extends EventEmitter {
   async detectConcurrentSessions (userId: string, currentSessionId: string): Promise<ConcurrencyReport> {
     const stored = await this.listStored(userId)
     const inputs = stored.map((s) => ({ id: s.id, ipAddress: s.ipAddress, userAgent: s.userAgent, createdAt: s.createdAt }))
-    const reasons = flagReasons(concurrencyFlags(currentSessionId, inputs, this.rules))
+    let flags = concurrencyFlags(currentSessionId, inputs, this.rules)
+    // stepup: a burst of logins whose window has passed with no newer login is over.
+    const newest = newestOtherCreation(currentSessionId, inputs)
+    if ((flags & FLAG_RAPID_CREATION) !== 0 && newest !== undefined && this.now() - newest > this.rules.rapidCreationWindowMs) flags &= ~FLAG_RAPID_CREATION
+    const reasons = flagReasons(flags)
     const others = stored.filter((s) => s.id !== currentSessionId)
     return {
       concurrentSessions: others.length,
@@ -493,6 +572,95 @@ export class SessionManager extends EventEmitter {
 
   async close (): Promise<void> {
     await this.store.close()
+  }
+
+  // ---- stepup (issue 14) ----
+
+  /**
+   * Records that the user just proved it is them (second factor, password) on this session: `authenticatedAt`
+   * moves to now, the given IP and device become the session's baseline, and the user's current concurrency
+   * flags are acknowledged until something new happens. Audited as `confirmed`. False when the session does not
+   * exist (or is not `userId`'s).
+   */
+  async confirm (sessionId: string, options: ConfirmOptions): Promise<boolean> {
+    if (options === null || typeof options !== 'object') throw new errors.INVALID_ARGUMENT('confirm options must be an object')
+    const owner = ownerArgument(options, false)
+    if (typeof options.method !== 'string' || !CONFIRM_METHOD.test(options.method)) {
+      throw new errors.INVALID_ARGUMENT(`method must be 1 to ${MAX_CONFIRM_METHOD_LENGTH} characters of A-Z a-z 0-9 _ . : -`)
+    }
+    if (!isSessionId(sessionId)) return false
+    const ipAddress = clip(options.ipAddress, MAX_IP_LENGTH)
+    const result = await this.store.confirm({
+      sessionId,
+      userId: owner,
+      now: this.now(),
+      ipAddress,
+      userAgent: clip(options.userAgent, MAX_USER_AGENT_LENGTH),
+      deviceFingerprint: clip(options.deviceFingerprint, MAX_FINGERPRINT_LENGTH),
+      method: options.method,
+      auditData: JSON.stringify({ method: options.method, ip: ipAddress })
+    })
+    this.emitEvents(result.events)
+    return result.ok
+  }
+
+  /** Names a session of `userId` (plain text, at most 64 characters; null removes the name). False when there is no such session. */
+  async rename (sessionId: string, options: { userId: string, name: string | null }): Promise<boolean> {
+    if (options === null || typeof options !== 'object') throw new errors.INVALID_ARGUMENT('rename options must be an object')
+    const owner = ownerArgument(options, true)
+    const name = validDeviceName(options.name)
+    if (name === undefined) throw new errors.INVALID_ARGUMENT('name must be null or 1 to 64 characters of plain text (no control characters, < or >)')
+    if (!isSessionId(sessionId)) return false
+    const result = await this.store.rename(sessionId, owner, name, this.now(), JSON.stringify({ fields: ['name'] }))
+    this.emitEvents(result.events)
+    return result.ok
+  }
+
+  /**
+   * "This wasn't me": ends a session of `userId` (and with `endOthers`, every other session of the user but
+   * `except`), audited `unrecognized` and emitted as `'security'` events. Returns how many sessions were ended
+   * (0 when `sessionId` is not a live session of the user).
+   */
+  async reportUnrecognized (sessionId: string, options: { userId: string, endOthers?: boolean, except?: string }): Promise<number> {
+    if (options === null || typeof options !== 'object') throw new errors.INVALID_ARGUMENT('reportUnrecognized options must be an object')
+    const owner = ownerArgument(options, true)
+    if (options.except !== undefined && !isSessionId(options.except)) throw new errors.INVALID_ARGUMENT('except must be a session id')
+    if (!isSessionId(sessionId)) return 0
+    const result = await this.store.reportUnrecognized(sessionId, owner, this.now(), options.endOthers === true,
+      options.except ?? null, JSON.stringify({ reason: 'unrecognized', reportedSessionId: sessionId }))
+    this.emitEvents(result.events)
+    if (this.listenerCount('security') > 0) {
+      for (const raw of result.events) if (raw.type === 'unrecognized') this.emit('security', toAuditEvent(raw))
+    }
+    return result.ended.length
+  }
+
+  /** Remembers the session's device; true when the user has known devices and this is not one of them. */
+  private async noteDevice (session: Session): Promise<boolean> {
+    if (this.knownDevicesMs === 0) return false
+    const timestamp = this.now()
+    let isNew: boolean
+    try {
+      const noted = await this.store.noteDevice(session.userId, deviceKey(session.userAgent, session.ipAddress), session.id, timestamp,
+        this.knownDevicesMs, JSON.stringify({ rule: 'new_device', ip: session.ipAddress, userAgent: session.userAgent }))
+      this.emitEvents(noted.events)
+      isNew = noted.isNew
+    } catch (error) {
+      // The session exists: a failed device note only loses the notice, it does not fail the login.
+      this.emit('storeError', error)
+      return false
+    }
+    if (isNew) {
+      const event: NewDeviceEvent = { userId: session.userId, sessionId: session.id, ipAddress: session.ipAddress, userAgent: session.userAgent, timestamp: new Date(timestamp) }
+      this.emit('newDevice', event)
+    }
+    return isNew
+  }
+
+  /** The answer for a token of an ended session: only the holder of its secret learns why, for ENDED_SESSION_MEMORY_MS. */
+  private endedLoad (secret: string, tokenHash: string, reason: string, at: number): EndedLoad | null {
+    if (tokenHash === '' || !secretMatches(secret, tokenHash) || this.now() - at >= ENDED_SESSION_MEMORY_MS) return null
+    return { session: null, ended: { reason: reason as SessionEndReason, at: new Date(at) } }
   }
 
   private async listStored (userId: string): Promise<StoredSession[]> {
@@ -564,7 +732,9 @@ export class SessionManager extends EventEmitter {
       ipAddress: stored.ipAddress,
       userAgent: stored.userAgent,
       deviceFingerprint: stored.deviceFingerprint,
-      metadata: stored.metadata as SessionMetadata & Record<string, unknown>
+      metadata: stored.metadata as SessionMetadata & Record<string, unknown>,
+      authenticatedAt: new Date(stored.authenticatedAt ?? stored.createdAt),
+      name: stored.name ?? null
     }
   }
 

@@ -56,7 +56,8 @@ const OptionsSchema = Type.Object({
     onSuspicious: Type.Optional(Type.Unknown()),
     invalidTokenThreshold: Type.Optional(Type.Integer({ minimum: 1 })),
     invalidTokenWindow: Type.Optional(Duration),
-    blockAfter: Type.Optional(Type.Union([Type.Literal(false), Duration], { description: "must be false or a duration such as '10m'" }))
+    blockAfter: Type.Optional(Type.Union([Type.Literal(false), Duration], { description: "must be false or a duration such as '10m'" })),
+    knownDevices: Type.Optional(Type.Union([Type.Literal(false), Duration]))
   }, { additionalProperties: false })),
   startupCheck: Type.Optional(Type.Union([Type.Literal(false), Type.Object({
     timeout: Type.Optional(Duration)
@@ -169,6 +170,8 @@ export interface SessionPluginOptions {
     invalidTokenWindow?: number | string
     /** Block a client past the threshold with 429 for this long; false only reports. @default false */
     blockAfter?: false | number | string
+    /** A login from a device (browser family, IP network) unused for this long is `newDevice`; false turns it off. @default '90d' */
+    knownDevices?: false | number | string
   }
   audit?: {
     /** @default '7d' */
@@ -268,7 +271,7 @@ function describe (schema: SchemaWords, message: string): string {
 
 /** Every method of the Store contract (lib/store/types.ts): a custom store is checked for each at registration. */
 const STORE_METHODS = ['configure', 'check', 'create', 'load', 'touch', 'update', 'invalidate', 'invalidateAll', 'list',
-  'rotate', 'discard', 'recordEvent', 'auditLog', 'cleanup', 'close'] as const satisfies ReadonlyArray<keyof Store>
+  'rotate', 'discard', 'recordEvent', 'auditLog', 'cleanup', 'close', 'confirm', 'rename', 'reportUnrecognized', 'noteDevice'] as const satisfies ReadonlyArray<keyof Store>
 // Compile-time completeness: a method added to Store and not listed above fails the build here.
 type UnlistedStoreMethod = Exclude<keyof Store, typeof STORE_METHODS[number]>
 export const isStoreListComplete: [UnlistedStoreMethod] extends [never] ? true : UnlistedStoreMethod = true

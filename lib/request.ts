@@ -7,7 +7,7 @@ import { readCookie, serializeCookie } from './cookie'
 import { DeadlineQueue } from './deadline'
 import { errors } from './errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-import type { LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from './manager'
+import type { EndedLoad, LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from './manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken, type ParsedToken } from './token'
 
@@ -159,9 +159,9 @@ export class RequestHandler {
     }
     // Under 'deny' the session is read without a touch: a refused request must not extend its life.
     const isDenyPolicy = this.options.onSuspicious === 'deny'
-    let loaded: LoadedSession | null
+    let loaded: LoadedSession | EndedLoad | null
     try {
-      loaded = await this.guard(this.manager.load(parsed, !isDenyPolicy))
+      loaded = await this.guard(this.manager.resolve(parsed, !isDenyPolicy))
     } catch (error) {
       if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
         request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
@@ -171,6 +171,12 @@ export class RequestHandler {
     }
     if (loaded === null) {
       this.rejectToken(request, reply, ip)
+      return
+    }
+    if (loaded.session === null) {
+      // The holder of an ended session's token (not a guesser: the secret matched) learns why it ended.
+      request.sessionEnded = loaded.ended
+      if (request[kFromCookie]) this.clearCookie(request, reply)
       return
     }
     request[kSessionToken] = token
@@ -214,7 +220,7 @@ export class RequestHandler {
    * included) is ended in the same atomic step as the create (`replace`), and only when the create succeeds: a
    * failed login leaves the device signed in.
    */
-  async startSession (request: FastifyRequest, reply: FastifyReply, userId: string, data: StartSessionData = {}): Promise<{ token: string, session: Session }> {
+  async startSession (request: FastifyRequest, reply: FastifyReply, userId: string, data: StartSessionData = {}): Promise<{ token: string, session: Session, newDevice: boolean }> {
     if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('startSession options must be an object')
     if (data.persistent !== undefined && typeof data.persistent !== 'boolean') throw new errors.INVALID_ARGUMENT('persistent must be a boolean')
     // Checked here as well as by the manager: a bad value fails the login before anything is sent to the store.
@@ -249,7 +255,28 @@ export class RequestHandler {
       // The create script has already written the 'evicted' audit record: log and emit, no second round trip.
       this.recordSecurity(request, userId, evicted, { rule: 'session_limit_eviction', newSessionId: created.session.id }, false)
     }
-    return { token: created.token, session: created.session }
+    return { token: created.token, session: created.session, newDevice: created.newDevice }
+  }
+
+  /**
+   * stepup: reply.confirmSession. The app has just verified a second factor or the password: the request's IP and
+   * device become the session's baseline, its flags are acknowledged and authenticatedAt moves to now.
+   */
+  async confirmSession (request: FastifyRequest, options: { method: string }): Promise<boolean> {
+    const session = request.session
+    if (session === null) throw new errors.SESSION_REQUIRED()
+    if (options === null || typeof options !== 'object') throw new errors.INVALID_ARGUMENT('confirmSession options must be an object')
+    const confirmed = await this.guard(this.manager.confirm(session.id, {
+      userId: session.userId,
+      ipAddress: request.ip,
+      userAgent: header(request, 'user-agent'),
+      deviceFingerprint: fingerprintFromHeaders(request.headers),
+      method: options.method
+    }))
+    if (!confirmed) return false
+    request.requiresSecurityCheck = false
+    request.session = { ...session, authenticatedAt: new Date(this.manager.now()), ipAddress: request.ip, userAgent: header(request, 'user-agent') }
+    return true
   }
 
   /** reply.rotateSession: a new token for the request's session (privilege change); the old one dies at once. */

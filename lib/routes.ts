@@ -19,6 +19,8 @@ const SessionView = Type.Object({
   expiresAt: Type.String({ format: 'date-time' }),
   ipAddress: Type.String(),
   userAgent: Type.String(),
+  /** stepup: the name the user gave the device */
+  name: Type.Union([Type.String(), Type.Null()]),
   current: Type.Boolean()
 })
 
@@ -30,6 +32,14 @@ const Revoked = Type.Object({ revoked: Type.Integer({ minimum: 0 }) })
 
 function withErrors<T> (ok: T): Record<string, unknown> {
   return { 200: ok, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody }
+}
+
+/**
+ * stepup: a flagged session that has not been confirmed cannot end the user's other sessions (a session stolen
+ * and flagged for its new IP must not sign the real user out everywhere); ending itself always works.
+ */
+function refuseIfSuspicious (request: FastifyRequest): void {
+  if (request.requiresSecurityCheck) throw new errors.SESSION_SUSPICIOUS()
 }
 
 function current (request: FastifyRequest): Session {
@@ -107,6 +117,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
         expiresAt: s.expiresAt.toISOString(),
         ipAddress: s.ipAddress,
         userAgent: s.userAgent,
+        name: s.name,
         current: s.id === session.id
       }))
     }
@@ -122,6 +133,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
       await handler.endSession(request, reply, 'revoked')
       return { revoked: 1 }
     }
+    refuseIfSuspicious(request) // stepup
     const revoked = await handler.guard(manager.invalidate(request.params.id, { userId: session.userId, reason: 'revoked' }))
     if (!revoked) throw new errors.SESSION_NOT_FOUND()
     return { revoked: 1 }
@@ -133,6 +145,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
     schema: { response: withErrors(Revoked) }
   }, async (request) => {
     const session = current(request)
+    refuseIfSuspicious(request) // stepup
     const revoked = await handler.guard(manager.invalidateAll(session.userId, { except: session.id, reason: 'revoke_others' }))
     return { revoked }
   })

@@ -58,7 +58,8 @@ function summary (events: AuditEvent[]): Array<[string, string, number, Record<s
 
 test('the audit log of a user shows every operation, newest first, and the same events are emitted', async (t) => {
   const server = await startRedis(t)
-  const { manager, clock, emitted } = setup(t, server, { maxSessionsPerUser: 2 })
+  // New-device notices ('security' events at a login) have their own tests: test/devices.test.ts.
+  const { manager, clock, emitted } = setup(t, server, { maxSessionsPerUser: 2, security: { knownDevices: false } })
   const step = (): Promise<void> => sleep(3)
   const a = await manager.create('alice', { ipAddress: '10.0.0.1', userAgent: 'UA/1' })
   await step()

@@ -233,7 +233,13 @@ test('runOnce over 300 expired sessions expires them all and audits each one', a
   t.ok(expired.every((event) => event.data.reason === 'timeout' && event.timestamp.getTime() === a.clock.now))
   const log = await a.manager.auditLog('user7')
   t.equal(log.filter((event) => event.type === 'expired').length, 5, 'and recorded in the audit log of each user')
-  t.same(await keysMatching(a.client, `${PREFIX}*:s:*`), [], 'no session key is left')
+  // What is left under a session key is its tombstone: why it ended, for a day (test/session-ended.test.ts).
+  const left = await keysMatching(a.client, `${PREFIX}*:s:*`)
+  t.equal(left.length, 300)
+  for (const key of left) {
+    const tombstone = JSON.parse(await a.client.get(key) as string) as { x: string, at: number }
+    t.ok(tombstone.x === 'expired' && tombstone.at < a.clock.now, 'no session is left, only why (and when) it ended')
+  }
   t.same(await keysMatching(a.client, `${PREFIX}*:x`), [], 'every expiry queue is empty')
   t.same(await a.manager.list('user7'), [])
 })

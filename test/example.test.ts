@@ -164,7 +164,8 @@ test('signing out another device ends that session, and only the user\'s own', a
   t.match(after.body, 'Signed out 1 device.')
   t.same(sessionIds(after.body), [phoneId])
   t.notMatch(after.body, 'Sign out all other devices', 'no other device left')
-  t.equal((await laptop.get('/devices')).headers.location, '/login', 'the laptop is signed out at its next click')
+  t.equal((await laptop.get('/devices')).headers.location, '/login?ended=revoked', 'the laptop is signed out at its next click, and told why')
+  t.match((await laptop.get('/login?ended=revoked')).body, 'You were signed out from another device.')
   t.equal((await phone.post('/devices/not-a-session-id/sign-out')).statusCode, 400, 'ids are validated')
 })
 
@@ -173,11 +174,14 @@ test('"sign out all other devices" keeps only this one; "sign out" ends this one
   const devices = [new Device(app, CHROME_LINUX), new Device(app, FIREFOX_WINDOWS), new Device(app, SAFARI_IPHONE)]
   for (const device of devices) await device.login()
   const [first, second, third] = devices as [Device, Device, Device]
+  // Three sign-ins in a row flag the sessions: a flagged session must confirm before it ends the others.
+  t.equal((await third.post('/devices/sign-out-others')).headers.location, '/verify')
+  t.equal((await third.post('/verify', { password: 'wonderland' })).headers.location, '/profile?verified=1')
   const response = await third.post('/devices/sign-out-others')
   t.equal(response.headers.location, '/devices?signed_out=2')
   t.match((await third.get('/devices?signed_out=2')).body, 'Signed out 2 devices.')
-  t.equal((await first.get('/profile')).headers.location, '/login')
-  t.equal((await second.get('/profile')).headers.location, '/login')
+  t.equal((await first.get('/profile')).headers.location, '/login?ended=revoked')
+  t.equal((await second.get('/profile')).headers.location, '/login?ended=revoked')
 
   const logout = await third.post('/logout')
   t.equal(logout.headers.location, '/login?signed_out=1')
@@ -199,9 +203,12 @@ test('the activity page shows the account\'s audit log, newest first', async (t)
   t.equal(page.statusCode, 200)
   t.match(page.body, 'Recent activity')
   const labels = [...page.body.matchAll(/<strong>([^<]+)<\/strong>\s*(?:<span class="badge">This device<\/span>)?\s*<p><time/g)].map((match) => match[1])
-  t.same(labels, ['Signed out', 'Signed in', 'Signed in'])
-  t.match(page.body, 'reason: signed_out_from_devices_page')
-  t.match(page.body, 'ip: 198.51.100.23 · device: Safari 17 on iPhone')
+  t.same(labels, ['Signed out', 'New device', 'Signed in', 'Signed in'])
+  t.match(page.body, 'Why: signed out from the devices page.')
+  t.match(page.body, 'From Safari 17 on iPhone, address 198.51.100.23.')
+  t.match(page.body, 'Sign-in from a new device. From Safari 17 on iPhone, address 198.51.100.23.')
+  t.match(page.body, 'The latest 4 events of your account')
+  t.notMatch(page.body, /reason:|rule:|suspicious_session|new_device|signed_out_from/, 'no raw codes')
   t.match(page.body, `session <code>${(laptopId as string).slice(0, 8)}</code>`)
 })
 
@@ -256,7 +263,7 @@ test('with a Redis URL, two instances of the demo share their sessions', async (
   t.match(seenFromFirst.body, 'You are signed in on 2 devices.')
   const [, laptopId] = sessionIds((await phone.get('/devices')).body)
   t.equal((await phone.post(`/devices/${laptopId}/sign-out`)).headers.location, '/devices?signed_out=1')
-  t.equal((await laptop.get('/profile')).headers.location, '/login', 'signed out on every instance')
+  t.equal((await laptop.get('/profile')).headers.location, '/login?ended=revoked', 'signed out on every instance')
 })
 
 test('cross-site form posts are refused', async (t) => {
@@ -302,4 +309,114 @@ test('escapeHtml escapes the five HTML metacharacters', async (t) => {
   const { escapeHtml } = await import('../examples/views.mjs')
   t.equal(escapeHtml('<a href="x" title=\'y\'>&</a>'), '&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;')
   t.equal(escapeHtml(42), '42')
+})
+
+test('step-up: /verify with the password clears the banner, which stays away; a wrong password does not', async (t) => {
+  const app = await exampleApp(t)
+  const laptop = new Device(app, CHROME_LINUX, '203.0.113.7')
+  await laptop.login()
+  const moved = new Device(app, CHROME_LINUX, '198.51.100.23')
+  moved.cookie = laptop.cookie
+  t.match((await moved.get('/profile')).body, '<div class="banner" role="alert">')
+  t.match((await moved.get('/profile')).body, '<a href="/verify">Confirm it is you</a>')
+  const wrong = await moved.post('/verify', { password: 'nope' })
+  t.equal(wrong.statusCode, 401)
+  t.match(wrong.body, 'Wrong password.')
+  t.match((await moved.get('/profile')).body, '<div class="banner"')
+  t.equal((await moved.post('/verify', { password: 'wonderland' })).headers.location, '/profile?verified=1')
+  const after = await moved.get('/profile?verified=1')
+  t.match(after.body, 'Thank you: this device is confirmed.')
+  for (const url of ['/profile', '/devices', '/activity']) t.notMatch((await moved.get(url)).body, '<div class="banner"', url)
+  t.match((await moved.get('/activity')).body, 'Confirmed it was you')
+})
+
+test('the login page says why the session ended: signed out elsewhere, or expired', async (t) => {
+  const { buildApp } = await import('../examples/app.mjs')
+  const clock = { now: Date.now() }
+  const app = await buildApp({ session: { now: () => clock.now, idleTimeout: '30m' } })
+  t.teardown(() => app.close())
+  const laptop = new Device(app, CHROME_LINUX)
+  await laptop.login()
+  clock.now += 31 * 60_000
+  const expired = await laptop.get('/profile')
+  t.equal(expired.headers.location, '/login?ended=expired')
+  t.match((await laptop.get('/login?ended=expired')).body, 'Your session expired. Please sign in again.')
+  t.match((await laptop.get('/login?ended=__proto__')).body, 'Sign in', 'an unknown reason shows no notice')
+  t.notMatch((await laptop.get('/login?ended=__proto__')).body, 'class="notice"')
+})
+
+test('devices: a new-device notice, a name for a device, and "This wasn\'t me"', async (t) => {
+  const app = await exampleApp(t)
+  const laptop = new Device(app, CHROME_LINUX, '203.0.113.7')
+  const phone = new Device(app, SAFARI_IPHONE, '198.51.100.23')
+  t.equal((await laptop.login()).headers.location, '/profile', 'the first device is not news')
+  t.equal((await phone.login()).headers.location, '/devices?new_device=1')
+  t.match((await phone.get('/devices?new_device=1')).body, 'You signed in from a new device.')
+  const page = (await laptop.get('/devices')).body
+  t.match(page, 'New sign-in from Safari 17 on iPhone, a device your account had not used before.')
+  t.match(page, '<span class="badge new">New device</span>')
+  const laptopSession = /Session id<\/dt><dd><code>([A-Za-z0-9_-]{24})<\/code>/.exec((await laptop.get('/profile')).body)?.[1] as string
+  const phoneOnly = sessionIds(page).find((id) => id !== laptopSession) as string
+  t.ok(laptopSession && phoneOnly)
+  t.equal((await laptop.post(`/devices/${laptopSession}/rename`, { name: 'Work laptop & "more"' })).headers.location, '/devices?renamed=1')
+  const renamed = (await laptop.get('/devices?renamed=1')).body
+  t.match(renamed, 'Device name saved.')
+  t.match(renamed, 'Work laptop &amp; &quot;more&quot;</h2>'.replace('</h2>', ''), 'escaped on the page')
+  t.match((await laptop.get('/api/sessions')).json().sessions.find((s: { id: string }) => s.id === laptopSession), { name: 'Work laptop & "more"' })
+  const markup = await laptop.post(`/devices/${laptopSession}/rename`, { name: '<b>bold</b>' })
+  t.equal(markup.statusCode, 400, 'markup is refused')
+  t.match(markup.body, 'name must be null or 1 to 64 characters of plain text')
+  await laptop.post(`/devices/${laptopSession}/rename`, { name: '' })
+  t.notMatch((await laptop.get('/devices')).body, 'Work laptop')
+
+  t.equal((await laptop.post(`/devices/${laptopSession}/not-me`)).headers.location, '/devices', 'not for this device')
+  const roaming = new Device(app, CHROME_LINUX, '192.0.2.99')
+  roaming.cookie = laptop.cookie
+  t.equal((await roaming.post(`/devices/${phoneOnly}/sign-out`)).headers.location, '/verify', 'a flagged session confirms first')
+  t.equal((await roaming.post(`/devices/${phoneOnly}/not-me`)).headers.location, '/verify')
+  t.equal((await phone.get('/profile')).statusCode, 200, 'nothing was ended')
+  t.equal((await laptop.post(`/devices/${phoneOnly}/not-me`)).headers.location, '/devices?reported=1')
+  t.match((await laptop.get('/devices?reported=1')).body, 'That device is signed out. Please change your password.')
+  t.equal((await phone.get('/profile')).headers.location, '/login?ended=unrecognized')
+  t.match((await laptop.get('/activity')).body, 'Reported as not you and signed out')
+})
+
+test('the profile shows the idle and the absolute deadline, and the activity page counts in words', async (t) => {
+  const app = await exampleApp(t)
+  const laptop = new Device(app, CHROME_LINUX)
+  await laptop.login()
+  const page = (await laptop.get('/profile')).body
+  t.match(page, /If you stay idle<\/dt><dd>signed out at <time[^>]*>[^<]+<\/time>, after 30 minutes without activity/)
+  t.match(page, /In any case<\/dt><dd>signed out at <time[^>]*>[^<]+<\/time>, 24 hours after signing in/)
+  t.match((await laptop.get('/devices')).body, 'You are signed in on 1 device.')
+  t.match((await laptop.get('/activity')).body, 'The latest event of your account')
+})
+
+test('an unknown page is an HTML 404; an unknown API path stays JSON', async (t) => {
+  const app = await exampleApp(t)
+  const visitor = new Device(app, CHROME_LINUX)
+  const page = await visitor.get('/nowhere')
+  t.equal(page.statusCode, 404)
+  t.match(page.headers['content-type'], 'text/html')
+  t.match(page.body, '<h1>Page not found</h1>')
+  const api = await visitor.get('/api/nowhere')
+  t.equal(api.statusCode, 404)
+  t.match(api.headers['content-type'], 'application/json')
+})
+
+test('the demo server says clearly when its port is taken, and exits with 1', async (t) => {
+  const { createServer } = await import('node:net')
+  const { spawn } = await import('node:child_process')
+  const path = await import('node:path')
+  const blocker = createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => blocker.close())
+  const port = (blocker.address() as { port: number }).port
+  const child = spawn(process.execPath, [path.join(__dirname, '..', 'examples', 'server.mjs')], { env: { ...process.env, PORT: String(port), HOST: '127.0.0.1' } })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  t.equal(code, 1)
+  t.match(stderr, `Port ${port} on 127.0.0.1 is already in use (another demo still running?). Stop that program, or pick another port: PORT=${port + 1} npm start`)
+  t.notMatch(stderr, 'EADDRINUSE', 'no stack trace')
 })

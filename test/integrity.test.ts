@@ -121,7 +121,7 @@ test('parseRecord and the scripts accept and refuse the same records, and comput
     const now = Date.now()
     const raw = JSON.stringify(record({ ...fields, c: now, l: now, a: now + 3_600_000 }))
     const parsed = parseRecord('x', raw)
-    if (parsed === null || parsed === 'corrupt') throw new Error('valid record refused')
+    if (parsed === null || parsed === 'corrupt' || 'ended' in parsed) throw new Error('valid record refused')
     const deadline = sessionDeadline(parsed, 30 * 60_000)
     const sid = await plant(client, prefix, tag, 'plant', raw)
     t.equal((await store.touch(sid, deadline - 1, 0, null)).status, 'touched', `${label}: alive for Lua 1 ms before the TS deadline`)

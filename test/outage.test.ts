@@ -183,6 +183,8 @@ async function shapeOf (client: Redis, manager: SessionManager, prefix: string):
     const [, kind, rest] = /^[^{]*\{..\}:([sux])(?::(.*))?$/.exec(key) ?? []
     if (kind === 's') {
       const stored = await reader.load(rest as string)
+      // An ended session's tombstone (why it ended) is not a session.
+      if (stored !== null && stored !== 'corrupt' && 'ended' in stored) continue
       const owner = stored === null || stored === 'corrupt' ? '?' : stored.userId
       shape.sessions.set(rest as string, owner)
       users.add(owner)

@@ -46,7 +46,7 @@ test('races on a real Redis', async (t) => {
     const keys: string[] = []
     for (const key of await scan(`${prefix}{*}:s:*`)) {
       const stored = await reader.load(key.slice(-24))
-      if (stored !== null && stored !== 'corrupt' && stored.userId === userId) keys.push(key.slice(-24))
+      if (stored !== null && stored !== 'corrupt' && 'userId' in stored && stored.userId === userId) keys.push(key.slice(-24))
     }
     const indexKeys = await scan(`${prefix}{*}:u:${userId}`)
     const index = (await Promise.all(indexKeys.map((key) => client.zrange(key, '0', '-1')))).flat()
@@ -88,7 +88,8 @@ test('races on a real Redis', async (t) => {
   })
 
   t.test('logout or revoke racing touches (touchInterval 0) never revives a session', async (t) => {
-    const app = await buildApp(t, { redis: client, keyPrefix: `r${n++}:`, touchInterval: 0 })
+    // Many logins of one user in a row are a burst (flagged), and a flagged session may not end others: rule off here.
+    const app = await buildApp(t, { redis: client, keyPrefix: `r${n++}:`, touchInterval: 0, security: { rapidCreationWindow: 0 } })
     const prefix = `r${n - 1}:`
     let rounds = 0
     for (let round = 0; round < 15; round++) {
@@ -96,13 +97,14 @@ test('races on a real Redis', async (t) => {
       const other = await login(app, `toucher${round % 3}`)
       const touch = () => app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': victim.token } })
       const end = round % 2 === 0
-        ? app.inject({ method: 'POST', url: '/logout', headers: { 'x-session-id': victim.token } })
-        : app.inject({ method: 'DELETE', url: `/sessions/${victim.sessionId}`, headers: { 'x-session-id': other.token } })
+        ? app.inject({ method: 'POST', url: '/logout', headers: { ...BROWSER, 'x-session-id': victim.token } })
+        // From the device that logged in: another device is flagged and may not end other sessions (test/stepup.test.ts).
+        : app.inject({ method: 'DELETE', url: `/sessions/${victim.sessionId}`, headers: { ...BROWSER, 'x-session-id': other.token } })
       const answers = await Promise.all([...Array.from({ length: 15 }, touch), end, ...Array.from({ length: 15 }, touch)])
       t.ok(answers.every((a) => a.statusCode === 200 || a.statusCode === 401), 'only 200 or 401 while racing')
       t.equal((await touch()).statusCode, 401, `round ${round}: the session stays ended`)
       const tag = victim.sessionId.slice(0, 2)
-      t.equal(await client.exists(sessionKey(prefix, victim.sessionId)), 0, 'no key')
+      t.match(JSON.parse(await client.get(sessionKey(prefix, victim.sessionId)) as string), { x: round % 2 === 0 ? 'signed_out' : 'revoked' }, 'only the tombstone of an ended session is left (test/session-ended.test.ts)')
       t.equal(await client.zscore(`${prefix}{${tag}}:u:toucher${round % 3}`, victim.sessionId), null, 'no index entry')
       t.equal(await client.zscore(shardKey(prefix, tag), `${victim.sessionId}toucher${round % 3}`), null, 'no expiry entry')
       rounds++
@@ -140,7 +142,7 @@ test('races on a real Redis', async (t) => {
         ...Array.from({ length: 10 }, (_, k) => update(k + 10))
       ])
       t.equal(results[10], true, 'the invalidate ended it')
-      t.equal(await client.exists(sessionKey(prefix, session.id)), 0, `round ${round}: no key`)
+      t.match(JSON.parse(await client.get(sessionKey(prefix, session.id)) as string), { x: 'signed_out' }, `round ${round}: only the tombstone is left`)
       t.equal(await a.get(token), null)
     }
   })

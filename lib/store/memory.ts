@@ -1,7 +1,9 @@
-import { allConcurrencyFlags } from '../concurrency'
+import { allConcurrencyFlags, FLAG_RAPID_CREATION } from '../concurrency'
+import { ENDED_SESSION_MEMORY_MS, endReasonOf, MAX_KNOWN_DEVICES } from '../stepup'
 import { randomId, SESSION_ID_LENGTH } from '../token'
 import type {
-  AuditEventType, AuditPage, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
+  AuditEventType, AuditPage, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, LoadResult, RawAuditEvent,
+  RemoveResult, Store,
   StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
 } from './types'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline } from './types'
@@ -9,6 +11,14 @@ import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline } from './types'
 /** A session as kept in process: metadata as key -> JSON, as the Redis store keeps it. */
 interface Entry extends Omit<StoredSession, 'metadata'> {
   metadata: Map<string, string>
+}
+
+/** What is kept of an ended session (stepup): the Redis store's tombstone. */
+interface Tombstone {
+  reason: string
+  at: number
+  tokenHash: string
+  until: number
 }
 
 const SWEEP_INTERVAL_MS = 60_000
@@ -25,6 +35,11 @@ export class MemoryStore implements Store {
   private readonly audits = new Map<string, RawAuditEvent[]>()
   /** Per user: the newest timestamp the per-user cap dropped. */
   private readonly auditDrops = new Map<string, number>()
+  /** stepup: ended sessions, sessionId -> tombstone, dropped by the sweep after ENDED_SESSION_MEMORY_MS. */
+  private readonly tombstones = new Map<string, Tombstone>()
+  /** stepup: known devices, userId -> device key -> last seen. */
+  private readonly devices = new Map<string, Map<string, number>>()
+  private deviceWindowMs = Infinity
   private lastSweep = -Infinity
 
   configure (config: StoreConfig): void {
@@ -74,6 +89,7 @@ export class MemoryStore implements Store {
       ...(input.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: input.idleTimeoutMs })
     }
     this.sessions.set(entry.id, entry)
+    for (const other of live) delete other.acknowledgedFlags // stepup: a new session is something new
     let index = this.users.get(input.userId)
     if (index === undefined) {
       index = new Set()
@@ -88,7 +104,11 @@ export class MemoryStore implements Store {
 
   async load (sessionId: string): Promise<LoadResult> {
     const entry = this.sessions.get(sessionId)
-    return entry === undefined ? null : snapshot(entry)
+    if (entry === undefined) {
+      const tombstone = this.tombstones.get(sessionId)
+      return tombstone === undefined ? null : { ended: { reason: tombstone.reason, at: tombstone.at }, tokenHash: tombstone.tokenHash }
+    }
+    return snapshot(entry)
   }
 
   async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {
@@ -132,7 +152,11 @@ export class MemoryStore implements Store {
     if (input.ipAddress !== undefined) { entry.ipAddress = input.ipAddress; changed = true }
     if (input.userAgent !== undefined) { entry.userAgent = input.userAgent; changed = true }
     if (input.deviceFingerprint !== undefined) entry.deviceFingerprint = input.deviceFingerprint
-    if (changed) this.applyFlags(this.liveSessions(entry.userId, input.now, events))
+    if (changed) {
+      const live = this.liveSessions(entry.userId, input.now, events)
+      for (const other of live) delete other.acknowledgedFlags // stepup: a new IP or user agent is something new
+      this.applyFlags(live)
+    }
     this.audit(entry.userId, entry.id, 'updated', input.auditData, input.now, events)
     return { status: 'ok', revision: entry.revision, events }
   }
@@ -176,6 +200,8 @@ export class MemoryStore implements Store {
     const events: RawAuditEvent[] = []
     const entry = this.sessions.get(sessionId)
     if (entry === undefined || entry.tokenHash !== oldHash || this.isExpired(entry, now)) return { ok: false, events }
+    entry.previousTokenHash = entry.tokenHash
+    entry.previousTokenUntil = now + ENDED_SESSION_MEMORY_MS
     entry.tokenHash = newHash
     this.audit(entry.userId, entry.id, 'rotated', auditData, now, events)
     return { ok: true, events }
@@ -214,7 +240,83 @@ export class MemoryStore implements Store {
   /** Always ready: the memory store lives in this process. */
   async check (): Promise<void> {}
 
+  // ---- stepup (issue 14) ----
+
+  async confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const events: RawAuditEvent[] = []
+    const entry = this.sessions.get(input.sessionId)
+    if (entry === undefined || (input.userId !== '' && entry.userId !== input.userId)) return { ok: false, events }
+    if (this.isExpired(entry, input.now)) {
+      this.remove(entry, 'expired', reason('timeout'), input.now, events)
+      this.applyFlags(this.liveSessions(entry.userId, input.now, events))
+      return { ok: false, events }
+    }
+    entry.authenticatedAt = input.now
+    entry.confirmMethod = input.method
+    entry.ipAddress = input.ipAddress
+    entry.userAgent = input.userAgent
+    entry.deviceFingerprint = input.deviceFingerprint
+    this.applyFlags(this.liveSessions(entry.userId, input.now, events))
+    if (entry.concurrencyFlags !== 0) entry.acknowledgedFlags = entry.concurrencyFlags
+    else delete entry.acknowledgedFlags
+    this.audit(entry.userId, entry.id, 'confirmed', input.auditData, input.now, events)
+    return { ok: true, events }
+  }
+
+  async rename (sessionId: string, userId: string, name: string | null, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const events: RawAuditEvent[] = []
+    const entry = this.sessions.get(sessionId)
+    if (entry === undefined || entry.userId !== userId || this.isExpired(entry, now)) return { ok: false, events }
+    if (name === null) delete entry.name
+    else entry.name = name
+    this.audit(userId, sessionId, 'updated', auditData, now, events)
+    return { ok: true, events }
+  }
+
+  async reportUnrecognized (sessionId: string, userId: string, now: number, endOthers: boolean, exceptSessionId: string | null, auditData: string): Promise<EndResult> {
+    const events: RawAuditEvent[] = []
+    const entry = this.sessions.get(sessionId)
+    if (entry === undefined || entry.userId !== userId) return { ended: [], events }
+    this.remove(entry, 'unrecognized', auditData, now, events)
+    const ended = [sessionId]
+    let live = this.liveSessions(userId, now, events)
+    if (endOthers) {
+      const kept: Entry[] = []
+      for (const other of live) {
+        if (other.id === exceptSessionId) {
+          kept.push(other)
+        } else {
+          this.remove(other, 'unrecognized', auditData, now, events)
+          ended.push(other.id)
+        }
+      }
+      live = kept
+    }
+    this.applyFlags(live)
+    return { ended, events }
+  }
+
+  async noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }> {
+    const events: RawAuditEvent[] = []
+    this.deviceWindowMs = windowMs
+    let known = this.devices.get(userId)
+    if (known === undefined) {
+      known = new Map()
+      this.devices.set(userId, known)
+    }
+    for (const [key, seen] of known) if (seen <= now - windowMs) known.delete(key)
+    const isNew = known.size > 0 && !known.has(deviceKey)
+    // Re-inserted so the map stays ordered by last use, least recent first.
+    known.delete(deviceKey)
+    known.set(deviceKey, now)
+    while (known.size > MAX_KNOWN_DEVICES) known.delete(known.keys().next().value as string)
+    if (isNew) this.audit(userId, sessionId, 'security', auditData, now, events)
+    return { isNew, events }
+  }
+
   async close (): Promise<void> {
+    this.tombstones.clear()
+    this.devices.clear()
     this.sessions.clear()
     this.users.clear()
     this.audits.clear()
@@ -246,11 +348,31 @@ export class MemoryStore implements Store {
 
   private applyFlags (live: Entry[]): void {
     const flags = allConcurrencyFlags(live, this.settings.rules)
-    live.forEach((entry, index) => { entry.concurrencyFlags = flags[index] as number })
+    // The newest creation among each session's others: the newest overall, or the second newest for the newest itself.
+    let newest: Entry | undefined
+    let secondNewest: number | undefined
+    for (const entry of live) {
+      if (newest === undefined || entry.createdAt > newest.createdAt) {
+        secondNewest = newest?.createdAt
+        newest = entry
+      } else if (secondNewest === undefined || entry.createdAt > secondNewest) {
+        secondNewest = entry.createdAt
+      }
+    }
+    live.forEach((entry, index) => {
+      entry.concurrencyFlags = flags[index] as number
+      // The newest other creation goes with the burst bit, so the request path can age it.
+      const newestOther = entry === newest ? secondNewest : newest?.createdAt
+      if ((entry.concurrencyFlags & FLAG_RAPID_CREATION) !== 0 && newestOther !== undefined) entry.newestOtherCreatedAt = newestOther
+      else delete entry.newestOtherCreatedAt
+    })
   }
 
   private remove (entry: Entry, type: AuditEventType, data: string, now: number, events: RawAuditEvent[]): void {
     this.sessions.delete(entry.id)
+    // stepup: why it ended; an expired session ended at its deadline, whenever that is noticed.
+    const at = type === 'expired' ? Math.min(now, Math.min(entry.lastActivity + this.settings.idleTimeoutMs, entry.absoluteDeadline)) : now
+    this.tombstones.set(entry.id, { reason: endReasonOf(type, data), at, tokenHash: entry.tokenHash, until: now + ENDED_SESSION_MEMORY_MS })
     const index = this.users.get(entry.userId)
     if (index !== undefined) {
       index.delete(entry.id)
@@ -288,6 +410,12 @@ export class MemoryStore implements Store {
 
   private sweep (now: number, events: RawAuditEvent[]): number {
     this.lastSweep = now
+    for (const [sessionId, tombstone] of this.tombstones) if (tombstone.until <= now) this.tombstones.delete(sessionId) // stepup
+    for (const [userId, known] of this.devices) { // stepup: users whose newest device was forgotten
+      let newest = -Infinity
+      for (const seen of known.values()) newest = Math.max(newest, seen)
+      if (newest < now - this.deviceWindowMs) this.devices.delete(userId)
+    }
     let expired = 0
     const users = new Set<string>()
     for (const entry of this.sessions.values()) {
@@ -330,6 +458,21 @@ function snapshot (entry: Entry): StoredSession {
     metadata,
     concurrencyFlags: entry.concurrencyFlags,
     revision: entry.revision,
-    ...(entry.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: entry.idleTimeoutMs })
+    ...(entry.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: entry.idleTimeoutMs }),
+    ...stepupFields(entry)
   }
+}
+
+function stepupFields (entry: Entry): Partial<StoredSession> {
+  const fields: Partial<StoredSession> = {}
+  if (entry.authenticatedAt !== undefined) fields.authenticatedAt = entry.authenticatedAt
+  if (entry.confirmMethod !== undefined) fields.confirmMethod = entry.confirmMethod
+  if (entry.name !== undefined) fields.name = entry.name
+  if (entry.acknowledgedFlags !== undefined) fields.acknowledgedFlags = entry.acknowledgedFlags
+  if (entry.newestOtherCreatedAt !== undefined) fields.newestOtherCreatedAt = entry.newestOtherCreatedAt
+  if (entry.previousTokenHash !== undefined && entry.previousTokenUntil !== undefined) {
+    fields.previousTokenHash = entry.previousTokenHash
+    fields.previousTokenUntil = entry.previousTokenUntil
+  }
+  return fields
 }

@@ -8,8 +8,8 @@ import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import * as scripts from './scripts'
 import type {
-  AuditEventType, AuditPage, CleanupResult, CreateInput, CreateResult, LoadResult, RawAuditEvent, RemoveResult, Store,
-  StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
+  AuditEventType, AuditPage, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, EndedRecord, LoadResult,
+  RawAuditEvent, RemoveResult, Store, StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
 } from './types'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from './types'
 
@@ -44,6 +44,7 @@ type Client = Redis | Cluster
 type Reply = [string, unknown, unknown[]]
 type ScriptCall = (key: string, ...args: string[]) => Promise<Reply>
 type ScriptName = 'create' | 'touch' | 'update' | 'invalidate' | 'invalidateAll' | 'list' | 'rotate' | 'discard' | 'record' | 'auditQuery' | 'cleanup'
+  | 'confirm' | 'rename' | 'reportUnrecognized' | 'noteDevice'
 
 const COMMANDS: Record<ScriptName, string> = {
   create: scripts.CREATE,
@@ -56,7 +57,11 @@ const COMMANDS: Record<ScriptName, string> = {
   discard: scripts.DISCARD,
   record: scripts.RECORD,
   auditQuery: scripts.AUDIT_QUERY,
-  cleanup: scripts.CLEANUP
+  cleanup: scripts.CLEANUP,
+  confirm: scripts.CONFIRM,
+  rename: scripts.RENAME,
+  reportUnrecognized: scripts.REPORT_UNRECOGNIZED,
+  noteDevice: scripts.NOTE_DEVICE
 }
 /** Name under which the scripts are defined on the client (ioredis `defineCommand`). */
 const COMMAND_PREFIX = 'fdsess_'
@@ -134,7 +139,7 @@ export class RedisStore implements Store {
     const [evicted, record, replacedFlag] = reply[1] as [string[], string, string]
     const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the hash it has just written */
-    if (session === null || session === 'corrupt') throw new Error('fastify-distributed-session: create returned no session')
+    if (session === null || session === 'corrupt' || 'ended' in session) throw new Error('fastify-distributed-session: create returned no session')
     let replaced = replacedFlag === '1'
     if (replace !== undefined && !isReplacedHere) {
       // Another shard (the previous session is another user's): it ends in a second step, after the login
@@ -197,7 +202,7 @@ export class RedisStore implements Store {
     const sessions: StoredSession[] = []
     for (let n = 0; n < flat.length; n += 2) {
       const session = parseRecord(flat[n] as string, flat[n + 1] as string)
-      if (session !== null && session !== 'corrupt') sessions.push(session)
+      if (session !== null && session !== 'corrupt' && !('ended' in session)) sessions.push(session)
     }
     return { sessions, events: this.eventsOf(reply) }
   }
@@ -258,6 +263,32 @@ export class RedisStore implements Store {
     const failure = outcomes.find((outcome) => outcome.status === 'rejected')
     if (failure !== undefined) throw failure.reason
     return result
+  }
+
+  // ---- stepup (issue 14) ----
+
+  async confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const reply = await this.call('confirm', tagOf(input.sessionId), input.now, input.sessionId, input.userId,
+      input.ipAddress, input.userAgent, input.deviceFingerprint, input.method, input.auditData)
+    return { ok: reply[0] === 'OK', events: this.eventsOf(reply, input.sessionId) }
+  }
+
+  async rename (sessionId: string, userId: string, name: string | null, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
+    const reply = await this.call('rename', tagOf(sessionId), now, sessionId, userId, name ?? '', auditData)
+    return { ok: reply[0] === 'OK', events: this.eventsOf(reply, sessionId) }
+  }
+
+  async reportUnrecognized (sessionId: string, userId: string, now: number, endOthers: boolean, exceptSessionId: string | null, auditData: string): Promise<EndResult> {
+    const reply = await this.call('reportUnrecognized', tagOf(sessionId), now, sessionId, userId, endOthers ? '1' : '0',
+      exceptSessionId ?? '', auditData)
+    return { ended: reply[0] === 'OK' ? reply[1] as string[] : [], events: this.eventsOf(reply, sessionId) }
+  }
+
+  async noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }> {
+    const reply = await this.withTag(userId, null, (tag, cached) =>
+      this.call('noteDevice', tag, now, userId, deviceKey, String(windowMs), sessionId, auditData, cached ? '1' : '0'))
+    if (reply === null) return { isNew: false, events: [] }
+    return { isNew: Number(reply[1]) === 1, events: this.eventsOf(reply) }
   }
 
   async close (): Promise<void> {
@@ -408,6 +439,9 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     return 'corrupt'
   }
   if (record === null || typeof record !== 'object') return 'corrupt'
+  // stepup: an ended session's tombstone is no session, never corrupt.
+  const ended = parseTombstone(record as Record<string, unknown>)
+  if (ended !== undefined) return ended
   const { u, h, c, l, a, i, g, f, s, m, r, d } = record as Record<string, unknown>
   if (typeof u !== 'string' || u === '' || typeof h !== 'string' || h.length !== TOKEN_HASH_LENGTH ||
     !Number.isFinite(c) || !Number.isFinite(l) || !Number.isFinite(a) ||
@@ -445,8 +479,34 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     metadata,
     concurrencyFlags: typeof s === 'number' ? s : 0,
     revision: r === undefined ? 0 : r as number,
-    ...(d === undefined ? {} : { idleTimeoutMs: d as number })
+    ...(d === undefined ? {} : { idleTimeoutMs: d as number }),
+    ...stepupFields(record as Record<string, unknown>)
   }
+}
+
+/** A tombstone `{ x: reason, at, h }`, or undefined when the record is not one. */
+function parseTombstone (record: Record<string, unknown>): EndedRecord | undefined {
+  if (record.x === undefined || record.u !== undefined) return undefined
+  return {
+    ended: { reason: typeof record.x === 'string' ? record.x : 'revoked', at: Number.isFinite(record.at) ? record.at as number : 0 },
+    tokenHash: typeof record.h === 'string' ? record.h : ''
+  }
+}
+
+/** The record fields of issue 14 (t, k, n, z, w, p, q); a field of the wrong type is left out. */
+function stepupFields (record: Record<string, unknown>): Partial<StoredSession> {
+  const { t, k, n, z, w, p, q } = record
+  const fields: Partial<StoredSession> = {}
+  if (Number.isFinite(t)) fields.authenticatedAt = t as number
+  if (typeof k === 'string') fields.confirmMethod = k
+  if (typeof n === 'string') fields.name = n
+  if (Number.isSafeInteger(z)) fields.acknowledgedFlags = z as number
+  if (Number.isFinite(w)) fields.newestOtherCreatedAt = w as number
+  if (typeof p === 'string' && Number.isFinite(q)) {
+    fields.previousTokenHash = p
+    fields.previousTokenUntil = q as number
+  }
+  return fields
 }
 
 /** Resolves when the client is ready; rejects with the first connection error (it does not wait for retries). */

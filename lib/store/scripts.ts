@@ -2,6 +2,7 @@ import { AUDIT_LAYOUT } from '../keys'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from './types'
 /** How far out of write order two instances' clocks may put a user's events (see AUDIT_QUERY). */
 export const AUDIT_CLOCK_SKEW_MS = 1000
+import { END_REASON_BY_AUDIT, ENDED_SESSION_MEMORY_MS, MAX_KNOWN_DEVICES } from '../stepup'
 
 /**
  * Lua scripts of the Redis store. Each one is a single atomic step whose keys all live in one hash slot:
@@ -36,6 +37,8 @@ export const AUDIT_CLOCK_SKEW_MS = 1000
  */
 
 const PRELUDE = `
+local ENDED_MS = ${ENDED_SESSION_MEMORY_MS}
+local END_REASON = ${luaTable(END_REASON_BY_AUDIT)}
 local now = tonumber(ARGV[1])
 local idle = tonumber(ARGV[2])
 local retention, auditCap, auditFeed = tonumber(ARGV[3]), ${DEFAULT_AUDIT_MAX_EVENTS_PER_USER}, false
@@ -148,6 +151,8 @@ local function readRec(sid)
   if not raw then return nil end
   if type(raw) ~= 'string' then return false end
   local ok, rec = pcall(cjson.decode, raw)
+  -- stepup: an ended session's tombstone is no session (never corrupt).
+  if ok and type(rec) == 'table' and rec.x ~= nil and rec.u == nil then return nil end
   if not ok or type(rec) ~= 'table' or type(rec.u) ~= 'string' or rec.u == '' or type(rec.h) ~= 'string' or
     #rec.h ~= HASH_LEN or type(rec.c) ~= 'number' or type(rec.l) ~= 'number' or type(rec.a) ~= 'number' or
     (rec.m ~= nil and type(rec.m) ~= 'table') then
@@ -228,8 +233,46 @@ local function ensureIndex(uid)
   audit(uid, '', 'corrupt', reason('index'))
 end
 
+-- stepup: why a session ended, from its audit record (the same table as endReasonOf in stepup.ts).
+local function endReason(kind, data)
+  if kind == 'expired' or kind == 'evicted' or kind == 'unrecognized' then return kind end
+  local given = ''
+  local ok, d = pcall(cjson.decode, data)
+  if ok and type(d) == 'table' and type(d.reason) == 'string' then given = d.reason end
+  return END_REASON[string.match(given, '^[^:]*')] or 'revoked'
+end
+
+-- stepup: overwrites the session key with a tombstone { x = reason, at = time, h = token hash } for ENDED_MS; an
+-- existing tombstone is kept (the first reason wins).
+local function bury(sid, kind, data)
+  local key = skey(sid)
+  local raw = redis.pcall('GET', key)
+  local h = ''
+  local at = now
+  if type(raw) == 'string' then
+    local ok, old = pcall(cjson.decode, raw)
+    if ok and type(old) == 'table' then
+      if old.x ~= nil and old.u == nil then return end
+      if type(old.h) == 'string' then h = old.h end
+      -- An expired session ended at its deadline, whenever that is noticed.
+      if kind == 'expired' and type(old.l) == 'number' and type(old.a) == 'number' and deadline(old) < now then at = deadline(old) end
+    end
+  end
+  redis.call('SET', key, cjson.encode({ x = endReason(kind, data), at = at, h = h }), 'PX', ENDED_MS)
+end
+
+-- stepup: something new among the user's sessions ends every acknowledgement (record field z).
+local function clearAcks(live)
+  for _, entry in ipairs(live) do
+    if entry.rec.z ~= nil then
+      entry.rec.z = nil
+      writeRec(entry.sid, entry.rec)
+    end
+  end
+end
+
 local function removeSession(sid, uid, kind, data)
-  redis.call('DEL', skey(sid))
+  if kind == 'corrupt' then redis.call('DEL', skey(sid)) else bury(sid, kind, data) end
   ensureIndex(uid)
   redis.call('ZREM', ukey(uid), sid)
   redis.call('ZREM', xkey, sid .. uid)
@@ -325,8 +368,12 @@ local function applyFlags(live)
     if otherIps > maxIps then bits = bits + 1 end
     if otherUas > maxUas then bits = bits + 2 end
     if rapid > 0 and others >= 2 and maxC - minC <= rapid then bits = bits + 4 end
-    if cur.rec.s ~= bits then
+    -- stepup: the newest other creation goes with the burst bit, so the request path can age it (field w).
+    local w = nil
+    if bits >= 4 then w = maxC end
+    if cur.rec.s ~= bits or cur.rec.w ~= w then
       cur.rec.s = bits
+      cur.rec.w = w
       cur.raw = writeRec(cur.sid, cur.rec)
     end
   end
@@ -388,6 +435,11 @@ ensureQueue()
 
 function script (body: string): string {
   return PRELUDE + body
+}
+
+/** A Lua table literal of string keys and values. */
+function luaTable (table: Readonly<Record<string, string>>): string {
+  return '{ ' + Object.entries(table).map(([key, value]) => `[${JSON.stringify(key)}] = ${JSON.stringify(value)}`).join(', ') + ' }'
 }
 
 /**
@@ -456,10 +508,11 @@ local meta = cjson.decode(ARGV[21])
 local rec = { u = uid, h = ARGV[9], c = now, l = now, a = abs, i = ARGV[13], g = ARGV[14], f = ARGV[15], s = 0, m = meta }
 if ARGV[18] ~= '' then rec.d = tonumber(ARGV[18]) end
 local d = deadline(rec)
-redis.call('SET', skey(sid), encode(rec), 'PX', d - now)
+redis.call('SET', skey(sid), encode(rec), 'PX', d - now + ENDED_MS)
 redis.call('ZADD', u, now, sid)
 extendTtl(u, abs - now)
 redis.call('ZADD', xkey, d, sid .. uid)
+clearAcks(live)
 live[#live + 1] = { sid = sid, rec = rec }
 applyFlags(live)
 audit(uid, sid, 'created', ARGV[17])
@@ -484,7 +537,7 @@ if now - rec.l < tonumber(ARGV[8]) then return { 'FRESH', rec.s or 0, events } e
 ensureIndex(uid)
 rec.l = now
 local d = deadline(rec)
-redis.call('SET', skey(sid), encode(rec), 'PX', d - now)
+redis.call('SET', skey(sid), encode(rec), 'PX', d - now + ENDED_MS)
 redis.call('ZADD', ukey(uid), 'XX', now, sid)
 redis.call('ZADD', xkey, d, sid .. uid)
 local live = loadLive(uid)
@@ -532,7 +585,11 @@ if ARGV[10] ~= '\\0' then rec.g = ARGV[10]; changed = true end
 if ARGV[11] ~= '\\0' then rec.f = ARGV[11] end
 rec.r = (rec.r or 0) + 1
 writeRec(sid, rec)
-if changed then applyFlags(loadLive(uid)) end
+if changed then
+  local live = loadLive(uid)
+  clearAcks(live)
+  applyFlags(live)
+end
 audit(uid, sid, 'updated', ARGV[12])
 return { 'OK', tostring(rec.r), events }
 `)
@@ -610,6 +667,8 @@ export const ROTATE = script(`
 local sid = ARGV[7]
 local rec = readRec(sid)
 if not rec or rec.h ~= ARGV[8] or deadline(rec) <= now then return { 'GONE', '', events } end
+rec.p = rec.h
+rec.q = now + ENDED_MS
 rec.h = ARGV[9]
 writeRec(sid, rec)
 audit(rec.u, sid, 'rotated', ARGV[10])
@@ -712,3 +771,105 @@ end
 if ARGV[3] == '1' and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return { cur, redis.call('PTTL', KEYS[1]), repaired }
 `
+
+// ---- stepup (issue 14): new scripts ----
+
+/**
+ * confirm: ARGV[7] sid, [8] owner uid or '' (any), [9] ip, [10] user agent, [11] fingerprint, [12] method,
+ * [13] audit data. authenticatedAt (t) = now, method (k), the request's IP and device become the baseline, and
+ * the flags the session has once they are applied are acknowledged (z).
+ * -> { 'OK' | 'GONE' }
+ */
+export const CONFIRM = script(`
+local sid = ARGV[7]
+local rec = readRec(sid)
+if not rec or (ARGV[8] ~= '' and ARGV[8] ~= rec.u) then return { 'GONE', '', events } end
+local uid = rec.u
+if deadline(rec) <= now then
+  removeSession(sid, uid, 'expired', reason('timeout'))
+  applyFlags(loadLive(uid))
+  return { 'GONE', '', events }
+end
+rec.t = now
+rec.k = ARGV[12]
+rec.i = ARGV[9]
+rec.g = ARGV[10]
+rec.f = ARGV[11]
+writeRec(sid, rec)
+local live = loadLive(uid)
+applyFlags(live)
+for _, entry in ipairs(live) do
+  if entry.sid == sid then
+    if entry.rec.s ~= 0 then entry.rec.z = entry.rec.s else entry.rec.z = nil end
+    writeRec(sid, entry.rec)
+  end
+end
+audit(uid, sid, 'confirmed', ARGV[13])
+return { 'OK', '', events }
+`)
+
+/**
+ * rename: ARGV[7] sid, [8] owner uid, [9] name or '' (remove it), [10] audit data.
+ * -> { 'OK' | 'GONE' }
+ */
+export const RENAME = script(`
+local sid = ARGV[7]
+local rec = readRec(sid)
+if not rec or rec.u ~= ARGV[8] or deadline(rec) <= now then return { 'GONE', '', events } end
+if ARGV[9] == '' then rec.n = nil else rec.n = ARGV[9] end
+writeRec(sid, rec)
+audit(rec.u, sid, 'updated', ARGV[10])
+return { 'OK', '', events }
+`)
+
+/**
+ * reportUnrecognized: ARGV[7] sid, [8] owner uid, [9] '1' to end the user's other sessions too, [10] sid to keep
+ * or '', [11] audit data. Each session ended is audited 'unrecognized' and keeps that reason in its tombstone.
+ * -> { 'OK', { ended sids } } | { 'GONE' }
+ */
+export const REPORT_UNRECOGNIZED = script(`
+local sid, uid = ARGV[7], ARGV[8]
+local rec = readRec(sid)
+if not rec or rec.u ~= uid then return { 'GONE', {}, events } end
+removeSession(sid, uid, 'unrecognized', ARGV[11])
+local ended = { sid }
+local live = loadLive(uid)
+if ARGV[9] == '1' then
+  local kept = {}
+  for _, entry in ipairs(live) do
+    if entry.sid == ARGV[10] then
+      kept[#kept + 1] = entry
+    else
+      removeSession(entry.sid, uid, 'unrecognized', ARGV[11])
+      ended[#ended + 1] = entry.sid
+    end
+  end
+  live = kept
+end
+applyFlags(live)
+return { 'OK', ended, events }
+`)
+
+/**
+ * noteDevice: ARGV[7] uid, [8] device key, [9] window (ms), [10] sid, [11] audit data (security event),
+ * [12] '1' to require an existing index. Key P{T}:d:<uid>, a zset device key -> last seen, at most
+ * MAX_KNOWN_DEVICES members, PEXPIRE window.
+ * -> { 'OK', 1 when new | 0 } | { 'STALE' }
+ */
+export const NOTE_DEVICE = script(`
+local uid, dev, window = ARGV[7], ARGV[8], tonumber(ARGV[9])
+if ARGV[12] == '1' and redis.call('EXISTS', ukey(uid)) == 0 then return { 'STALE', 0, events } end
+local dkey = base .. 'd:' .. uid
+if redis.call('TYPE', dkey)['ok'] ~= 'zset' then redis.call('DEL', dkey) end
+redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - window)
+local isNew = redis.call('ZCARD', dkey) > 0 and not redis.call('ZSCORE', dkey, dev)
+redis.call('ZADD', dkey, now, dev)
+local excess = redis.call('ZCARD', dkey) - ${MAX_KNOWN_DEVICES}
+if excess > 0 then redis.call('ZREMRANGEBYRANK', dkey, 0, excess - 1) end
+redis.call('PEXPIRE', dkey, window)
+if isNew then
+  audit(uid, ARGV[10], 'security', ARGV[11])
+  return { 'OK', 1, events }
+end
+return { 'OK', 0, events }
+`)

@@ -23,6 +23,20 @@ export interface StoredSession {
   revision: number
   /** The session's own idle timeout (record field `d`); undefined: the store's `idleTimeoutMs`. */
   idleTimeoutMs?: number
+  // stepup (issue 14): optional, so stores and records without them stay valid.
+  /** Last authentication: the login, moved by a confirmation (record field `t`; absent = createdAt). */
+  authenticatedAt?: number
+  /** How the last confirmation was made (record field `k`). */
+  confirmMethod?: string
+  /** The name the user gave the device (record field `n`). */
+  name?: string
+  /** Concurrency flags the user acknowledged by confirming (record field `z`); cleared when something new happens. */
+  acknowledgedFlags?: number
+  /** Newest creation time among the user's other sessions, kept with the burst-of-logins flag (record field `w`). */
+  newestOtherCreatedAt?: number
+  /** The token hash this session had before its last rotation, and until when that token reports 'rotated' (fields `p`, `q`). */
+  previousTokenHash?: string
+  previousTokenUntil?: number
 }
 
 /**
@@ -31,6 +45,13 @@ export interface StoredSession {
  */
 export function sessionDeadline (session: Pick<StoredSession, 'lastActivity' | 'absoluteDeadline' | 'idleTimeoutMs'>, defaultIdleTimeoutMs: number): number {
   return Math.min(session.lastActivity + (session.idleTimeoutMs ?? defaultIdleTimeoutMs), session.absoluteDeadline)
+}
+
+/** What is left of an ended session for a while: why and when it ended (a tombstone under the session key). */
+export interface EndedRecord {
+  ended: { reason: string, at: number }
+  /** Hash of the token secret the session had when it ended: only its holder learns the reason. */
+  tokenHash: string
 }
 
 /** Thresholds of the concurrent-session rules; the store applies them whenever a user's sessions change. */
@@ -65,6 +86,8 @@ export type AuditEventType =
   | 'rotated'
   | 'activity'
   | 'security'
+  | 'confirmed'
+  | 'unrecognized'
 
 /** An audit record as stores write it and return it. `data` is a JSON object string. */
 export interface RawAuditEvent {
@@ -151,8 +174,26 @@ export interface CleanupResult {
   orphaned: number
 }
 
-/** What `load` found: a session, nothing, or data that is not a valid session. */
-export type LoadResult = StoredSession | null | 'corrupt'
+/** What `load` found: a session, nothing, an ended session's tombstone, or data that is not a valid session. */
+export type LoadResult = StoredSession | null | 'corrupt' | EndedRecord
+
+export interface ConfirmInput {
+  sessionId: string
+  /** The owner the caller expects ('' = any). */
+  userId: string
+  now: number
+  ipAddress: string
+  userAgent: string
+  deviceFingerprint: string
+  method: string
+  auditData: string
+}
+
+export interface EndResult {
+  /** Public ids of the sessions ended. */
+  ended: string[]
+  events: RawAuditEvent[]
+}
 
 export interface Store {
   /** Called once by the manager before any other method. */
@@ -181,4 +222,19 @@ export interface Store {
    * rejects with an Error whose message names the problem. The plugin calls it at registration (`startupCheck`).
    */
   check (): Promise<void>
+  // stepup (issue 14)
+  /** Confirms a session: authenticatedAt = now, new IP/device baseline, the user's current flags acknowledged. */
+  confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }>
+  /** Names (or, with null, unnames) a session of `userId`. */
+  rename (sessionId: string, userId: string, name: string | null, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }>
+  /**
+   * Ends a session of `userId` reported as not the user's ('unrecognized'), and with `endOthers` every other
+   * session of the user but `exceptSessionId`. Nothing is ended when `sessionId` is not a live session of the user.
+   */
+  reportUnrecognized (sessionId: string, userId: string, now: number, endOthers: boolean, exceptSessionId: string | null, auditData: string): Promise<EndResult>
+  /**
+   * Remembers that the user used a device now; `isNew` when the user has remembered devices and this is not one
+   * of them (within `windowMs`). At most MAX_KNOWN_DEVICES per user, forgotten after `windowMs` without use.
+   */
+  noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }>
 }

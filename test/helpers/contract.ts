@@ -1,6 +1,7 @@
 import type { Test } from 'tap'
 import { SessionManager, type SessionManagerOptions } from '../../lib/manager'
 import type { Store } from '../../lib/store/types'
+import { stepupContract } from './stepup-contract'
 
 /**
  * The store contract: the same behaviour from every store (Redis, Redis Cluster, memory), through the manager.
@@ -17,6 +18,7 @@ export interface ContractTarget {
 const MINUTE = 60_000
 
 export function storeContract (t: Test, target: ContractTarget): void {
+  t.test('issue 14: step-up, ended sessions, devices', async (t) => stepupContract(t, target))
   let clock = Date.UTC(2026, 0, 1)
   async function manager (t: Test, options: Partial<SessionManagerOptions> = {}): Promise<SessionManager> {
     const store = await target.make(t)
@@ -264,7 +266,8 @@ export function storeContract (t: Test, target: ContractTarget): void {
   })
 
   t.test('the audit log records every operation in order, newest first, without tokens', async (t) => {
-    const m = await manager(t, { maxSessionsPerUser: 1 })
+    // New-device notices (a 'security' event at the second login) have their own tests: test/devices.test.ts.
+    const m = await manager(t, { maxSessionsPerUser: 1, security: { knownDevices: false } })
     const seen: string[] = []
     m.on('audit', (event) => seen.push(event.type))
     const a = await m.create('quinn', { ipAddress: '9.9.9.9' })

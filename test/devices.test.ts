@@ -1,0 +1,68 @@
+import { Cluster, Redis } from 'ioredis'
+import { test } from 'tap'
+import { SessionManager } from '../lib/manager'
+import { browserFamily, deviceKey, ipNetwork, MAX_KNOWN_DEVICES } from '../lib/stepup'
+import { RedisStore } from '../lib/store/redis'
+import { startRedis, startRedisCluster } from './helpers/redis'
+
+const DAY = 86_400_000
+const CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36'
+
+test('a device is its browser family and IP network: browser updates and a new address in the same network are the same device', async (t) => {
+  t.equal(browserFamily(CHROME), 'chrome/linux')
+  t.equal(browserFamily('Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1'), 'safari/ios')
+  t.equal(browserFamily('Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36 Edg/130.0'), 'edge/windows')
+  t.equal(browserFamily('Mozilla/5.0 (Macintosh; Intel Mac OS X 14.1; rv:120.0) Gecko/20100101 Firefox/120.0'), 'firefox/macos')
+  t.equal(browserFamily(''), 'other/other')
+  t.equal(ipNetwork('203.0.113.7'), '203.0.113.0/24')
+  t.equal(ipNetwork('::ffff:203.0.113.7'), '203.0.113.0/24')
+  t.equal(ipNetwork('2001:db8:1:2::5'), '2001:db8:1::/48')
+  t.equal(ipNetwork('2001:db8::1'), '2001:db8:0::/48')
+  t.equal(ipNetwork(''), '')
+  t.equal(deviceKey(CHROME, '203.0.113.7'), deviceKey(CHROME.replace('130.0', '131.0'), '203.0.113.99'))
+  t.not(deviceKey(CHROME, '203.0.113.7'), deviceKey(CHROME, '203.0.114.7'))
+  t.match(deviceKey(CHROME, '203.0.113.7'), /^[A-Za-z0-9_-]{16}$/, 'a hash: no address or header is stored')
+})
+
+test('known devices on Redis: one zset per user in the user\'s slot, capped, with a TTL of the window; a damaged key is replaced', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const clock = { now: Date.now() }
+  const m = new SessionManager({ store: new RedisStore({ client, prefix: 'k:' }), now: () => clock.now, maxSessionsPerUser: 100, security: { knownDevices: '90d', rapidCreationWindow: 0 } })
+  for (let n = 0; n < 30; n++) await m.create('ann', { ipAddress: `10.${n}.0.1`, userAgent: CHROME })
+  const [key] = await client.keys('k:{*}:d:ann')
+  t.ok(key)
+  const [tag] = /\{..\}/.exec(key as string) ?? []
+  t.ok((await client.keys(`k:${tag as string}:u:ann`)).length === 1, 'next to the user\'s index, in the same slot')
+  t.equal(await client.type(key as string), 'zset')
+  t.equal(await client.zcard(key as string), MAX_KNOWN_DEVICES)
+  const pttl = await client.pttl(key as string)
+  t.ok(pttl > 89 * DAY && pttl <= 90 * DAY, `PTTL ${pttl}`)
+  const bytes = Number(await client.call('MEMORY', 'USAGE', key as string, 'SAMPLES', '0'))
+  t.comment(`MEMORY USAGE of a user's known devices at the cap (${MAX_KNOWN_DEVICES}): ${bytes} B`)
+  t.ok(bytes < 2048, `${bytes} bytes per user at most`)
+  t.notMatch(JSON.stringify(await client.zrange(key as string, '0', '-1')), /10\./, 'no address is stored')
+
+  await client.set(key as string, 'damaged')
+  t.equal((await m.create('ann', { ipAddress: '10.200.0.1', userAgent: CHROME })).newDevice, false, 'a damaged key is replaced: the device is the first again')
+  t.equal(await client.type(key as string), 'zset')
+})
+
+test('known devices and ended sessions on Redis Cluster: every new key lives in the user\'s slot', async (t) => {
+  const cluster = await startRedisCluster(t)
+  const client = new Cluster(cluster.startupNodes)
+  t.teardown(() => client.quit())
+  await client.ping()
+  const m = new SessionManager({ store: new RedisStore({ client, prefix: 'cl:' }), security: { rapidCreationWindow: 0 } })
+  const users = Array.from({ length: 8 }, (_, n) => `user${n}`)
+  for (const user of users) {
+    const first = await m.create(user, { ipAddress: '203.0.113.7', userAgent: CHROME })
+    const second = await m.create(user, { ipAddress: '198.51.100.23', userAgent: 'Firefox/120' })
+    t.equal(second.newDevice, true, `${user}: a new device on the cluster`)
+    await m.invalidate(first.session.id)
+    t.match(await m.resolve(first.token), { ended: { reason: 'signed_out' } })
+    t.equal(await m.reportUnrecognized(second.session.id, { userId: user }), 1)
+    t.match(await m.resolve(second.token), { ended: { reason: 'unrecognized' } })
+  }
+})
