@@ -189,15 +189,12 @@ const CONFIRM_METHOD = new RegExp(`^[A-Za-z0-9_.:-]{1,${MAX_CONFIRM_METHOD_LENGT
 const KNOWN_DEVICES_DEFAULT_MS = 90 * 86_400_000
 const KNOWN_DEVICES_MAX_MS = 400 * 86_400_000
 
-/** An owner argument: absent -> '' (any owner); present -> a valid user id, else FST_SESSION_INVALID_OWNER. */
+/** An owner argument as a string: absent -> '' (any owner) unless `isRequired`; see ownerOf. */
 function ownerArgument (options: object, isRequired: boolean): string {
-  if (!('userId' in options)) {
-    if (isRequired) throw new errors.INVALID_OWNER()
-    return ''
-  }
-  const userId = (options as { userId?: unknown }).userId
-  if (typeof userId !== 'string' || userId === '') throw new errors.INVALID_OWNER()
-  return validUserId(userId)
+  const owner = ownerOf(options)
+  if (owner !== undefined) return owner
+  if (isRequired) throw new errors.INVALID_OWNER()
+  return ''
 }
 
 const MAX_USER_ID_LENGTH = 256

@@ -57,7 +57,7 @@ export function stepupContract (t: Test, target: ContractTarget): void {
     const m = await manager(t)
     const { token, session } = await m.create('cid')
     t.equal(await m.confirm(session.id, { userId: 'mallory', method: 'password' }), false)
-    await t.rejects(m.confirm(session.id, { userId: '', method: 'password' }), { code: 'FST_SESSION_INVALID_OWNER', statusCode: 400, message: 'owner userId must be a non-empty string' })
+    await t.rejects(m.confirm(session.id, { userId: '', method: 'password' }), { code: 'FST_SESSION_INVALID_OWNER', statusCode: 400 })
     await t.rejects(m.confirm(session.id, { userId: 7 as unknown as string, method: 'password' }), { code: 'FST_SESSION_INVALID_OWNER' })
     await t.rejects(m.confirm(session.id, { method: 'pass word' }), { code: 'FST_SESSION_INVALID_ARGUMENT', statusCode: 400 })
     await t.rejects(m.confirm(session.id, { method: 'x'.repeat(33) }), { code: 'FST_SESSION_INVALID_ARGUMENT' })
