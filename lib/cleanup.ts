@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { errors } from './errors'
-import { lockKey } from './keys'
 import type { SessionManager } from './manager'
-import { RedisStore } from './store/redis'
 
 /** The subset of a pino / Fastify logger the service writes to. */
 export interface CleanupLogger {
@@ -19,7 +17,7 @@ export interface SessionCleanupOptions {
   batchSize?: number
   logger?: CleanupLogger
   /**
-   * Longest time an instance's claim on an interval keeps the other instances out (Redis store only).
+   * Longest time an instance's claim on an interval keeps the other instances out (stores with a fleet-wide lock).
    * A claim never outlives its interval, so this only matters when it is shorter than `intervalMs`.
    * @default intervalMs
    */
@@ -34,22 +32,12 @@ export interface CleanupRunResult {
   skipped: boolean
 }
 
-/**
- * Compare-and-delete of the cleanup lock: deletes it only while it still holds this instance's owner value, so a
- * claim that expired and was taken by another instance is never removed.
- * KEYS[1] the lock key; ARGV[1] the owner value. -> 1 when deleted, 0 when the lock is not ours.
- */
-const RELEASE_LOCK = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`
-const RELEASE_COMMAND = 'fdsess_cleanupUnlock'
+/** Name of the store lock (`Store.tryLock`) that claims an interval. */
+const LOCK_NAME = 'cleanup'
 /** setTimeout fires at once (with a warning) beyond this delay; longer waits are taken in steps. */
 const MAX_TIMER_DELAY_MS = 2_147_483_647
 /** The longest a timer waits after an interval starts (see `startDelayMs`). */
 const MAX_START_DELAY_MS = 5_000
-
-type ReleaseCall = (key: string, owner: string) => Promise<number>
 
 function positive (name: string, value: unknown, integer: boolean): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || (integer && !Number.isSafeInteger(value))) {
@@ -63,7 +51,7 @@ function positive (name: string, value: unknown, integer: boolean): number {
  *
  * How one run per interval holds: intervals are aligned to the wall clock (interval n is
  * [n * intervalMs, (n + 1) * intervalMs)) and every instance's timer fires once per interval, `startDelayMs` after it
- * begins. The run goes to whoever first sets the lock (`SET lock owner NX PX ttl`) with a TTL that ends with the
+ * begins. The run goes to whoever first takes the store's lock (`Store.tryLock`; Redis: `SET lock owner NX PX ttl`) with a TTL that ends with the
  * interval, so the claim covers the whole interval and is gone before the next interval's timers fire. A successful
  * run keeps its claim (releasing it would let a late instance run the same interval again); a failed run releases it
  * by compare-and-delete, so the interval may be retried. A holder that crashes loses its claim when the lock TTL
@@ -74,7 +62,8 @@ function positive (name: string, value: unknown, integer: boolean): number {
  *
  * A run that lasts longer than its interval does not hold the next one: another instance may start the next run
  * meanwhile. That only costs work, since every batch is one atomic script that removes what is due and nothing else.
- * Within one process, runs never overlap. With the memory store there is no lock: every instance cleans its own.
+ * Within one process, runs never overlap. The memory store always grants its lock: every instance cleans its own.
+ * Time comes from the manager: its clock (`now`) and its timers, so tests inject both.
  *
  * Events on the manager: `'cleanup'` (CleanupRunResult) after each run, skipped ones included, and `'cleanupError'`
  * (the error) after a failed one.
@@ -85,12 +74,11 @@ export class SessionCleanupService {
   readonly batchSize: number
   readonly lockTtlMs: number
   private readonly logger: CleanupLogger | null
-  private readonly redis: RedisStore | null
   /** Random value identifying this instance's claims, so it only ever deletes its own. */
   private readonly owner = randomBytes(16).toString('base64url')
   /** Time between the start of an interval and this instance's attempt to claim it; see the class comment. */
   private readonly startDelayMs: number
-  private timer: NodeJS.Timeout | null = null
+  private timer: { unref (): unknown } | null = null
   private running: Promise<CleanupRunResult> | null = null
 
   constructor (options: SessionCleanupOptions) {
@@ -103,9 +91,6 @@ export class SessionCleanupService {
     this.lockTtlMs = options.lockTtlMs === undefined ? this.intervalMs : positive('lockTtlMs', options.lockTtlMs, false)
     this.logger = options.logger ?? null
     this.startDelayMs = Math.min(Math.ceil(this.intervalMs / 10), MAX_START_DELAY_MS)
-    const store = this.manager.store
-    this.redis = store instanceof RedisStore ? store : null
-    this.redis?.client.defineCommand(RELEASE_COMMAND, { numberOfKeys: 1, lua: RELEASE_LOCK })
   }
 
   /** Starts the timer (unref'ed: it never keeps the process alive). Calling it again does nothing. */
@@ -115,7 +100,7 @@ export class SessionCleanupService {
 
   /** Stops the timer and waits for a run in progress. */
   async stop (): Promise<void> {
-    if (this.timer !== null) clearTimeout(this.timer)
+    if (this.timer !== null) this.manager.timers.clearTimeout(this.timer)
     this.timer = null
     // A failed run has already been logged and reported as 'cleanupError'.
     await this.running?.catch(() => {})
@@ -131,19 +116,19 @@ export class SessionCleanupService {
   }
 
   private scheduleNext (): void {
-    const now = Date.now()
+    const now = this.manager.now()
     this.arm((Math.floor(now / this.intervalMs) + 1) * this.intervalMs + this.startDelayMs)
   }
 
   private arm (runAt: number): void {
-    const timer = setTimeout(() => { this.onTimer(runAt) }, Math.max(1, Math.min(runAt - Date.now(), MAX_TIMER_DELAY_MS)))
+    const timer = this.manager.timers.setTimeout(() => { this.onTimer(runAt) }, Math.max(1, Math.min(runAt - this.manager.now(), MAX_TIMER_DELAY_MS)))
     timer.unref()
     this.timer = timer
   }
 
   private onTimer (runAt: number): void {
     // Early (timers round to the millisecond) or one step of a wait longer than setTimeout allows: wait on.
-    if (Date.now() < runAt) {
+    if (this.manager.now() < runAt) {
       this.arm(runAt)
       return
     }
@@ -184,21 +169,15 @@ export class SessionCleanupService {
 
   /** True when this instance may run the current interval: it has just claimed it, or had claimed it before. */
   private async claim (): Promise<boolean> {
-    if (this.redis === null) return true
-    const now = Date.now()
+    const now = this.manager.now()
     const intervalEnd = (Math.floor(now / this.intervalMs) + 1) * this.intervalMs
     const ttl = Math.max(1, Math.ceil(Math.min(this.lockTtlMs, intervalEnd - now)))
-    const key = lockKey(this.redis.prefix, 'cleanup')
-    if (await this.redis.client.set(key, this.owner, 'PX', ttl, 'NX') === 'OK') return true
-    return await this.redis.client.get(key) === this.owner
+    return await this.manager.store.tryLock(LOCK_NAME, this.owner, ttl)
   }
 
   private async release (): Promise<void> {
-    const redis = this.redis
-    if (redis === null) return
-    const release = (redis.client as unknown as Record<string, ReleaseCall>)[RELEASE_COMMAND] as ReleaseCall
     try {
-      await release.call(redis.client, lockKey(redis.prefix, 'cleanup'), this.owner)
+      await this.manager.store.release(LOCK_NAME, this.owner)
     } catch (error) {
       // The lock then runs out at the end of the interval, as a crashed holder's would.
       this.logger?.warn({ err: error }, 'fastify-distributed-session: could not release the session cleanup lock')

@@ -161,6 +161,19 @@ export interface SessionManagerOptions {
   }
   /** Clock, for tests. @default Date.now */
   now?: () => number
+  /** Timers of the components that wait on the clock (the cleanup service), for tests. @default setTimeout / clearTimeout */
+  timers?: SessionTimers
+}
+
+/** The timer functions the manager's components use; tests inject them together with `now`. */
+export interface SessionTimers {
+  setTimeout (fire: () => void, delayMs: number): { unref (): unknown }
+  clearTimeout (timer: { unref (): unknown }): void
+}
+
+const globalTimers: SessionTimers = {
+  setTimeout: (fire, delayMs) => setTimeout(fire, delayMs),
+  clearTimeout: (timer) => { clearTimeout(timer as NodeJS.Timeout) }
 }
 
 /** A loaded session plus what the request path needs beyond the public shape. */
@@ -274,6 +287,7 @@ export class SessionManager extends EventEmitter {
   readonly auditMaxEventsPerUser: number
   readonly auditFeed: boolean
   readonly now: () => number
+  readonly timers: SessionTimers
   /** stepup: known-device memory in ms; 0 = off. */
   readonly knownDevicesMs: number
 
@@ -317,6 +331,7 @@ export class SessionManager extends EventEmitter {
       throw new errors.INVALID_OPTION(`"security.knownDevices": at most 400 days, got ${this.knownDevicesMs} ms`)
     }
     this.now = options.now ?? Date.now
+    this.timers = options.timers ?? globalTimers
     this.store.configure({
       idleTimeoutMs: this.idleTimeoutMs,
       auditRetentionMs: this.auditRetentionMs,

@@ -14,11 +14,22 @@ const PREFIX = 'shared:'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/**
+ * The managers' clock (the cleanup service reads the manager's): real time, so the timers and the lock TTLs in Redis
+ * agree with it, until a test sets it; then it stays where it was set until `resume()`.
+ */
+class TestClock {
+  private frozenAt: number | null = null
+  get now (): number { return this.frozenAt ?? Date.now() }
+  set now (at: number) { this.frozenAt = at }
+  resume (): void { this.frozenAt = null }
+}
+
 interface Instance {
   client: Redis
   store: RedisStore
   manager: SessionManager
-  clock: { now: number }
+  clock: TestClock
   /** Times at which this instance's manager started a cleanup (a run that was not skipped). */
   runs: number[]
   results: CleanupRunResult[]
@@ -29,13 +40,13 @@ function instance (t: Test, server: RedisServer, prefix = PREFIX): Instance {
   const client = new Redis(server.url)
   t.teardown(() => client.quit())
   const store = new RedisStore({ client, prefix })
-  const clock = { now: Date.now() }
+  const clock = new TestClock()
   const manager = new SessionManager({ store, now: () => clock.now, maxSessionsPerUser: 5 })
   const runs: number[] = []
   const results: CleanupRunResult[] = []
   const cleanup = manager.cleanup.bind(manager)
   manager.cleanup = async (batchSize?: number) => {
-    runs.push(Date.now())
+    runs.push(manager.now())
     return await cleanup(batchSize)
   }
   manager.on('cleanup', (result: CleanupRunResult) => results.push(result))
@@ -357,16 +368,17 @@ test('stop() waits for the run in progress, and a run still going at the next in
 })
 
 test('with the memory store every run cleans, without a lock', async (t) => {
-  let now = Date.now()
-  const manager = new SessionManager({ store: new MemoryStore(), now: () => now })
+  const clock = new TestClock()
+  const manager = new SessionManager({ store: new MemoryStore(), now: () => clock.now })
   const results: CleanupRunResult[] = []
   manager.on('cleanup', (result: CleanupRunResult) => results.push(result))
   await createSessions(manager, 4, 3)
-  now += 31 * MINUTE
+  clock.now += 31 * MINUTE
   const first = service(t, manager, { intervalMs: DAY })
   const second = service(t, manager, { intervalMs: DAY })
   t.match(await first.runOnce(), { expired: 12, orphaned: 0, skipped: false })
   t.match(await second.runOnce(), { expired: 0, skipped: false }, 'another instance in the same interval runs too')
+  clock.resume()
   const timed = service(t, manager, { intervalMs: 50 })
   timed.start()
   await until(t, () => results.length >= 4, 1000, 'two timed runs')
@@ -383,37 +395,35 @@ test('with the memory store every run cleans, without a lock', async (t) => {
 test('the timer waits for the start of each interval, in steps when the interval is longer than setTimeout allows', async (t) => {
   let clock = 0
   const armed: Array<{ fire: () => void, delay: number }> = []
-  const realNow = Date.now
-  const realSetTimeout = globalThis.setTimeout
-  const manager = new SessionManager({ store: new MemoryStore() })
+  const manager = new SessionManager({
+    store: new MemoryStore(),
+    now: () => clock,
+    timers: {
+      setTimeout: (fire, delay) => {
+        armed.push({ fire, delay })
+        return { unref: () => {} }
+      },
+      clearTimeout: () => {}
+    }
+  })
   let runs = 0
   manager.on('cleanup', () => { runs++ })
   const intervalMs = 2 ** 32
   const cleaner = new SessionCleanupService({ manager, intervalMs })
-  Date.now = () => clock
-  globalThis.setTimeout = ((fire: () => void, delay: number) => {
-    armed.push({ fire, delay })
-    return { unref: () => {} }
-  }) as unknown as typeof setTimeout
-  try {
-    clock = 3 * intervalMs + 1
-    cleaner.start()
-    t.equal(armed.length, 1)
-    t.equal(armed[0]?.delay, 2 ** 31 - 1, 'setTimeout is given the longest delay it accepts')
-    const runAt = 4 * intervalMs + 5000
-    clock = runAt - 1000
-    armed[0]?.fire()
-    t.equal(armed[1]?.delay, 1000, 'then waits on for the rest')
-    clock = runAt - 1
-    armed[1]?.fire()
-    t.equal(armed[2]?.delay, 1, 'a timer that fires early waits on')
-    clock = runAt
-    armed[2]?.fire()
-    t.equal(armed[3]?.delay, 2 ** 31 - 1, 'the next interval is scheduled before the run starts')
-  } finally {
-    Date.now = realNow
-    globalThis.setTimeout = realSetTimeout
-  }
+  clock = 3 * intervalMs + 1
+  cleaner.start()
+  t.equal(armed.length, 1)
+  t.equal(armed[0]?.delay, 2 ** 31 - 1, 'setTimeout is given the longest delay it accepts')
+  const runAt = 4 * intervalMs + 5000
+  clock = runAt - 1000
+  armed[0]?.fire()
+  t.equal(armed[1]?.delay, 1000, 'then waits on for the rest')
+  clock = runAt - 1
+  armed[1]?.fire()
+  t.equal(armed[2]?.delay, 1, 'a timer that fires early waits on')
+  clock = runAt
+  armed[2]?.fire()
+  t.equal(armed[3]?.delay, 2 ** 31 - 1, 'the next interval is scheduled before the run starts')
   await cleaner.stop()
   t.equal(runs, 1, 'one run at the start of the interval')
 })

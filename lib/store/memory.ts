@@ -314,6 +314,18 @@ export class MemoryStore implements Store {
     return { isNew, events }
   }
 
+  /**
+   * Always granted: a memory store holds one process's own sessions, so every instance cleans its own and there is
+   * no fleet to keep out.
+   */
+  async tryLock (_name: string, _owner: string, _ttlMs: number): Promise<boolean> {
+    return true
+  }
+
+  async release (_name: string, _owner: string): Promise<boolean> {
+    return true
+  }
+
   async close (): Promise<void> {
     this.tombstones.clear()
     this.devices.clear()

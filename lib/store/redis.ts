@@ -1,5 +1,5 @@
 import { Redis, type Cluster } from 'ioredis'
-import { sessionKey, shardKey, tagKey } from '../keys'
+import { lockKey, sessionKey, shardKey, tagKey } from '../keys'
 import { rateLimited, warningLogger, type SessionLogger } from '../logger'
 import { FORBIDDEN_KEYS, isWellFormed } from '../metadata'
 import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
@@ -111,6 +111,7 @@ export class RedisStore implements Store {
       this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
     }
     this.client.defineCommand(COMMAND_PREFIX + 'tag', { numberOfKeys: 1, lua: scripts.RESOLVE_TAG })
+    this.client.defineCommand(COMMAND_PREFIX + 'releaseLock', { numberOfKeys: 1, lua: scripts.RELEASE_LOCK })
   }
 
   configure (config: StoreConfig): void {
@@ -289,6 +290,17 @@ export class RedisStore implements Store {
       this.call('noteDevice', tag, now, userId, deviceKey, String(windowMs), sessionId, auditData, cached ? '1' : '0'))
     if (reply === null) return { isNew: false, events: [] }
     return { isNew: Number(reply[1]) === 1, events: this.eventsOf(reply) }
+  }
+
+  async tryLock (name: string, owner: string, ttlMs: number): Promise<boolean> {
+    const key = lockKey(this.prefix, name)
+    if (await this.client.set(key, owner, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX') === 'OK') return true
+    return await this.client.get(key) === owner
+  }
+
+  async release (name: string, owner: string): Promise<boolean> {
+    const command = (this.client as unknown as Record<string, (key: string, owner: string) => Promise<number>>)[COMMAND_PREFIX + 'releaseLock'] as (key: string, owner: string) => Promise<number>
+    return await command.call(this.client, lockKey(this.prefix, name), owner) === 1
   }
 
   async close (): Promise<void> {

@@ -754,6 +754,16 @@ return { 'OK', { expired, orphaned, examined }, events }
  * of the reply is then 1, so the store can audit it.
  * -> { tag, pttl, repaired } | { '', 0, repaired } when the user has no tag
  */
+/**
+ * Compare-and-delete of a lock: deletes it only while it still holds the caller's owner value, so a claim that
+ * expired and was taken by another owner is never removed.
+ * KEYS[1] the lock key; ARGV[1] the owner value. -> 1 when deleted, 0 when the lock is not the caller's.
+ */
+export const RELEASE_LOCK = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+
 export const RESOLVE_TAG = `
 local cur = redis.pcall('GET', KEYS[1])
 local repaired = 0

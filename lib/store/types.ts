@@ -237,4 +237,12 @@ export interface Store {
    * of them (within `windowMs`). At most MAX_KNOWN_DEVICES per user, forgotten after `windowMs` without use.
    */
   noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }>
+  /**
+   * The fleet-wide lock named `name` (the cleanup service's claim on an interval): resolves true when `owner` holds
+   * it after the call, because it was free and is now taken for `ttlMs`, or because `owner` already held it (its TTL
+   * is then left as it was). False while another owner holds it.
+   */
+  tryLock (name: string, owner: string, ttlMs: number): Promise<boolean>
+  /** Frees the lock `name` only while `owner` holds it (compare-and-delete); true when it was freed. */
+  release (name: string, owner: string): Promise<boolean>
 }
