@@ -43,7 +43,7 @@ export async function measureClientDecode () {
   const redis = await startRedis()
   const seed = new Redis(redis.url)
   const now = String(Date.now())
-  // The fields of a session hash as lib/store/scripts.ts writes them (user agent and fingerprint of a browser).
+  // The fields of a session hash as lib/store/redis/scripts.ts writes them (user agent and fingerprint of a browser).
   const fields = {
     u: 'bench-user',
     h: 'x'.repeat(43),

@@ -4,8 +4,8 @@
 // how long ten concurrent lists delay another client's PING, and used_memory growth for 100,000 unknown tokens
 // read through the near cache.
 import { Redis } from 'ioredis'
-import { SessionManager } from '../dist/manager.js'
-import { RedisStore } from '../dist/store/redis.js'
+import { SessionManager } from '../dist/core/manager.js'
+import { RedisStore } from '../dist/store/redis/store.js'
 import { startRedis, exitOnSignals } from './redis.mjs'
 
 exitOnSignals()

@@ -228,8 +228,8 @@ function microsWhere (profile, test) {
 const COST_CENTRES = [
   ['ioredis: sending the command and decoding the reply', (f) => f.where.startsWith('ioredis/')],
   ['SHA-256 of the token secret', (f) => f.where.startsWith('node:internal/crypto/hash')],
-  ['device fingerprint (derive from headers, validate, compare)', (f) => f.where.startsWith('dist/fingerprint.js') || f.name.startsWith('RegExp: ^v1')],
-  ['other JS of this package (hook, manager, store parsing, security report)', (f) => f.where.startsWith('dist/') && !f.where.startsWith('dist/fingerprint.js')],
+  ['device fingerprint (derive from headers, validate, compare)', (f) => f.where.startsWith('dist/security/fingerprint.js') || f.name.startsWith('RegExp: ^v1')],
+  ['other JS of this package (hook, manager, store parsing, security report)', (f) => f.where.startsWith('dist/') && !f.where.startsWith('dist/security/fingerprint.js')],
   ['timers and promise plumbing (microtasks)', (f) => f.where.startsWith('node:internal/timers') || f.where.startsWith('node:timers') || f.name === 'runMicrotasks' || f.name === 'processTicksAndRejections' || f.name === 'getLibuvNow'],
   ['garbage collector', (f) => f.name === '(garbage collector)']
 ]
@@ -268,7 +268,7 @@ function commentary (results, profiles, decode) {
     '2. **One-shot SHA-256.** `crypto.hash(\'sha256\', secret, \'base64url\')`, compared with the stored digest without allocating Buffers.',
     '3. **Fingerprint cache.** The request\'s fingerprint is cached per user agent; a hit costs four string comparisons, and an equal ' +
     'fingerprint is not parsed at all.',
-    '4. **One timer for all deadlines** (`lib/deadline.ts`) instead of a `setTimeout` per request; the token is parsed once; ' +
+    '4. **One timer for all deadlines** (`lib/plugin/deadline.ts`) instead of a `setTimeout` per request; the token is parsed once; ' +
     '`requireSession` is a callback hook; a request that raises no flag allocates no report.',
     '',
     'What is left is mostly allocation (the parsed record, the session object and its three `Date`s, the promises of the async ' +

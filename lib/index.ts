@@ -1,168 +1,31 @@
-import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply, HookHandlerDoneFunction } from 'fastify'
-import fp from 'fastify-plugin'
-import { formatDuration } from './bounds'
-import { SessionCleanupService } from './cleanup'
-import { errors } from './errors'
-import { SessionManager, type Session, type SessionManagerOptions } from './manager'
-import { registerMetrics } from './metrics'
-import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
-import { getSession, requireSession } from './hooks'
-import { kDenied, kFromCookie, kHandler, kSessionToken, RequestHandler, type RotateSessionOptions, type StartSessionArgs, type StartSessionData } from './request'
-import { registerRoutes } from './routes'
-import type { SessionEnded } from './stepup'
-import { MemoryStore } from './store/memory'
-import { RedisStore } from './store/redis'
-import type { Store } from './store/types'
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The request's session, or null when it carries no valid token. */
-    session: Session | null
-    /** True when the session shows suspicious concurrent use, another IP or another device: ask for a second factor. */
-    requiresSecurityCheck: boolean
-    /** For a token whose session has ended (within the last day): why and when; else null. */
-    sessionEnded: SessionEnded | null
-  }
-  interface FastifyReply {
-    /**
-     * Creates a session for the user (ending the request's previous one), sets the cookie, returns the token.
-     * `data.metadata` is required when your `SessionMetadata` declares a required field (see `StartSessionArgs`).
-     */
-    startSession (userId: string, ...data: StartSessionArgs): Promise<{ token: string, session: Session, newDevice: boolean }>
-    /** Ends the request's session server-side and clears the cookie; false when there was none. */
-    endSession (reason?: string): Promise<boolean>
-    /** Replaces the request's token (privilege change) and sets the new cookie; null without a session. */
-    rotateSession (options?: RotateSessionOptions): Promise<{ token: string, session: Session } | null>
-    /**
-     * Call after verifying a second factor or the password: clears `requiresSecurityCheck` until something new
-     * happens and moves `session.authenticatedAt` to now (audited `confirmed`). False when the session is gone.
-     */
-    confirmSession (options: { method: string }): Promise<boolean>
-  }
-  interface FastifyInstance {
-    sessions: SessionManager
-    /** The same hook as the named export `requireSession` (which also works where this decorator is not visible). */
-    requireSession (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void
-  }
-}
-
-function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPrefix: string, nearCache: ResolvedOptions['nearCache']): Store {
-  if (options.store !== undefined) return options.store
-  if (options.redis !== undefined) {
-    const clientOptions = typeof options.redis === 'string' ? null : (options.redis as { options?: { sentinels?: unknown, failoverDetector?: boolean } }).options
-    if (clientOptions?.sentinels != null && clientOptions.failoverDetector !== true) {
-      app.log.warn('fastify-distributed-session: a Sentinel client without `failoverDetector: true` keeps writing to the old master for seconds after a failover (see docs/deployment.md)')
-    }
-    // `logger`: the client's connection errors go to app.log, rate-limited, not to stderr.
-    return new RedisStore({ client: options.redis, prefix: keyPrefix, nearCache, logger: app.log })
-  }
-  app.log.warn('fastify-distributed-session: no `redis` or `store` option: using the in-memory store; sessions are lost on restart and not shared between processes')
-  return new MemoryStore()
-}
-
-/** Bounds the store's startup check; the error names the problem and the option that skips the check. */
-async function checkStore (store: Store, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`the store did not answer within ${formatDuration(timeoutMs)} (option "startupCheck.timeout")`)) }, timeoutMs)
-  })
-  try {
-    await Promise.race([store.check(), timeout])
-  } catch (error) {
-    throw new errors.STORE_CHECK_FAILED(error instanceof Error ? error.message : String(error), { cause: error })
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionPlugin (app, rawOptions) {
-  if (app.hasDecorator('sessions') || app.hasRequestDecorator(kHandler as unknown as string)) throw new errors.ALREADY_REGISTERED()
-  const options = resolveOptions(rawOptions)
-  const raw = options.raw
-  const store = createStore(app, raw, options.keyPrefix, options.nearCache)
-  let manager: SessionManager
-  try {
-    // `logger` (SessionManagerOptions): a throwing event listener is logged through app.log.
-    const managerOptions: SessionManagerOptions & { logger: FastifyBaseLogger } = {
-      store,
-      idleTimeout: raw.idleTimeout,
-      absoluteTimeout: raw.absoluteTimeout,
-      touchInterval: raw.touchInterval,
-      maxSessionsPerUser: raw.maxSessionsPerUser,
-      limitPolicy: raw.limitPolicy,
-      maxMetadataBytes: raw.maxMetadataBytes,
-      maxMetadataKeys: raw.maxMetadataKeys,
-      security: raw.security,
-      audit: raw.audit,
-      now: raw.now,
-      logger: app.log
-    }
-    manager = new SessionManager(managerOptions)
-    if (options.startupCheckMs > 0) await checkStore(store, options.startupCheckMs)
-  } catch (error) {
-    // A client the plugin opened must not reconnect forever and keep the process alive after a failed registration.
-    if (raw.store === undefined) await store.close().catch(() => {})
-    throw error
-  }
-  const handler = new RequestHandler(manager, options)
-
-  app.decorate('sessions', manager)
-  app.decorateRequest('session', null)
-  app.decorateRequest('requiresSecurityCheck', false)
-  // Private per-request state on Symbols, declared so every request object keeps one shape.
-  app.decorateRequest(kHandler as unknown as string, null)
-  app.decorateRequest(kDenied as unknown as string, null)
-  app.decorateRequest(kSessionToken as unknown as string, null)
-  app.decorateRequest(kFromCookie as unknown as string, false)
-  app.decorateRequest('sessionEnded', null)
-  app.decorateReply('confirmSession', function confirmSession (this: FastifyReply, options: { method: string }) {
-    return handler.confirmSession(this.request, options)
-  })
-  app.decorateReply('startSession', function startSession (this: FastifyReply, userId: string, data?: StartSessionData) {
-    return handler.startSession(this.request, this, userId, data)
-  })
-  app.decorateReply('endSession', function endSession (this: FastifyReply, reason = 'logout') {
-    return handler.endSession(this.request, this, reason)
-  })
-  app.decorateReply('rotateSession', function rotateSession (this: FastifyReply, rotateOptions?: RotateSessionOptions) {
-    return handler.rotateSession(this.request, this, rotateOptions)
-  })
-  app.decorate('requireSession', requireSession)
-  app.addHook('onRequest', function loadSession (request, reply) {
-    return handler.loadSession(request, reply)
-  })
-
-  if (raw.metrics !== undefined) registerMetrics(raw.metrics.registry, manager)
-
-  const cleanup = options.cleanup === false
-    ? null
-    : new SessionCleanupService({ manager, intervalMs: options.cleanup.intervalMs, batchSize: options.cleanup.batchSize, logger: app.log })
-  app.addHook('onReady', async function startCleanup () {
-    cleanup?.start()
-  })
-  app.addHook('onClose', async function closeSessions () {
-    await cleanup?.stop()
-    // A store the user passed in is theirs; a Redis client they passed in is never closed by RedisStore
-    // (its near-cache connections are).
-    if (raw.store === undefined) await manager.close()
-  })
-
-  if (options.routesPrefix !== null) registerRoutes(app, handler, options.routesPrefix)
-}
+// The package's public surface, by layer. lib/plugin/ is the Fastify plugin (hooks, routes, options, cookies, the
+// request path); lib/core/ the session core (manager, tokens, metadata, cleanup); lib/security/ the security signals;
+// lib/store/ the store contract and its memory and Redis implementations. docs/design.md maps the rules to their homes.
+import { sessionPlugin } from './plugin/plugin'
 
 /** The plugin: `app.register(sessionPlugin, options)`. */
-export const sessionPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-distributed-session' })
 export default sessionPlugin
+export { sessionPlugin }
+export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './plugin/options'
+export type { StartSessionArgs, StartSessionData, RotateSessionOptions } from './plugin/request'
+export { requireSession, getSession } from './plugin/hooks'
 
-export { requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
-export { requireFreshSession } from './freshness'
-export type { SessionEnded, SessionEndReason } from './stepup'
-export type { NewDeviceEvent, ConfirmOptions } from './manager'
-export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
-export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'
-export type { RedisClient } from './store/client'
-export type { StartSessionArgs, StartSessionData, RotateSessionOptions } from './request'
+// The session core: usable without Fastify.
+export { SessionManager } from './core/manager'
+export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './core/manager'
+export type { NewDeviceEvent, ConfirmOptions } from './core/manager'
+export { SessionCleanupService } from './core/cleanup'
+export { errors } from './core/errors'
+
+// Security signals.
+export { requireFreshSession } from './security/freshness'
+export type { SessionEnded, SessionEndReason } from './security/stepup'
+export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './security/fingerprint'
+
+// Stores.
 export type { Store, StoredSession } from './store/types'
-export type { RedisStoreOptions } from './store/redis'
-export type { NearCacheOptions } from './store/near-cache'
+export { MemoryStore } from './store/memory/store'
+export { RedisStore } from './store/redis/store'
+export type { RedisStoreOptions } from './store/redis/store'
+export type { RedisClient } from './store/redis/client'
+export type { NearCacheOptions } from './store/redis/near-cache'

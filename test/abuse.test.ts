@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { DEFAULT_ABUSE_OPTIONS, InvalidTokenTracker, type AbuseOptions } from '../lib/abuse'
+import { DEFAULT_ABUSE_OPTIONS, InvalidTokenTracker, type AbuseOptions } from '../lib/security/abuse'
 
 function clock (start = 1_000_000): { now: () => number, advance: (ms: number) => void } {
   let time = start

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fast
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import sessionPlugin, { getSession, requireSession, type SessionPluginOptions, type StartSessionData } from '../lib/index'
-import { readCookie, serializeCookie } from '../lib/cookie'
+import { readCookie, serializeCookie } from '../lib/plugin/cookie'
 import { BROWSER } from './helpers/app'
 import { startRedis } from './helpers/redis'
 

@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { DeadlineQueue } from '../lib/deadline'
+import { DeadlineQueue } from '../lib/plugin/deadline'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 

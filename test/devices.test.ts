@@ -1,8 +1,8 @@
 import { Cluster, Redis } from 'ioredis'
 import { test } from 'tap'
-import { SessionManager } from '../lib/manager'
-import { browserFamily, deviceKey, ipNetwork, MAX_KNOWN_DEVICES } from '../lib/stepup'
-import { RedisStore } from '../lib/store/redis'
+import { SessionManager } from '../lib/core/manager'
+import { browserFamily, deviceKey, ipNetwork, MAX_KNOWN_DEVICES } from '../lib/security/stepup'
+import { RedisStore } from '../lib/store/redis/store'
 import { startRedis, startRedisCluster } from './helpers/redis'
 
 const DAY = 86_400_000

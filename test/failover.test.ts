@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { Cluster } from 'ioredis'
-import { sessionKey } from '../lib/keys'
+import { sessionKey } from '../lib/store/redis/keys'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { startRedisCluster } from './helpers/redis'
 

@@ -8,7 +8,7 @@ import {
   fingerprintMatches,
   generateDeviceFingerprint,
   type FingerprintInput
-} from '../lib/fingerprint'
+} from '../lib/security/fingerprint'
 
 const FORMAT = /^v1(?:\.(?:[A-Za-z0-9_-]{8})?){8}$/
 

@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import sessionPlugin from '../lib/index'
-import { auditFeedKey, auditTimelineKey, sessionKey, shardKey, tagKey } from '../lib/keys'
+import { auditFeedKey, auditTimelineKey, sessionKey, shardKey, tagKey } from '../lib/store/redis/keys'
 import { startRedis } from './helpers/redis'
 
 // Same seed, same requests: a failure names its seed and request number, and FUZZ_SEED=<seed> replays it.

@@ -3,12 +3,12 @@ import Fastify from 'fastify'
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
-import { SessionCleanupService } from '../lib/cleanup'
+import { SessionCleanupService } from '../lib/core/cleanup'
 import sessionPlugin from '../lib/index'
-import { SessionManager } from '../lib/manager'
-import { registerMetrics } from '../lib/metrics'
-import { MemoryStore } from '../lib/store/memory'
-import { RedisStore } from '../lib/store/redis'
+import { SessionManager } from '../lib/core/manager'
+import { registerMetrics } from '../lib/plugin/metrics'
+import { MemoryStore } from '../lib/store/memory/store'
+import { RedisStore } from '../lib/store/redis/store'
 import { startRedis, type RedisServer } from './helpers/redis'
 
 const MINUTE = 60_000
@@ -64,7 +64,7 @@ function withoutPromClient (error: Error, fn: () => void): void {
   }
 }
 
-// First in the file: once lib/metrics.ts has loaded prom-client, Node answers later requires from its cache.
+// First in the file: once lib/plugin/metrics.ts has loaded prom-client, Node answers later requires from its cache.
 test('without prom-client installed, registering metrics says to install it', async (t) => {
   const manager = new SessionManager({ store: new MemoryStore() })
   const missing = Object.assign(new Error("Cannot find module 'prom-client'"), { code: 'MODULE_NOT_FOUND' })

@@ -1,8 +1,8 @@
 import Fastify from 'fastify'
 import { test } from 'tap'
 import sessionPlugin, { MemoryStore, SessionCleanupService, SessionManager, type SessionPluginOptions } from '../lib/index'
-import { COUNT_BOUNDS, DURATION_BOUNDS } from '../lib/bounds'
-import { InvalidTokenTracker } from '../lib/abuse'
+import { COUNT_BOUNDS, DURATION_BOUNDS } from '../lib/core/bounds'
+import { InvalidTokenTracker } from '../lib/security/abuse'
 
 const PREFIX = 'fastify-distributed-session: option '
 

@@ -208,7 +208,7 @@ test('the npm pack tarball type-checks in consumer projects under node10, node16
   if (info === undefined) throw new Error('npm pack reported no tarball')
   const tarball = path.join(base, info.filename)
   const files = info.files.map((file) => file.path)
-  for (const expected of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/esm.mjs', 'dist/esm.d.mts', 'dist/store/client.d.ts']) {
+  for (const expected of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/esm.mjs', 'dist/esm.d.mts', 'dist/store/redis/client.d.ts']) {
     t.ok(files.includes(expected), `the tarball holds ${expected}`)
   }
   t.notOk(files.some((file) => file.startsWith('lib/') || file.startsWith('test/')), 'the tarball holds no sources or tests')

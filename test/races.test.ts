@@ -1,8 +1,8 @@
 import { test } from 'tap'
 import { Redis } from 'ioredis'
-import { sessionKey, shardKey } from '../lib/keys'
-import { SessionManager, type SessionManagerOptions } from '../lib/manager'
-import { RedisStore } from '../lib/store/redis'
+import { sessionKey, shardKey } from '../lib/store/redis/keys'
+import { SessionManager, type SessionManagerOptions } from '../lib/core/manager'
+import { RedisStore } from '../lib/store/redis/store'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { startRedis } from './helpers/redis'
 

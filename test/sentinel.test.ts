@@ -1,6 +1,6 @@
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { sessionKey } from '../lib/keys'
+import { sessionKey } from '../lib/store/redis/keys'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { sendCommand } from './helpers/redis'
 import { startSentinelSetup, type SentinelSetup } from './helpers/sentinel'

@@ -1,9 +1,9 @@
 import { Redis } from 'ioredis'
 import { test } from 'tap'
-import { sessionKey } from '../lib/keys'
-import { SessionManager, type AuditEvent } from '../lib/manager'
-import { ENDED_SESSION_MEMORY_MS } from '../lib/stepup'
-import { RedisStore } from '../lib/store/redis'
+import { sessionKey } from '../lib/store/redis/keys'
+import { SessionManager, type AuditEvent } from '../lib/core/manager'
+import { ENDED_SESSION_MEMORY_MS } from '../lib/security/stepup'
+import { RedisStore } from '../lib/store/redis/store'
 import { startRedis } from './helpers/redis'
 
 const MINUTE = 60_000

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { Cluster } from 'ioredis'
-import { RedisStore } from '../lib/store/redis'
+import { RedisStore } from '../lib/store/redis/store'
 import { startRedisCluster } from './helpers/redis'
 import { storeContract } from './helpers/contract'
 import { dumpRedis } from './helpers/redis-inspect'

@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import { Redis as Redis5 } from 'ioredis5'
 import type { Redis } from 'ioredis'
-import { RedisStore } from '../lib/store/redis'
+import { RedisStore } from '../lib/store/redis/store'
 import { startRedis } from './helpers/redis'
 import { storeContract } from './helpers/contract'
 

@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { MemoryStore } from '../lib/store/memory'
+import { MemoryStore } from '../lib/store/memory/store'
 import { storeContract } from './helpers/contract'
 
 test('store contract: memory', async (t) => {

@@ -1,6 +1,6 @@
 import { test } from 'tap'
 import { Redis } from 'ioredis'
-import { RedisStore } from '../lib/store/redis'
+import { RedisStore } from '../lib/store/redis/store'
 import { startRedis } from './helpers/redis'
 import { storeContract } from './helpers/contract'
 import { commandsProcessed, dumpRedis } from './helpers/redis-inspect'

@@ -1,5 +1,5 @@
 import type { Test } from 'tap'
-import { SessionManager, type SessionManagerOptions } from '../../lib/manager'
+import { SessionManager, type SessionManagerOptions } from '../../lib/core/manager'
 import type { Store } from '../../lib/store/types'
 import { stepupContract } from './stepup-contract'
 

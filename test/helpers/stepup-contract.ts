@@ -1,7 +1,7 @@
 import type { Test } from 'tap'
-import { FLAG_DISTINCT_IPS, FLAG_RAPID_CREATION } from '../../lib/concurrency'
-import { SessionManager, type AuditEvent, type NewDeviceEvent, type SessionManagerOptions } from '../../lib/manager'
-import { ENDED_SESSION_MEMORY_MS, endReasonOf } from '../../lib/stepup'
+import { FLAG_DISTINCT_IPS, FLAG_RAPID_CREATION } from '../../lib/security/concurrency'
+import { SessionManager, type AuditEvent, type NewDeviceEvent, type SessionManagerOptions } from '../../lib/core/manager'
+import { ENDED_SESSION_MEMORY_MS, endReasonOf } from '../../lib/security/stepup'
 import type { ContractTarget } from './contract'
 
 const MINUTE = 60_000

@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto'
 import { FLAG_RAPID_CREATION } from './concurrency'
-import type { ConcurrencyRules, StoredSession } from './store/types'
+import type { ConcurrencyRules, StoredSession } from '../store/types'
 
 /**
  * Step-up and the life of a session after its login (issue 14): confirmation, flags that age, why a session

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { Session } from './manager'
+import type { Session } from '../core/manager'
 import { kHandler, RequestHandler } from './request'
 
 /**

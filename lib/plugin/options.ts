@@ -1,11 +1,11 @@
 import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { FastifyRequest } from 'fastify'
-import { boundedCount, boundedDuration } from './bounds'
-import { errors } from './errors'
-import type { ConcurrencyReport } from './manager'
-import { isRedisClient, type RedisClient } from './store/client'
-import type { Store } from './store/types'
+import { boundedCount, boundedDuration } from '../core/bounds'
+import { errors } from '../core/errors'
+import type { ConcurrencyReport } from '../core/manager'
+import { isRedisClient, type RedisClient } from '../store/redis/client'
+import type { Store } from '../store/types'
 
 const DURATION = 'duration'
 const Duration = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)$' })], { description: DURATION })

@@ -1,12 +1,12 @@
-import { allConcurrencyFlags, FLAG_RAPID_CREATION } from '../concurrency'
-import { ENDED_SESSION_MEMORY_MS, endReasonOf, MAX_KNOWN_DEVICES } from '../stepup'
-import { randomId, SESSION_ID_LENGTH } from '../token'
+import { allConcurrencyFlags, FLAG_RAPID_CREATION } from '../../security/concurrency'
+import { ENDED_SESSION_MEMORY_MS, endReasonOf, MAX_KNOWN_DEVICES } from '../../security/stepup'
+import { randomId, SESSION_ID_LENGTH } from '../../core/token'
 import type {
   AuditEventType, AuditPage, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, LoadResult, RawAuditEvent,
   RemoveResult, Store,
   StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
-} from './types'
-import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline } from './types'
+} from '../types'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline } from '../types'
 
 /** A session as kept in process: metadata as key -> JSON, as the Redis store keeps it. */
 interface Entry extends Omit<StoredSession, 'metadata'> {

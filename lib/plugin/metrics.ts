@@ -1,7 +1,7 @@
 import type * as PromClient from 'prom-client'
-import type { CleanupRunResult } from './cleanup'
-import { errors } from './errors'
-import type { AuditEvent, SessionManager } from './manager'
+import type { CleanupRunResult } from '../core/cleanup'
+import { errors } from '../core/errors'
+import type { AuditEvent, SessionManager } from '../core/manager'
 
 /** Distinct values kept per label (`reason`, `rule`); later ones are counted as 'other', so free-text reasons cannot flood Prometheus. */
 const MAX_REASONS = 50

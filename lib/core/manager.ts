@@ -1,15 +1,15 @@
 import { EventEmitter } from 'node:events'
 import { boundedCount, boundedDuration } from './bounds'
-import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from './concurrency'
+import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from '../security/concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
 import { warningLogger, type SessionLogger } from './logger'
 import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, serializeMetadata } from './metadata'
 import {
   deviceKey, effectiveFlags, ENDED_SESSION_MEMORY_MS, MAX_CONFIRM_METHOD_LENGTH, newestOtherCreation, validDeviceName, type SessionEnded, type SessionEndReason
-} from './stepup'
+} from '../security/stepup'
 import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
-import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from './store/types'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from '../store/types'
 
 export type { SessionLogger } from './logger'
 

@@ -1,4 +1,4 @@
-import { errors } from './errors'
+import { errors } from '../core/errors'
 
 /**
  * Detection of invalid-token floods: session id guessing and brute force (OWASP Session Management Cheat Sheet,

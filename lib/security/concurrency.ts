@@ -1,4 +1,4 @@
-import type { ConcurrencyRules } from './store/types'
+import type { ConcurrencyRules } from '../store/types'
 
 /**
  * The concurrent-session rules (OWASP Session Management Cheat Sheet, "simultaneous session logons").

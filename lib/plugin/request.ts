@@ -1,15 +1,15 @@
 import { Signer } from '@fastify/cookie'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { boundedDuration } from './bounds'
-import { InvalidTokenTracker } from './abuse'
-import { flagReasons } from './concurrency'
+import { boundedDuration } from '../core/bounds'
+import { InvalidTokenTracker } from '../security/abuse'
+import { flagReasons } from '../security/concurrency'
 import { readCookie, serializeCookie } from './cookie'
 import { DeadlineQueue } from './deadline'
-import { errors } from './errors'
-import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-import type { EndedLoad, LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from './manager'
+import { errors } from '../core/errors'
+import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from '../security/fingerprint'
+import type { EndedLoad, LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from '../core/manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
-import { parseToken, type ParsedToken } from './token'
+import { parseToken, type ParsedToken } from '../core/token'
 
 /** Per-request private state. */
 export const kSessionToken = Symbol('fastify-distributed-session.token')

@@ -1,17 +1,17 @@
 import { Redis, type Cluster } from 'ioredis'
-import { lockKey, sessionKey, shardKey, tagKey } from '../keys'
-import { rateLimited, warningLogger, type SessionLogger } from '../logger'
-import { FORBIDDEN_KEYS, isWellFormed } from '../metadata'
-import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../token'
-import { errors } from '../errors'
+import { lockKey, sessionKey, shardKey, tagKey } from './keys'
+import { rateLimited, warningLogger, type SessionLogger } from '../../core/logger'
+import { FORBIDDEN_KEYS, isWellFormed } from '../../core/metadata'
+import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../../core/token'
+import { errors } from '../../core/errors'
 import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import * as scripts from './scripts'
 import type {
   AuditEventType, AuditPage, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, EndedRecord, LoadResult,
   RawAuditEvent, RemoveResult, Store, StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
-} from './types'
-import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from './types'
+} from '../types'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from '../types'
 
 export interface RedisStoreOptions {
   /**

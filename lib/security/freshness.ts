@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { parseDuration } from './duration'
-import { errors } from './errors'
+import { parseDuration } from '../core/duration'
+import { errors } from '../core/errors'
 
 /**
  * `requireFreshSession(maxAge)`: a hook (preHandler, preValidation) for sensitive routes (OWASP ASVS 7.5.1/7.5.3,

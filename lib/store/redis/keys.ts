@@ -1,4 +1,4 @@
-import { TAG_LENGTH } from './token'
+import { TAG_LENGTH } from '../../core/token'
 
 /**
  * Every Redis key name is built here (the Lua scripts derive the keys of a slot from the shard key; see

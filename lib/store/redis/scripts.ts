@@ -1,8 +1,8 @@
-import { AUDIT_LAYOUT } from '../keys'
-import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from './types'
+import { AUDIT_LAYOUT } from './keys'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from '../types'
 /** How far out of write order two instances' clocks may put a user's events (see AUDIT_QUERY). */
 export const AUDIT_CLOCK_SKEW_MS = 1000
-import { END_REASON_BY_AUDIT, ENDED_SESSION_MEMORY_MS, MAX_KNOWN_DEVICES } from '../stepup'
+import { END_REASON_BY_AUDIT, ENDED_SESSION_MEMORY_MS, MAX_KNOWN_DEVICES } from '../../security/stepup'
 
 /**
  * Lua scripts of the Redis store. Each one is a single atomic step whose keys all live in one hash slot:

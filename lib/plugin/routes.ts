@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods, RouteOptions } from 'fastify'
-import { errors } from './errors'
+import { errors } from '../core/errors'
 import { requireSession } from './hooks'
-import type { Session } from './manager'
+import type { Session } from '../core/manager'
 import { RequestHandler } from './request'
 
 const ErrorBody = Type.Object({
