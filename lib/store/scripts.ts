@@ -85,8 +85,17 @@ local function audit(uid, sid, kind, data)
   local entry = ARGV[1] .. '|' .. kind .. '|' .. #sid .. '|' .. sid .. data
   local len = redis.pcall('LPUSH', l, entry)
   -- A timeline key of another type (written by hand) would fail the script after its other writes: replace it.
+  -- The repair is itself audited: a corrupt record (reason audit_log) goes in first, and to the caller.
   if type(len) ~= 'number' then
     redis.call('DEL', l)
+    local note = '{"reason":"audit_log"}'
+    redis.call('LPUSH', l, ARGV[1] .. '|corrupt|0|' .. note)
+    n = #events
+    events[n + 1] = 'corrupt'
+    events[n + 2] = uid
+    events[n + 3] = ''
+    events[n + 4] = ARGV[1]
+    events[n + 5] = note
     len = redis.call('LPUSH', l, entry)
   end
   -- Retention, amortised: each write pops at most two expired entries from the tail (the oldest end), so the
@@ -113,6 +122,13 @@ local function audit(uid, sid, kind, data)
     local minId = string.format('%d', serverNow - retention)
     local added = redis.pcall('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
     if type(added) == 'table' and added.err then
+      -- The feed belongs to no user: the repair is reported to the caller (and logged there), not stored.
+      n = #events
+      events[n + 1] = 'corrupt'
+      events[n + 2] = ''
+      events[n + 3] = ''
+      events[n + 4] = ARGV[1]
+      events[n + 5] = '{"reason":"audit_feed"}'
       redis.call('DEL', feedKey)
       redis.call('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
     end
