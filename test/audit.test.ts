@@ -371,9 +371,13 @@ test('a timeline key of another type is replaced by the next write, and the chan
   await shareTag(client, 'Dm', 'mallory')
   await client.set(auditTimelineKey(PREFIX, 'Dm', 'mallory'), 'not a list')
   t.same(await manager.auditLog('mallory'), [], 'the query answers, without the damaged key')
+  const emitted: string[] = []
+  manager.on('audit', (event) => { emitted.push(`${event.type}:${String(event.data.reason ?? '')}`) })
   const { session } = await manager.create('mallory')
   t.same((await manager.list('mallory')).map((s) => s.id), [session.id])
-  t.same((await manager.auditLog('mallory')).map((event) => event.type), ['created'])
+  t.same((await manager.auditLog('mallory')).map((event) => [event.type, event.data]), [['created', { ip: '', userAgent: '' }], ['corrupt', { reason: 'audit_log' }]],
+    'the repair is audited under the created event')
+  t.ok(emitted.includes('corrupt:audit_log'), 'and reported to the manager (which logs it)')
   await client.set(auditCapKey(PREFIX, 'Dm', 'mallory'), 'not a time')
   t.same(await manager.auditLogPage('mallory'), { events: (await manager.auditLogPage('mallory')).events, truncated: false }, 'a marker that is not a time is ignored')
 })

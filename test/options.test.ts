@@ -90,7 +90,7 @@ test('a custom store is checked for every method of the Store contract at regist
   t.equal((await refusal({ store: complete })).message, 'registered')
   const partial = { load: complete.load.bind(complete), create: complete.create.bind(complete), configure: complete.configure.bind(complete) }
   t.equal((await refusal({ store: partial })).message,
-    `${PREFIX}"store" must implement every method of the Store interface; missing: check, touch, update, invalidate, invalidateAll, list, rotate, discard, recordEvent, auditLog, cleanup, close, confirm, rename, reportUnrecognized, noteDevice, tryLock, release`)
+    `${PREFIX}"store" must implement every method of the Store interface; missing: check, touch, update, invalidate, invalidateAll, list, rotate, discard, recordEvent, auditLog, cleanup, close, confirm, rename, reportUnrecognized, tryLock, release`)
   t.match((await refusal({ store: null })).message, /^fastify-distributed-session: option "store" must implement every method/)
 })
 

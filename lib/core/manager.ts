@@ -378,13 +378,25 @@ export class SessionManager extends EventEmitter {
       metadata: entries as Record<string, string>,
       auditData: JSON.stringify({ ip: ipAddress, userAgent }),
       ...(idleTimeoutMs === this.idleTimeoutMs ? {} : { idleTimeoutMs }),
-      ...(replace === undefined ? {} : { replace: { sessionId: replace, auditData: '{"reason":"new_login"}' } })
+      ...(replace === undefined ? {} : { replace: { sessionId: replace, auditData: '{"reason":"new_login"}' } }),
+      ...(this.knownDevicesMs === 0
+        ? {}
+        : {
+            device: {
+              key: deviceKey(userAgent, ipAddress),
+              windowMs: this.knownDevicesMs,
+              auditData: JSON.stringify({ rule: 'new_device', ip: ipAddress, userAgent })
+            }
+          })
     })
     this.emitEvents(result.events)
     if (!result.ok) throw new errors.LIMIT_REACHED(this.maxSessionsPerUser)
     const session = this.toSession(result.session)
-    const newDevice = await this.noteDevice(session)
-    return { token: formatToken(result.session.id, secret), session, evicted: result.evicted, replaced: result.replaced, newDevice }
+    if (result.isNewDevice) {
+      const event: NewDeviceEvent = { userId, sessionId: session.id, ipAddress, userAgent, timestamp: new Date(now) }
+      this.emit('newDevice', event)
+    }
+    return { token: formatToken(result.session.id, secret), session, evicted: result.evicted, replaced: result.replaced, newDevice: result.isNewDevice }
   }
 
   /** The session a token opens, or null. A malformed token costs no store call. */
@@ -645,28 +657,6 @@ export class SessionManager extends EventEmitter {
       for (const raw of result.events) if (raw.type === 'unrecognized') this.emit('security', toAuditEvent(raw))
     }
     return result.ended.length
-  }
-
-  /** Remembers the session's device; true when the user has known devices and this is not one of them. */
-  private async noteDevice (session: Session): Promise<boolean> {
-    if (this.knownDevicesMs === 0) return false
-    const timestamp = this.now()
-    let isNew: boolean
-    try {
-      const noted = await this.store.noteDevice(session.userId, deviceKey(session.userAgent, session.ipAddress), session.id, timestamp,
-        this.knownDevicesMs, JSON.stringify({ rule: 'new_device', ip: session.ipAddress, userAgent: session.userAgent }))
-      this.emitEvents(noted.events)
-      isNew = noted.isNew
-    } catch (error) {
-      // The session exists: a failed device note only loses the notice, it does not fail the login.
-      this.emit('storeError', error)
-      return false
-    }
-    if (isNew) {
-      const event: NewDeviceEvent = { userId: session.userId, sessionId: session.id, ipAddress: session.ipAddress, userAgent: session.userAgent, timestamp: new Date(timestamp) }
-      this.emit('newDevice', event)
-    }
-    return isNew
   }
 
   /** The answer for a token of an ended session: only the holder of its secret learns why, for ENDED_SESSION_MEMORY_MS. */

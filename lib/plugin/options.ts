@@ -271,7 +271,7 @@ function describe (schema: SchemaWords, message: string): string {
 
 /** Every method of the Store contract (lib/store/types.ts): a custom store is checked for each at registration. */
 const STORE_METHODS = ['configure', 'check', 'create', 'load', 'touch', 'update', 'invalidate', 'invalidateAll', 'list',
-  'rotate', 'discard', 'recordEvent', 'auditLog', 'cleanup', 'close', 'confirm', 'rename', 'reportUnrecognized', 'noteDevice', 'tryLock', 'release'] as const satisfies ReadonlyArray<keyof Store>
+  'rotate', 'discard', 'recordEvent', 'auditLog', 'cleanup', 'close', 'confirm', 'rename', 'reportUnrecognized', 'tryLock', 'release'] as const satisfies ReadonlyArray<keyof Store>
 // Compile-time completeness: a method added to Store and not listed above fails the build here.
 type UnlistedStoreMethod = Exclude<keyof Store, typeof STORE_METHODS[number]>
 export const isStoreListComplete: [UnlistedStoreMethod] extends [never] ? true : UnlistedStoreMethod = true

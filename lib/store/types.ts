@@ -129,10 +129,15 @@ export interface CreateInput {
    * without it and before it is ended.
    */
   replace?: { sessionId: string, auditData: string }
+  /**
+   * Remember the device the session was created on (known devices, issue 14) in the same step: `key` names the
+   * device, `windowMs` how long a device stays known, `auditData` the `security` record written when it is new.
+   */
+  device?: { key: string, windowMs: number, auditData: string }
 }
 
 export type CreateResult =
-  | { ok: true, session: StoredSession, evicted: string[], events: RawAuditEvent[], replaced: boolean }
+  | { ok: true, session: StoredSession, evicted: string[], events: RawAuditEvent[], replaced: boolean, isNewDevice: boolean }
   | { ok: false, reason: 'limit', events: RawAuditEvent[] }
 
 export interface UpdateInput {
@@ -232,11 +237,6 @@ export interface Store {
    * session of the user but `exceptSessionId`. Nothing is ended when `sessionId` is not a live session of the user.
    */
   reportUnrecognized (sessionId: string, userId: string, now: number, endOthers: boolean, exceptSessionId: string | null, auditData: string): Promise<EndResult>
-  /**
-   * Remembers that the user used a device now; `isNew` when the user has remembered devices and this is not one
-   * of them (within `windowMs`). At most MAX_KNOWN_DEVICES per user, forgotten after `windowMs` without use.
-   */
-  noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }>
   /**
    * The fleet-wide lock named `name` (the cleanup service's claim on an interval): resolves true when `owner` holds
    * it after the call, because it was free and is now taken for `ttlMs`, or because `owner` already held it (its TTL

@@ -99,7 +99,9 @@ export class MemoryStore implements Store {
     live.push(entry)
     this.applyFlags(live)
     this.audit(input.userId, entry.id, 'created', input.auditData, input.now, events)
-    return { ok: true, session: snapshot(entry), evicted, events, replaced: replaced !== undefined }
+    const device = input.device
+    const isNewDevice = device !== undefined && this.rememberDevice(input.userId, device.key, entry.id, input.now, device.windowMs, device.auditData, events)
+    return { ok: true, session: snapshot(entry), evicted, events, replaced: replaced !== undefined, isNewDevice }
   }
 
   async load (sessionId: string): Promise<LoadResult> {
@@ -296,8 +298,8 @@ export class MemoryStore implements Store {
     return { ended, events }
   }
 
-  async noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }> {
-    const events: RawAuditEvent[] = []
+  /** Known devices (issue 14): remembers the device now; true when the user has known devices and this is not one. */
+  private rememberDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string, events: RawAuditEvent[]): boolean {
     this.deviceWindowMs = windowMs
     let known = this.devices.get(userId)
     if (known === undefined) {
@@ -311,7 +313,7 @@ export class MemoryStore implements Store {
     known.set(deviceKey, now)
     while (known.size > MAX_KNOWN_DEVICES) known.delete(known.keys().next().value as string)
     if (isNew) this.audit(userId, sessionId, 'security', auditData, now, events)
-    return { isNew, events }
+    return isNew
   }
 
   /**

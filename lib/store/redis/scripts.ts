@@ -85,8 +85,17 @@ local function audit(uid, sid, kind, data)
   local entry = ARGV[1] .. '|' .. kind .. '|' .. #sid .. '|' .. sid .. data
   local len = redis.pcall('LPUSH', l, entry)
   -- A timeline key of another type (written by hand) would fail the script after its other writes: replace it.
+  -- The repair is itself audited: a corrupt record (reason audit_log) goes in first, and to the caller.
   if type(len) ~= 'number' then
     redis.call('DEL', l)
+    local note = '{"reason":"audit_log"}'
+    redis.call('LPUSH', l, ARGV[1] .. '|corrupt|0|' .. note)
+    n = #events
+    events[n + 1] = 'corrupt'
+    events[n + 2] = uid
+    events[n + 3] = ''
+    events[n + 4] = ARGV[1]
+    events[n + 5] = note
     len = redis.call('LPUSH', l, entry)
   end
   -- Retention, amortised: each write pops at most two expired entries from the tail (the oldest end), so the
@@ -113,6 +122,13 @@ local function audit(uid, sid, kind, data)
     local minId = string.format('%d', serverNow - retention)
     local added = redis.pcall('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
     if type(added) == 'table' and added.err then
+      -- The feed belongs to no user: the repair is reported to the caller (and logged there), not stored.
+      n = #events
+      events[n + 1] = 'corrupt'
+      events[n + 2] = ''
+      events[n + 3] = ''
+      events[n + 4] = ARGV[1]
+      events[n + 5] = '{"reason":"audit_feed"}'
       redis.call('DEL', feedKey)
       redis.call('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
     end
@@ -430,6 +446,22 @@ local function sweep(limit)
   return expired, orphaned, #due
 end
 
+-- Known devices (issue 14): remembers that the user used device \`dev\` now, in P{T}:d:<uid> (a zset device key ->
+-- last seen, at most MAX_KNOWN_DEVICES members, PEXPIRE window). True, with a security audit record, when the user
+-- has known devices and this is not one of them.
+local function rememberDevice(uid, dev, window, sid, data)
+  local dkey = base .. 'd:' .. uid
+  if redis.call('TYPE', dkey)['ok'] ~= 'zset' then redis.call('DEL', dkey) end
+  redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - window)
+  local isNew = redis.call('ZCARD', dkey) > 0 and not redis.call('ZSCORE', dkey, dev)
+  redis.call('ZADD', dkey, now, dev)
+  local excess = redis.call('ZCARD', dkey) - ${MAX_KNOWN_DEVICES}
+  if excess > 0 then redis.call('ZREMRANGEBYRANK', dkey, 0, excess - 1) end
+  redis.call('PEXPIRE', dkey, window)
+  if isNew then audit(uid, sid, 'security', data) end
+  return isNew
+end
+
 ensureQueue()
 `
 
@@ -447,9 +479,11 @@ function luaTable (table: Readonly<Record<string, string>>): string {
  * [12] policy ('evict-oldest' | 'deny'), [13] ip, [14] user agent, [15] fingerprint, [16] '1' when the
  * tag came from a cache and must be confirmed by an existing index, [17] audit data, [18] the session's idle
  * timeout (ms) or '' for the store's, [19] the id of a session to end in the same step ('' for none; only sent when
- * it is on this shard), [20] its audit data, [21] metadata as one JSON object (key -> JSON text).
+ * it is on this shard), [20] its audit data, [21] metadata as one JSON object (key -> JSON text), [22] the device key
+ * to remember ('' for none), [23] how long devices stay known (ms), [24] the audit data of a new device.
  * The limit is checked (with the replaced session not counted) before anything is written.
- * -> { 'OK', { evicted sids, record, '1' when the replaced session was ended } } | { 'LIMIT' } | { 'STALE' }
+ * -> { 'OK', { evicted sids, record, '1' when the replaced session was ended, '1' when the device is new } }
+ *    | { 'LIMIT' } | { 'STALE' }
  */
 export const CREATE = script(`
 local sid, uid, replace = ARGV[7], ARGV[8], ARGV[19]
@@ -516,7 +550,9 @@ clearAcks(live)
 live[#live + 1] = { sid = sid, rec = rec }
 applyFlags(live)
 audit(uid, sid, 'created', ARGV[17])
-return { 'OK', { evicted, encode(rec), hasReplaced }, events }
+local isNewDevice = '0'
+if ARGV[22] ~= '' and rememberDevice(uid, ARGV[22], tonumber(ARGV[23]), sid, ARGV[24]) then isNewDevice = '1' end
+return { 'OK', { evicted, encode(rec), hasReplaced, isNewDevice }, events }
 `)
 
 /**
@@ -858,28 +894,4 @@ if ARGV[9] == '1' then
 end
 applyFlags(live)
 return { 'OK', ended, events }
-`)
-
-/**
- * noteDevice: ARGV[7] uid, [8] device key, [9] window (ms), [10] sid, [11] audit data (security event),
- * [12] '1' to require an existing index. Key P{T}:d:<uid>, a zset device key -> last seen, at most
- * MAX_KNOWN_DEVICES members, PEXPIRE window.
- * -> { 'OK', 1 when new | 0 } | { 'STALE' }
- */
-export const NOTE_DEVICE = script(`
-local uid, dev, window = ARGV[7], ARGV[8], tonumber(ARGV[9])
-if ARGV[12] == '1' and redis.call('EXISTS', ukey(uid)) == 0 then return { 'STALE', 0, events } end
-local dkey = base .. 'd:' .. uid
-if redis.call('TYPE', dkey)['ok'] ~= 'zset' then redis.call('DEL', dkey) end
-redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - window)
-local isNew = redis.call('ZCARD', dkey) > 0 and not redis.call('ZSCORE', dkey, dev)
-redis.call('ZADD', dkey, now, dev)
-local excess = redis.call('ZCARD', dkey) - ${MAX_KNOWN_DEVICES}
-if excess > 0 then redis.call('ZREMRANGEBYRANK', dkey, 0, excess - 1) end
-redis.call('PEXPIRE', dkey, window)
-if isNew then
-  audit(uid, ARGV[10], 'security', ARGV[11])
-  return { 'OK', 1, events }
-end
-return { 'OK', 0, events }
 `)

@@ -44,7 +44,7 @@ type Client = Redis | Cluster
 type Reply = [string, unknown, unknown[]]
 type ScriptCall = (key: string, ...args: string[]) => Promise<Reply>
 type ScriptName = 'create' | 'touch' | 'update' | 'invalidate' | 'invalidateAll' | 'list' | 'rotate' | 'discard' | 'record' | 'auditQuery' | 'cleanup'
-  | 'confirm' | 'rename' | 'reportUnrecognized' | 'noteDevice'
+  | 'confirm' | 'rename' | 'reportUnrecognized'
 
 const COMMANDS: Record<ScriptName, string> = {
   create: scripts.CREATE,
@@ -60,8 +60,7 @@ const COMMANDS: Record<ScriptName, string> = {
   cleanup: scripts.CLEANUP,
   confirm: scripts.CONFIRM,
   rename: scripts.RENAME,
-  reportUnrecognized: scripts.REPORT_UNRECOGNIZED,
-  noteDevice: scripts.NOTE_DEVICE
+  reportUnrecognized: scripts.REPORT_UNRECOGNIZED
 }
 /** Name under which the scripts are defined on the client (ioredis `defineCommand`). */
 const COMMAND_PREFIX = 'fdsess_'
@@ -132,12 +131,13 @@ export class RedisStore implements Store {
         String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, input.userAgent,
         input.deviceFingerprint, cached ? '1' : '0', input.auditData,
         input.idleTimeoutMs === undefined ? '' : String(input.idleTimeoutMs),
-        isReplacedHere ? (replace as { sessionId: string }).sessionId : '', replace?.auditData ?? '', metadata)
+        isReplacedHere ? (replace as { sessionId: string }).sessionId : '', replace?.auditData ?? '', metadata,
+        input.device?.key ?? '', String(input.device?.windowMs ?? 0), input.device?.auditData ?? '')
     }
     const reply = await this.withTag(input.userId, sessionTtl, run)
     const events = reply === null ? [] : this.eventsOf(reply, ...(isReplacedHere && replace !== undefined ? [replace.sessionId] : []))
     if (reply === null || reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
-    const [evicted, record, replacedFlag] = reply[1] as [string[], string, string]
+    const [evicted, record, replacedFlag, newDeviceFlag] = reply[1] as [string[], string, string, string]
     const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the hash it has just written */
     if (session === null || session === 'corrupt' || 'ended' in session) throw new Error('fastify-distributed-session: create returned no session')
@@ -149,7 +149,7 @@ export class RedisStore implements Store {
       for (const event of removed.events) events.push(event)
       replaced = removed.count === 1
     }
-    return { ok: true, session, evicted, events, replaced }
+    return { ok: true, session, evicted, events, replaced, isNewDevice: newDeviceFlag === '1' }
   }
 
   load (sessionId: string): Promise<LoadResult> {
@@ -283,13 +283,6 @@ export class RedisStore implements Store {
     const reply = await this.call('reportUnrecognized', tagOf(sessionId), now, sessionId, userId, endOthers ? '1' : '0',
       exceptSessionId ?? '', auditData)
     return { ended: reply[0] === 'OK' ? reply[1] as string[] : [], events: this.eventsOf(reply, sessionId) }
-  }
-
-  async noteDevice (userId: string, deviceKey: string, sessionId: string, now: number, windowMs: number, auditData: string): Promise<{ isNew: boolean, events: RawAuditEvent[] }> {
-    const reply = await this.withTag(userId, null, (tag, cached) =>
-      this.call('noteDevice', tag, now, userId, deviceKey, String(windowMs), sessionId, auditData, cached ? '1' : '0'))
-    if (reply === null) return { isNew: false, events: [] }
-    return { isNew: Number(reply[1]) === 1, events: this.eventsOf(reply) }
   }
 
   async tryLock (name: string, owner: string, ttlMs: number): Promise<boolean> {
