@@ -1,6 +1,7 @@
 import { Cluster, Redis } from 'ioredis'
 import { test, type Test } from 'tap'
-import { concurrencyFlags } from '../lib/security/concurrency'
+import { allConcurrencyFlags, concurrencyFlags } from '../lib/security/concurrency'
+import { metadataBytes } from '../lib/core/metadata'
 import { sessionKey, shardKey, tagKey } from '../lib/store/redis/keys'
 import { rateLimited, warningLogger } from '../lib/core/logger'
 import { SessionManager, type SessionManagerOptions } from '../lib/core/manager'
@@ -8,6 +9,7 @@ import { MemoryStore } from '../lib/store/memory/store'
 import { parseRecord, RedisStore } from '../lib/store/redis/store'
 import { sessionDeadline, type Store } from '../lib/store/types'
 import { startRedis, startRedisCluster } from './helpers/redis'
+import { probeLua, seededRandom } from './helpers/parity'
 
 type Client = Redis | Cluster
 interface Logged { level: 'warn' | 'error', obj: Record<string, unknown>, msg: string }
@@ -279,4 +281,98 @@ test('connection errors are reported once per interval with the number left out,
   warningLogger.warn({ err: new Error('boom'), sessionId: 'abc' }, 'fastify-distributed-session: test')
   await new Promise((resolve) => setImmediate(resolve))
   t.match(warnings, [/fastify-distributed-session: test .*"boom".*"abc"/], 'without a logger: a process warning with the context')
+})
+
+// Lua/TypeScript parity, seeded: each test prints its seed in its title; PARITY_SEED=<seed> replays the same cases.
+const parity = seededRandom()
+
+test(`the deadline rule is the same in Lua and TypeScript over 4000 random records (seed ${parity.seed})`, async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  for (let batch = 0; batch < 8; batch++) {
+    const idleMs = 1 + parity.int(7_200_000)
+    const cases = Array.from({ length: 500 }, () => {
+      const l = 1_700_000_000_000 + parity.int(1_000_000_000)
+      const rec: { l: number, a: number, d?: number } = { l, a: l - 3_600_000 + parity.int(7_200_000 * 2) }
+      if (parity.random() < 0.5) rec.d = 1 + parity.int(7_200_000)
+      return rec
+    })
+    const lua = await probeLua(client, 'deadline', cases, { idleMs })
+    const ts = cases.map((rec) => String(sessionDeadline({ lastActivity: rec.l, absoluteDeadline: rec.a, idleTimeoutMs: rec.d }, idleMs)))
+    t.same(lua, ts, `batch ${batch}: idle ${idleMs} ms`)
+  }
+})
+
+test(`the metadata size is the same in Lua and TypeScript over 3000 random objects (seed ${parity.seed})`, async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const pieces = ['a', 'plan', 'é', '日本', '😀', 'x'.repeat(40), ' ', '\u0001', '\u00ff']
+  const cases = Array.from({ length: 3000 }, () => {
+    const m: Record<string, string> = {}
+    for (let k = parity.int(8); k > 0; k--) {
+      const key = Array.from({ length: 1 + parity.int(3) }, () => parity.pick(pieces)).join('')
+      m[key] = JSON.stringify(parity.random() < 0.5 ? parity.int(1e9) : Array.from({ length: parity.int(4) }, () => parity.pick(pieces)).join(''))
+    }
+    return m
+  })
+  const lua = await probeLua(client, 'size', cases)
+  const ts = cases.map((m) => `${metadataBytes(Object.entries(m))}/${Object.keys(m).length}`)
+  t.same(lua, ts)
+})
+
+test(`the concurrency flags are the same in Lua and TypeScript over 2000 random users (seed ${parity.seed})`, async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  for (let batch = 0; batch < 4; batch++) {
+    const rules = { maxDistinctIps: parity.int(4), maxDistinctUserAgents: parity.int(4), rapidCreationWindowMs: parity.pick([0, 1000, 5000, 60_000]) }
+    const cases = Array.from({ length: 500 }, () => Array.from({ length: 1 + parity.int(8) }, () => ({
+      i: parity.random() < 0.2 ? '' : `10.0.0.${parity.int(5)}`,
+      g: parity.random() < 0.2 ? '' : `UA/${parity.int(4)}`,
+      c: 1_700_000_000_000 + parity.int(6) * 1000
+    })))
+    const lua = await probeLua(client, 'flags', cases, { maxIps: rules.maxDistinctIps, maxUas: rules.maxDistinctUserAgents, rapidMs: rules.rapidCreationWindowMs })
+    const ts = cases.map((sessions) => {
+      const inputs = sessions.map((s, n) => ({ id: `probe${n + 1}`, ipAddress: s.i, userAgent: s.g, createdAt: s.c }))
+      const all = allConcurrencyFlags(inputs, rules)
+      t.same(all, inputs.map((input) => concurrencyFlags(input.id, inputs, rules)), 'the O(n) rule equals the reference rule')
+      return all.join(',')
+    })
+    t.same(lua, ts, `batch ${batch}: ${JSON.stringify(rules)}`)
+  }
+})
+
+test(`parseRecord and readRec accept and refuse the same 3000 random records (seed ${parity.seed})`, async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const values: unknown[] = ['', 'plant', 'h'.repeat(43), 'h'.repeat(42), 0, -1, 1.5, 60_000, 2 ** 60, 1e20, null, true, [], {}, [1], { k: '1' }]
+  const fields = ['u', 'h', 'c', 'l', 'a', 'i', 'g', 'f', 's', 'm', 'r', 'd', 'x', 'z']
+  // JSON.parse makes `__proto__` an own key, as a record written by hand would have it.
+  const metadata: unknown[] = [{ k: '1' }, { k: '"\\ud83d"' }, { k: '"\\ud83d\\ude00"' }, { k: 'not json' }, { k: 1 }, JSON.parse('{"__proto__":"1"}'), { constructor: '1' }, {}, []]
+  const raws = Array.from({ length: 3000 }, () => {
+    // One in ten starts as an ended session's tombstone (no user id, a reason `x`).
+    const rec: Record<string, unknown> = parity.random() < 0.1 ? { x: 'revoked', at: 1, h: 'h'.repeat(43) } : record()
+    for (let k = parity.int(3); k > 0; k--) {
+      const field = parity.pick(fields)
+      if (parity.random() < 0.2) delete rec[field]
+      else rec[field] = field === 'm' && parity.random() < 0.7 ? parity.pick(metadata) : parity.pick(values)
+    }
+    let raw = JSON.stringify(rec)
+    // Texts JSON.stringify cannot write: infinity, and a lone surrogate in a top-level string.
+    if (parity.random() < 0.05) raw = raw.replace(/"c":[^,}]+/, '"c":1e999')
+    if (parity.random() < 0.05) raw = raw.replace('"u":"plant"', '"u":"plant\\udfff"')
+    if (parity.random() < 0.03) raw = raw.slice(0, -1)
+    return raw
+  })
+  const lua = await probeLua(client, 'record', raws)
+  const ts = raws.map((raw) => {
+    const parsed = parseRecord('probe', raw)
+    return parsed === null || (parsed !== 'corrupt' && 'ended' in parsed) ? 'none' : parsed === 'corrupt' ? 'corrupt' : 'valid'
+  })
+  const disagreements = raws.filter((_, n) => lua[n] !== ts[n]).map((raw) => `${raw}: Lua ${lua[raws.indexOf(raw)] ?? ''}, TS ${ts[raws.indexOf(raw)] ?? ''}`)
+  t.same(disagreements, [], `${raws.length} records, ${new Set(ts).size} verdicts seen`)
+  t.ok(ts.includes('valid') && ts.includes('corrupt') && ts.includes('none'), 'the cases cover every verdict')
 })

@@ -57,6 +57,21 @@ function checkValue (root: unknown, key: string): void {
 }
 
 /**
+ * The byte length of metadata serialized as one JSON object, given each key and its value's JSON text:
+ * `{"k":v,...}`. The Lua `metaSize` (store/redis/scripts.ts) computes the same; test/integrity.test.ts feeds both
+ * the same random inputs.
+ */
+export function metadataBytes (entries: Iterable<readonly [string, string]>): number {
+  let bytes = 2
+  let count = 0
+  for (const [key, json] of entries) {
+    bytes += Buffer.byteLength(key) + 3 + Buffer.byteLength(json)
+    count++
+  }
+  return count > 1 ? bytes + count - 1 : bytes
+}
+
+/**
  * Validates metadata and serializes each top-level value to JSON. With `allowDelete`, a `null` value means
  * "remove this key" (a shallow-merge patch). Returns the serialized entries and the size of the whole object.
  * More than `maxKeys` top-level keys are refused before any value is looked at.
@@ -66,8 +81,6 @@ export function serializeMetadata (metadata: unknown, allowDelete: boolean, maxK
   const keys = Object.keys(metadata)
   if (keys.length > maxKeys) throw new errors.INVALID_METADATA(`at most ${maxKeys} keys are allowed (maxMetadataKeys), got ${keys.length}`)
   const entries: Record<string, string | null> = {}
-  let bytes = 2
-  let count = 0
   for (const key of keys) {
     if (key.length === 0 || key.length > MAX_KEY_LENGTH || UNSAFE_KEY.test(key) || !isWellFormed(key)) {
       throw new errors.INVALID_METADATA(`keys must be 1 to ${MAX_KEY_LENGTH} characters without quotes, backslashes, control characters or lone surrogates`)
@@ -80,11 +93,8 @@ export function serializeMetadata (metadata: unknown, allowDelete: boolean, maxK
       continue
     }
     checkValue(value, key)
-    const json = JSON.stringify(value)
-    entries[key] = json
-    bytes += Buffer.byteLength(key) + 3 + Buffer.byteLength(json)
-    count++
+    entries[key] = JSON.stringify(value)
   }
-  if (count > 1) bytes += count - 1
-  return { entries, bytes }
+  const written = Object.entries(entries).filter((entry): entry is [string, string] => entry[1] !== null)
+  return { entries, bytes: metadataBytes(written) }
 }

@@ -35,6 +35,9 @@ export function newSecret (): string {
 }
 
 /** SHA-256 of a token secret, base64url. This is all Redis ever sees of a token. */
+/** Length of `hashSecret`'s output: a SHA-256 in unpadded base64url. The Lua record check (store/redis/scripts.ts) uses it. */
+export const TOKEN_HASH_LENGTH = 43
+
 export function hashSecret (secret: string): string {
   return hash('sha256', secret, 'base64url')
 }

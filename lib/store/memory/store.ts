@@ -1,6 +1,7 @@
 import { allConcurrencyFlags, FLAG_RAPID_CREATION } from '../../security/concurrency'
 import { ENDED_SESSION_MEMORY_MS, endReasonOf, MAX_KNOWN_DEVICES } from '../../security/stepup'
 import { randomId, SESSION_ID_LENGTH } from '../../core/token'
+import { metadataBytes } from '../../core/metadata'
 import type {
   AuditEventType, AuditPage, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, LoadResult, RawAuditEvent,
   RemoveResult, Store,
@@ -143,10 +144,7 @@ export class MemoryStore implements Store {
       if (value === null) merged.delete(key)
       else merged.set(key, value)
     }
-    let bytes = 2
-    for (const [key, value] of merged) bytes += Buffer.byteLength(key) + 3 + Buffer.byteLength(value)
-    if (merged.size > 1) bytes += merged.size - 1
-    if (bytes > input.maxMetadataBytes) return { status: 'too_large', events }
+    if (metadataBytes(merged) > input.maxMetadataBytes) return { status: 'too_large', events }
     if (merged.size > input.maxMetadataKeys) return { status: 'too_many_keys', events }
     entry.metadata = merged
     entry.revision++

@@ -3,6 +3,9 @@ import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from '../types'
 /** How far out of write order two instances' clocks may put a user's events (see AUDIT_QUERY). */
 export const AUDIT_CLOCK_SKEW_MS = 1000
 import { END_REASON_BY_AUDIT, ENDED_SESSION_MEMORY_MS, MAX_KNOWN_DEVICES } from '../../security/stepup'
+import { FLAG_DISTINCT_IPS, FLAG_DISTINCT_USER_AGENTS, FLAG_RAPID_CREATION } from '../../security/concurrency'
+import { FORBIDDEN_KEYS } from '../../core/metadata'
+import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
 
 /**
  * Lua scripts of the Redis store. Each one is a single atomic step whose keys all live in one hash slot:
@@ -51,9 +54,10 @@ local maxUas = tonumber(ARGV[5])
 local rapid = tonumber(ARGV[6])
 local xkey = KEYS[1]
 local base = string.sub(xkey, 1, -2)
-local SID_LEN = 24
-local HASH_LEN = 43
-local FORBIDDEN = { __proto__ = true, constructor = true, prototype = true }
+local SID_LEN = ${SESSION_ID_LENGTH}
+local HASH_LEN = ${TOKEN_HASH_LENGTH}
+local FORBIDDEN = { ${[...FORBIDDEN_KEYS].map((key) => `${key} = true`).join(', ')} }
+local FLAG_IPS, FLAG_UAS, FLAG_RAPID = ${FLAG_DISTINCT_IPS}, ${FLAG_DISTINCT_USER_AGENTS}, ${FLAG_RAPID_CREATION}
 local events = {}
 local serverNow = nil
 
@@ -144,6 +148,18 @@ local function deadline(rec)
   local d = rec.l + (rec.d or idle)
   if rec.a < d then d = rec.a end
   return d
+end
+
+-- The byte length of metadata (key -> JSON text) serialized as one JSON object, and its key count. The same rule
+-- as metadataBytes in core/metadata.ts.
+local function metaSize(m)
+  local size, count = 2, 0
+  for k, v in pairs(m) do
+    size = size + #k + 3 + #v
+    count = count + 1
+  end
+  if count > 1 then size = size + count - 1 end
+  return size, count
 end
 
 -- cjson reads 1e999 as infinity and NaN is not equal to itself: neither is a time.
@@ -381,12 +397,12 @@ local function applyFlags(live)
     if r.c == low1 then minC = low2 end
     if r.c == high1 then maxC = high2 end
     local bits = 0
-    if otherIps > maxIps then bits = bits + 1 end
-    if otherUas > maxUas then bits = bits + 2 end
-    if rapid > 0 and others >= 2 and maxC - minC <= rapid then bits = bits + 4 end
+    if otherIps > maxIps then bits = bits + FLAG_IPS end
+    if otherUas > maxUas then bits = bits + FLAG_UAS end
+    if rapid > 0 and others >= 2 and maxC - minC <= rapid then bits = bits + FLAG_RAPID end
     -- stepup: the newest other creation goes with the burst bit, so the request path can age it (field w).
     local w = nil
-    if bits >= 4 then w = maxC end
+    if bits >= FLAG_RAPID then w = maxC end
     if cur.rec.s ~= bits or cur.rec.w ~= w then
       cur.rec.s = bits
       cur.rec.w = w
@@ -465,7 +481,8 @@ end
 ensureQueue()
 `
 
-function script (body: string): string {
+/** A script: the prelude's helpers and rules, then `body`. Exported for the Lua/TypeScript parity tests. */
+export function script (body: string): string {
   return PRELUDE + body
 }
 
@@ -607,12 +624,7 @@ if ARGV[13] ~= '' and (rec.r or 0) ~= tonumber(ARGV[13]) then return { 'CONFLICT
 for k, v in pairs(cjson.decode(ARGV[16])) do
   if v == false then rec.m[k] = nil else rec.m[k] = v end
 end
-local size, count = 2, 0
-for k, v in pairs(rec.m) do
-  size = size + #k + 3 + #v
-  count = count + 1
-end
-if count > 1 then size = size + count - 1 end
+local size, count = metaSize(rec.m)
 if size > tonumber(ARGV[8]) then return { 'TOO_LARGE', '', events } end
 if count > tonumber(ARGV[15]) then return { 'TOO_MANY_KEYS', '', events } end
 local changed = false

@@ -2,7 +2,7 @@ import { Redis, type Cluster } from 'ioredis'
 import { lockKey, sessionKey, shardKey, tagKey } from './keys'
 import { rateLimited, warningLogger, type SessionLogger } from '../../core/logger'
 import { FORBIDDEN_KEYS, isWellFormed } from '../../core/metadata'
-import { randomId, SESSION_ID_LENGTH, TAG_LENGTH } from '../../core/token'
+import { randomId, SESSION_ID_LENGTH, TAG_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
 import { errors } from '../../core/errors'
 import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
@@ -407,8 +407,6 @@ function parseEvents (flat: unknown[]): RawAuditEvent[] {
   }
   return events
 }
-
-const TOKEN_HASH_LENGTH = 43
 
 /** A lone surrogate escaped in JSON text (cjson refuses it; JSON.parse accepts it). */
 const ESCAPED_SURROGATE = /\\u[dD][89a-fA-F]/
