@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type Test } from 'tap'
 import { Cluster, Redis } from 'ioredis'
 import { auditCapKey, auditFeedKey, auditTimelineKey, tagKey } from '../lib/store/redis/keys'
@@ -6,13 +7,12 @@ import { MemoryStore } from '../lib/store/memory/store'
 import { RedisStore } from '../lib/store/redis/store'
 import { hashSecret } from '../lib/core/token'
 import { startRedis, startRedisCluster, type RedisServer } from './helpers/redis'
+import { scanKeys } from './helpers/redis-inspect'
 import Fastify from 'fastify'
 import sessionPlugin, { type SessionPluginOptions } from '../lib/index'
 
 const MINUTE = 60_000
 const PREFIX = 'audit:'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 interface Setup {
   client: Redis
@@ -39,16 +39,11 @@ function setup (t: Test, server: RedisServer, options: Partial<SessionManagerOpt
 /** Every audit key (timelines, cap markers, feeds) with its content, as text. */
 async function auditKeys (client: Redis): Promise<string> {
   const parts: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${PREFIX}*:a2:*`, 'COUNT', 1000)
-    cursor = next
-    for (const key of keys) {
-      const type = await client.type(key)
-      const content = type === 'list' ? await client.lrange(key, 0, -1) : type === 'stream' ? await client.xrange(key, '-', '+') : await client.get(key)
-      parts.push(key, JSON.stringify(content))
-    }
-  } while (cursor !== '0')
+  for (const key of await scanKeys(client, `${PREFIX}*:a2:*`)) {
+    const type = await client.type(key)
+    const content = type === 'list' ? await client.lrange(key, 0, -1) : type === 'stream' ? await client.xrange(key, '-', '+') : await client.get(key)
+    parts.push(key, JSON.stringify(content))
+  }
   return parts.join('\n')
 }
 

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { SessionCleanupService, type CleanupLogger, type CleanupRunResult } from '../lib/core/cleanup'
@@ -7,12 +8,11 @@ import { MemoryStore } from '../lib/store/memory/store'
 import { RedisStore } from '../lib/store/redis/store'
 import type { CleanupResult } from '../lib/store/types'
 import { startRedis, type RedisServer } from './helpers/redis'
+import { scanKeys } from './helpers/redis-inspect'
 
 const MINUTE = 60_000
 const DAY = 86_400_000
 const PREFIX = 'shared:'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
  * The managers' clock (the cleanup service reads the manager's): real time, so the timers and the lock TTLs in Redis
@@ -94,17 +94,6 @@ async function createSessions (manager: SessionManager, users: number, perUser: 
     for (const c of created) ids.push(c.session.id)
   }
   return ids
-}
-
-async function keysMatching (client: Redis, pattern: string): Promise<string[]> {
-  const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys)
-  } while (cursor !== '0')
-  return found
 }
 
 /**
@@ -249,13 +238,13 @@ test('runOnce over 300 expired sessions expires them all and audits each one', a
   const log = await a.manager.auditLog('user7')
   t.equal(log.filter((event) => event.type === 'expired').length, 5, 'and recorded in the audit log of each user')
   // What is left under a session key is its tombstone: why it ended, for a day (test/session-ended.test.ts).
-  const left = await keysMatching(a.client, `${PREFIX}*:s:*`)
+  const left = await scanKeys(a.client, `${PREFIX}*:s:*`)
   t.equal(left.length, 300)
   for (const key of left) {
     const tombstone = JSON.parse(await a.client.get(key) as string) as { x: string, at: number }
     t.ok(tombstone.x === 'expired' && tombstone.at < a.clock.now, 'no session is left, only why (and when) it ended')
   }
-  t.same(await keysMatching(a.client, `${PREFIX}*:x`), [], 'every expiry queue is empty')
+  t.same(await scanKeys(a.client, `${PREFIX}*:x`), [], 'every expiry queue is empty')
   t.same(await a.manager.list('user7'), [])
 })
 
@@ -293,7 +282,7 @@ test('a run over a keyspace with nothing expired expires nothing', async (t) => 
   a.clock.now += 29 * MINUTE
   const result = await service(t, a.manager).runOnce()
   t.same(result, { expired: 0, orphaned: 0, durationMs: result.durationMs, skipped: false })
-  t.equal((await keysMatching(a.client, `${PREFIX}*:s:*`)).length, 100, 'every session is still there')
+  t.equal((await scanKeys(a.client, `${PREFIX}*:s:*`)).length, 100, 'every session is still there')
   t.equal((await a.manager.list('user3')).length, 5)
 })
 

@@ -1,7 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { DeadlineQueue } from '../lib/plugin/deadline'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 test('a call that settles in time settles as it would, and leaves no timer behind', async (t) => {
   const queue = new DeadlineQueue(200)

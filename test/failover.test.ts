@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import { Cluster } from 'ioredis'
 import { sessionKey } from '../lib/store/redis/keys'
@@ -8,8 +9,6 @@ const STORE_TIMEOUT_MS = 1000
 const REQUEST_EVERY_MS = 25
 const RECOVERY_BOUND_MS = 15_000
 const SETTLE_REQUESTS = 40
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The port of the master serving `slot`, as a live node sees it. */
 async function slotOwner (client: Cluster, slot: number): Promise<number | undefined> {

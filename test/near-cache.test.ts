@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify from 'fastify'
 import { Cluster, Redis } from 'ioredis'
 import { test, type Test } from 'tap'
@@ -6,8 +7,6 @@ import type { RedisStore } from '../lib/store/redis/store'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { startRedis, type RedisServer } from './helpers/redis'
 import { commandsProcessed } from './helpers/redis-inspect'
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 async function client (t: Test, server: RedisServer): Promise<Redis> {
   const redis = new Redis(server.url)

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { test, type Test } from 'tap'
@@ -7,6 +8,7 @@ import type { SessionManager } from '../lib/core/manager'
 import { RedisStore } from '../lib/store/redis/store'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { sendCommand, startRedis, type RedisServer } from './helpers/redis'
+import { scanKeys } from './helpers/redis-inspect'
 import { startProcess } from './helpers/sentinel'
 
 const STORE_TIMEOUT_MS = 500
@@ -15,8 +17,6 @@ const ANSWER_BOUND_MS = STORE_TIMEOUT_MS + 1000
 const REQUESTS_WHILE_DOWN = 2000
 const CHUNK = 250
 const HEAP_GROWTH_BOUND = 32 * 1024 * 1024
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
@@ -171,13 +171,7 @@ interface Shape { sessions: Map<string, string>, index: Set<string>, queue: Set<
 async function shapeOf (client: Redis, manager: SessionManager, prefix: string): Promise<Shape> {
   const shape: Shape = { sessions: new Map(), index: new Set(), queue: new Set(), created: new Set(), timedOut: new Set() }
   const reader = new RedisStore({ client, prefix })
-  const keys: string[] = []
-  let cursor = '0'
-  do {
-    const [next, found] = await client.scan(cursor, 'MATCH', `${prefix}{*`, 'COUNT', 1000)
-    cursor = next
-    keys.push(...found)
-  } while (cursor !== '0')
+  const keys = await scanKeys(client, `${prefix}{*`)
   const users = new Set<string>()
   for (const key of keys) {
     const [, kind, rest] = /^[^{]*\{..\}:([sux])(?::(.*))?$/.exec(key) ?? []

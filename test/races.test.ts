@@ -5,6 +5,7 @@ import { SessionManager, type SessionManagerOptions } from '../lib/core/manager'
 import { RedisStore } from '../lib/store/redis/store'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { startRedis } from './helpers/redis'
+import { scanKeys } from './helpers/redis-inspect'
 
 test('races on a real Redis', async (t) => {
   const server = await startRedis(t)
@@ -26,16 +27,7 @@ test('races on a real Redis', async (t) => {
     ]
   }
 
-  async function scan (pattern: string): Promise<string[]> {
-    const keys: string[] = []
-    let cursor = '0'
-    do {
-      const [next, found] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
-      cursor = next
-      keys.push(...found)
-    } while (cursor !== '0')
-    return keys
-  }
+  const scan = (pattern: string): Promise<string[]> => scanKeys(client, pattern)
 
   /**
    * What Redis holds for a user: session keys (the owner read through the store, whatever the record's encoding),

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { sessionKey } from '../lib/store/redis/keys'
@@ -7,8 +8,6 @@ import { startSentinelSetup, type SentinelSetup } from './helpers/sentinel'
 
 const STORE_TIMEOUT_MS = 1000
 const RECOVERY_BOUND_MS = 15_000
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
  * Runs one failover of the setup's master (`trigger`) under a plugin whose client goes through the sentinels,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 // Redis Sentinel for the tests: a master, one replica and three sentinels, all real processes on free ports of
 // 127.0.0.1. The master and the replica come from startRedis; a sentinel needs a writable config file as its first
 // argument, which startRedis cannot give, so this file spawns sentinels itself (and, for the outage tests, a
@@ -48,8 +49,6 @@ function installExitHook (): void {
     for (const child of running) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   })
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
