@@ -6,7 +6,7 @@ import { errors } from './errors'
 import { SessionManager, type Session, type SessionManagerOptions } from './manager'
 import { registerMetrics } from './metrics'
 import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
-import { getSession, requireSession } from './hooks'
+import { getSession, requireFreshSession, requireSession } from './hooks'
 import { kDenied, kFromCookie, kHandler, kSessionToken, RequestHandler, type RotateSessionOptions, type StartSessionArgs, type StartSessionData } from './request'
 import { registerRoutes } from './routes'
 import type { SessionEnded } from './stepup'
@@ -154,8 +154,7 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
 export const sessionPlugin = fp(plugin, { fastify: '5.x', name: 'fastify-distributed-session' })
 export default sessionPlugin
 
-export { requireSession, getSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
-export { requireFreshSession } from './freshness'
+export { requireSession, getSession, requireFreshSession, SessionManager, RedisStore, MemoryStore, SessionCleanupService, errors }
 export type { SessionEnded, SessionEndReason } from './stepup'
 export type { NewDeviceEvent, ConfirmOptions } from './manager'
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
