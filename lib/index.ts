@@ -8,7 +8,7 @@ export default sessionPlugin
 export { sessionPlugin }
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './plugin/options'
 export type { StartSessionArgs, StartSessionData, RotateSessionOptions } from './plugin/request'
-export { requireSession, getSession } from './plugin/hooks'
+export { requireSession, getSession, requireFreshSession } from './plugin/hooks'
 
 // The session core: usable without Fastify.
 export { SessionManager } from './core/manager'
@@ -18,7 +18,6 @@ export { SessionCleanupService } from './core/cleanup'
 export { errors } from './core/errors'
 
 // Security signals.
-export { requireFreshSession } from './security/freshness'
 export type { SessionEnded, SessionEndReason } from './security/stepup'
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './security/fingerprint'
 

@@ -1,4 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { parseDuration } from '../core/duration'
+import { errors } from '../core/errors'
 import type { Session } from '../core/manager'
 import { kHandler, RequestHandler } from './request'
 
@@ -21,4 +23,28 @@ export function getSession (request: FastifyRequest): Session {
   if (handler === undefined || handler === null) throw RequestHandler.unserved(request)
   if (request.session === null || request.session === undefined) throw handler.refusal(request)
   return request.session
+}
+
+/**
+ * `requireFreshSession(maxAge)`: a hook (preHandler, preValidation) for sensitive routes (OWASP ASVS 7.5.1/7.5.3,
+ * re-authenticate before changing the password, the e-mail or a second factor). It refuses what `requireSession`
+ * refuses (401 without a session, 500 FST_SESSION_NOT_REGISTERED outside the plugin's context), and answers 403
+ * FST_SESSION_REAUTH_REQUIRED when the session's last authentication (login, or `reply.confirmSession`) is older
+ * than `maxAge`.
+ */
+export function requireFreshSession (maxAge: number | string): (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void {
+  const maxAgeMs = parseDuration(maxAge)
+  if (maxAgeMs === null || maxAgeMs === 0) {
+    throw new errors.INVALID_ARGUMENT(`requireFreshSession(maxAge): expected milliseconds or a duration such as '10m', got ${JSON.stringify(maxAge)}`)
+  }
+  return function requireFreshSessionHook (request, _reply, done) {
+    RequestHandler.requireSession(request, (refusal) => {
+      if (refusal !== undefined) {
+        done(refusal)
+        return
+      }
+      const age = (request[kHandler] as RequestHandler).manager.now() - (request.session as Session).authenticatedAt.getTime()
+      done(age > maxAgeMs ? new errors.REAUTH_REQUIRED() : undefined)
+    })
+  }
 }
