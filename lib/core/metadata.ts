@@ -20,7 +20,7 @@ export function isWellFormed (value: string): boolean {
 
 const MAX_KEY_LENGTH = 128
 const MAX_DEPTH = 16
-// A key is stored as a hash field and its serialized size is computed in Lua: no character JSON would escape.
+// A key is stored in the record's metadata object and its serialized size is computed in Lua: no character JSON would escape.
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const UNSAFE_KEY = /["\\\u0000-\u001f\u007f]/
 

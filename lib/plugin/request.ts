@@ -323,7 +323,7 @@ export class RequestHandler {
   }
 
   /**
-   * Writes the plugin's Set-Cookie itself (lib/cookie.ts) instead of through reply.setCookie: the plugin works
+   * Writes the plugin's Set-Cookie itself (lib/plugin/cookie.ts) instead of through reply.setCookie: the plugin works
    * whatever the order and `hook` option of an app's own @fastify/cookie.
    * A later write for the same response replaces an earlier one.
    */

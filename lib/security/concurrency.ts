@@ -6,7 +6,7 @@ import type { ConcurrencyRules } from '../store/types'
  *  - there are more than `maxDistinctIps` distinct IP addresses,
  *  - there are more than `maxDistinctUserAgents` distinct user agents,
  *  - at least two exist and all were created within `rapidCreationWindowMs` of each other.
- * The Redis store evaluates the same rules in Lua (store/scripts.ts, applyFlags) and keeps the result on each
+ * The Redis store evaluates the same rules in Lua (store/redis/scripts.ts, applyFlags) and keeps the result on each
  * session, so the request path reads it for free.
  */
 export const FLAG_DISTINCT_IPS = 1

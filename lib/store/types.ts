@@ -17,7 +17,7 @@ export interface StoredSession {
   userAgent: string
   deviceFingerprint: string
   metadata: Record<string, unknown>
-  /** Bit set of concurrency rules that fire for this session (see security.ts), kept up to date by the store. */
+  /** Bit set of concurrency rules that fire for this session (see security/concurrency.ts), kept up to date by the store. */
   concurrencyFlags: number
   /** Moved by one by every update of the session's metadata or attributes (record field `r`; 0 when absent). */
   revision: number
@@ -41,7 +41,7 @@ export interface StoredSession {
 
 /**
  * The deadline of a session: the earlier of its idle deadline (its own idle timeout, else the default) and its
- * absolute deadline. The Lua \`deadline()\` in store/scripts.ts applies the same rule.
+ * absolute deadline. The Lua \`deadline()\` in store/redis/scripts.ts applies the same rule.
  */
 export function sessionDeadline (session: Pick<StoredSession, 'lastActivity' | 'absoluteDeadline' | 'idleTimeoutMs'>, defaultIdleTimeoutMs: number): number {
   return Math.min(session.lastActivity + (session.idleTimeoutMs ?? defaultIdleTimeoutMs), session.absoluteDeadline)

@@ -2,7 +2,7 @@ import { TAG_LENGTH } from '../../core/token'
 
 /**
  * Every Redis key name is built here (the Lua scripts derive the keys of a slot from the shard key; see
- * store/scripts.ts for the layout). `prefix` is the store's prefix; an ioredis `keyPrefix` goes in front of it.
+ * store/redis/scripts.ts for the layout). `prefix` is the store's prefix; an ioredis `keyPrefix` goes in front of it.
  */
 
 /** The shard's expiry queue; also the key every script is routed by. */

@@ -22,7 +22,7 @@ import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
  *   P{T}:a2:f       stream  the shard's SIEM feed (fields t, e, u, s, d), only with audit.feed; MINID trim,
  *                          PEXPIRE = retention
  *   ('a2' is the version of the audit layout; 0.1.0 wrote one stream per shard, P{T}:a, which nothing reads now)
- *   Pt:<uid>       string  the user's shard tag (a different slot; see redis.ts)
+ *   Pt:<uid>       string  the user's shard tag (a different slot; see redis/store.ts)
  *
  * A session record is one JSON object, so the request path reads it with one GET: u user id, h SHA-256 of the
  * token secret, c created, l last activity, a absolute deadline, i IP, g user agent, f device fingerprint,
@@ -176,7 +176,7 @@ local function isCount(v, allowZero)
 end
 
 -- A session record: the decoded table (and the stored text), nil when there is no key, false when the key holds
--- no valid record. The same rules as parseRecord in redis.ts; cjson refuses lone surrogates, which parseRecord
+-- no valid record. The same rules as parseRecord in redis/store.ts; cjson refuses lone surrogates, which parseRecord
 -- checks for explicitly.
 local function readRec(sid)
   local raw = redis.pcall('GET', skey(sid))
@@ -194,7 +194,7 @@ local function readRec(sid)
   if (rec.d ~= nil and not isCount(rec.d, false)) or (rec.r ~= nil and not isCount(rec.r, true)) then return false end
   if rec.m == nil then rec.m = {} end
   if rec.m[1] ~= nil then return false end
-  -- The same rules as parseRecord in redis.ts: every metadata value is JSON text under an ordinary key.
+  -- The same rules as parseRecord in redis/store.ts: every metadata value is JSON text under an ordinary key.
   for k, v in pairs(rec.m) do
     if type(k) ~= 'string' or FORBIDDEN[k] or type(v) ~= 'string' or not pcall(cjson.decode, v) then return false end
   end
@@ -369,7 +369,7 @@ local function loadLive(uid)
   return live
 end
 
--- Concurrency rules, evaluated for each session against the user's other sessions (mirrors concurrency.ts,
+-- Concurrency rules, evaluated for each session against the user's other sessions (mirrors security/concurrency.ts,
 -- allConcurrencyFlags). O(n): distinct IPs and user agents are counted once, and each session's "others" are the
 -- totals minus itself; the others' creation range comes from the two smallest and two largest creation times.
 -- A record is rewritten only when its flags change (entry.raw then holds the new text).

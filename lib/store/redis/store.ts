@@ -139,7 +139,7 @@ export class RedisStore implements Store {
     if (reply === null || reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
     const [evicted, record, replacedFlag, newDeviceFlag] = reply[1] as [string[], string, string, string]
     const session = parseRecord(sessionId, record)
-    /* c8 ignore next -- the script returns the hash it has just written */
+    /* c8 ignore next -- the script returns the record it has just written */
     if (session === null || session === 'corrupt' || 'ended' in session) throw new Error('fastify-distributed-session: create returned no session')
     let replaced = replacedFlag === '1'
     if (replace !== undefined && !isReplacedHere) {
@@ -430,7 +430,7 @@ function isWellFormedValue (root: unknown): boolean {
 
 /**
  * Validates a stored record; anything that is not exactly a session is 'corrupt'. The same rules as the scripts'
- * readRec (store/scripts.ts): a record one side refuses is refused by both, so a logout never reports a session
+ * readRec (store/redis/scripts.ts): a record one side refuses is refused by both, so a logout never reports a session
  * ended that the request path still opens.
  */
 export function parseRecord (sessionId: string, raw: string | null): LoadResult {
