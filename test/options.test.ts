@@ -2,6 +2,8 @@ import Fastify from 'fastify'
 import { test } from 'tap'
 import sessionPlugin, { MemoryStore, SessionCleanupService, SessionManager, type SessionPluginOptions } from '../lib/index'
 import { COUNT_BOUNDS, DURATION_BOUNDS } from '../lib/core/bounds'
+import { parseDuration } from '../lib/core/duration'
+import { resolveOptions } from '../lib/plugin/options'
 import { InvalidTokenTracker } from '../lib/security/abuse'
 
 const PREFIX = 'fastify-distributed-session: option '
@@ -102,4 +104,18 @@ test('the classes report their options the same way: SessionManager, SessionClea
   const manager = new SessionManager({ store })
   t.throws(() => new SessionCleanupService({ manager, intervalMs: 0 }), { code: 'FST_SESSION_INVALID_OPTION', message: /^fastify-distributed-session: option "intervalMs"/ })
   t.throws(() => new InvalidTokenTracker({ windowMs: 0 }), { code: 'FST_SESSION_INVALID_OPTION', message: `${PREFIX}"windowMs" must be an integer >= 1, got 0` })
+})
+
+test('one duration syntax: the option schema accepts exactly the strings the manager parses', async (t) => {
+  // Values within idleTimeout's bounds, so only the syntax decides.
+  for (const idleTimeout of ['30m', ' 30m', '30m ', '30 m', '0.5h', '1800000ms', '1d', '30', 'm', '-1m', '1e3s', '30 min', '3O m']) {
+    const parsed = parseDuration(idleTimeout)
+    let isAccepted = true
+    try {
+      resolveOptions({ idleTimeout })
+    } catch {
+      isAccepted = false
+    }
+    t.equal(isAccepted, parsed !== null, `${JSON.stringify(idleTimeout)}: the plugin ${isAccepted ? 'accepts' : 'refuses'} it, parseDuration says ${String(parsed)}`)
+  }
 })

@@ -2,13 +2,14 @@ import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { FastifyRequest } from 'fastify'
 import { boundedCount, boundedDuration } from '../core/bounds'
+import { DURATION_PATTERN } from '../core/duration'
 import { errors } from '../core/errors'
 import type { ConcurrencyReport } from '../core/manager'
 import { isRedisClient, type RedisClient } from '../store/redis/client'
 import type { Store } from '../store/types'
 
 const DURATION = 'duration'
-const Duration = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)$' })], { description: DURATION })
+const Duration = Type.Union([Type.Integer({ minimum: 0 }), Type.String({ pattern: DURATION_PATTERN.source })], { description: DURATION })
 
 /** The JSON-describable part of the options; functions and client instances are checked by hand below. */
 const OptionsSchema = Type.Object({
