@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto'
 import { errors } from './errors'
 import type { SessionManager } from './manager'
 
+/** Expiry-queue entries removed per script call unless `batchSize` (or the plugin's `cleanup.batchSize`) says otherwise. */
+export const DEFAULT_CLEANUP_BATCH_SIZE = 500
+
 /** The subset of a pino / Fastify logger the service writes to. */
 export interface CleanupLogger {
   info (obj: object, msg: string): void
@@ -87,7 +90,7 @@ export class SessionCleanupService {
     }
     this.manager = options.manager
     this.intervalMs = positive('intervalMs', options.intervalMs, false)
-    this.batchSize = options.batchSize === undefined ? 500 : positive('batchSize', options.batchSize, true)
+    this.batchSize = options.batchSize === undefined ? DEFAULT_CLEANUP_BATCH_SIZE : positive('batchSize', options.batchSize, true)
     this.lockTtlMs = options.lockTtlMs === undefined ? this.intervalMs : positive('lockTtlMs', options.lockTtlMs, false)
     this.logger = options.logger ?? null
     this.startDelayMs = Math.min(Math.ceil(this.intervalMs / 10), MAX_START_DELAY_MS)

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { boundedCount, boundedDuration } from './bounds'
+import { DEFAULT_CLEANUP_BATCH_SIZE } from './cleanup'
 import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from '../security/concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
@@ -590,7 +591,7 @@ export class SessionManager extends EventEmitter {
   }
 
   /** Removes everything that has expired; emits an `expired` audit event for each session. */
-  async cleanup (batchSize = 500): Promise<{ expired: number, orphaned: number }> {
+  async cleanup (batchSize = DEFAULT_CLEANUP_BATCH_SIZE): Promise<{ expired: number, orphaned: number }> {
     return await this.store.cleanup(this.now(), batchSize, (events) => this.emitEvents(events))
   }
 

@@ -2,7 +2,11 @@ import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { FastifyRequest } from 'fastify'
 import { boundedCount, boundedDuration } from '../core/bounds'
+import { DEFAULT_CLEANUP_BATCH_SIZE } from '../core/cleanup'
 import { DURATION_PATTERN } from '../core/duration'
+import { DEFAULT_ABUSE_OPTIONS } from '../security/abuse'
+import { DEFAULT_FINGERPRINT_TOLERANCE } from '../security/fingerprint'
+import { DEFAULT_KEY_PREFIX } from '../store/redis/keys'
 import { errors } from '../core/errors'
 import type { ConcurrencyReport } from '../core/manager'
 import { isRedisClient, type RedisClient } from '../store/redis/client'
@@ -354,7 +358,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   const cleanupOption = valid.cleanup ?? {}
   const cleanup = cleanupOption === false
     ? false
-    : { intervalMs: boundedDuration('cleanup.interval', cleanupOption.interval, 3_600_000), batchSize: boundedCount('cleanup.batchSize', cleanupOption.batchSize, 500) }
+    : { intervalMs: boundedDuration('cleanup.interval', cleanupOption.interval, 3_600_000), batchSize: boundedCount('cleanup.batchSize', cleanupOption.batchSize, DEFAULT_CLEANUP_BATCH_SIZE) }
   const blockAfter = valid.security?.blockAfter ?? false
   const near = valid.nearCache ?? false
   const nearCache = near === false
@@ -369,7 +373,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   return {
     raw: valid,
     nearCache,
-    keyPrefix: valid.keyPrefix ?? 'sess:',
+    keyPrefix: valid.keyPrefix ?? DEFAULT_KEY_PREFIX,
     storeTimeoutMs,
     header: (valid.header ?? 'x-session-id').toLowerCase(),
     cookie: resolvedCookie,
@@ -377,10 +381,10 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     cleanup,
     failOpen: valid.onStoreError === 'fail-open',
     checkIp: valid.security?.checkIp ?? true,
-    fingerprintTolerance: valid.security?.fingerprintTolerance ?? 0.8,
+    fingerprintTolerance: valid.security?.fingerprintTolerance ?? DEFAULT_FINGERPRINT_TOLERANCE,
     onSuspicious: onSuspicious as ResolvedOptions['onSuspicious'],
-    invalidTokenThreshold: boundedCount('security.invalidTokenThreshold', valid.security?.invalidTokenThreshold, 20),
-    invalidTokenWindowMs: boundedDuration('security.invalidTokenWindow', valid.security?.invalidTokenWindow, 60_000),
+    invalidTokenThreshold: boundedCount('security.invalidTokenThreshold', valid.security?.invalidTokenThreshold, DEFAULT_ABUSE_OPTIONS.threshold),
+    invalidTokenWindowMs: boundedDuration('security.invalidTokenWindow', valid.security?.invalidTokenWindow, DEFAULT_ABUSE_OPTIONS.windowMs),
     blockMs: blockAfter === false ? 0 : boundedDuration('security.blockAfter', blockAfter, 0),
     startupCheckMs: startupCheck === false ? 0 : boundedDuration('startupCheck.timeout', startupCheck.timeout, 5000)
   }

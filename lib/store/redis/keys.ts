@@ -6,6 +6,9 @@ import { TAG_LENGTH } from '../../core/token'
  */
 
 /** The shard's expiry queue; also the key every script is routed by. */
+/** The prefix of every key when none is given (RedisStore `prefix`, the plugin's `keyPrefix`). */
+export const DEFAULT_KEY_PREFIX = 'sess:'
+
 export function shardKey (prefix: string, tag: string): string {
   return `${prefix}{${tag}}:x`
 }

@@ -1,5 +1,5 @@
 import { Redis, type Cluster } from 'ioredis'
-import { lockKey, sessionKey, shardKey, tagKey } from './keys'
+import { DEFAULT_KEY_PREFIX, lockKey, sessionKey, shardKey, tagKey } from './keys'
 import { rateLimited, warningLogger, type SessionLogger } from '../../core/logger'
 import { FORBIDDEN_KEYS, isWellFormed } from '../../core/metadata'
 import { randomId, SESSION_ID_LENGTH, TAG_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
@@ -100,7 +100,7 @@ export class RedisStore implements Store {
       this.client = options.client as unknown as Client
       this.ownsClient = false
     }
-    this.prefix = options.prefix ?? 'sess:'
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX
     const near = options.nearCache ?? false
     if (near !== false && isCluster(this.client)) {
       throw new errors.INVALID_OPTION('"nearCache": needs a standalone or Sentinel Redis, not a Cluster client')
