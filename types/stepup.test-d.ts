@@ -47,3 +47,9 @@ app.sessions.on('newDevice', (event: NewDeviceEvent) => {
   expectType<Date>(event.timestamp)
 })
 expectAssignable<SessionEndReason[]>(['expired', 'signed_out', 'revoked', 'evicted', 'rotated', 'reauth_required', 'unrecognized'])
+
+// The manager's events are a typed map.
+app.sessions.on('cleanup', (result) => { expectType<boolean>(result.skipped) })
+app.sessions.on('storeError', (error) => { expectType<Error>(error) })
+expectError(app.sessions.on('no-such-event', () => {}))
+expectError(app.sessions.on('audit', (event: number) => event))

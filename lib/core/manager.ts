@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events'
+import type { CleanupRunResult } from './cleanup'
 import { boundedCount, boundedDuration } from './bounds'
 import { DEFAULT_CLEANUP_BATCH_SIZE } from './cleanup'
 import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from '../security/concurrency'
@@ -264,6 +265,40 @@ function optionsObject<T extends object> (options: T | undefined, name: string):
   if (options === undefined) return {} as T
   if (options === null || typeof options !== 'object') throw new errors.INVALID_ARGUMENT(`${name} must be an object`)
   return options
+}
+
+/**
+ * The manager's events: name -> the arguments its listeners get (docs/api.md, Events). `on`, `once`, `off` and `emit`
+ * are typed by it.
+ */
+export interface SessionManagerEvents {
+  /** Every audit record, as it is written. */
+  audit: [event: AuditEvent]
+  /** Security events (type `security` or `unrecognized`), `invalid_tokens` bursts included. */
+  security: [event: AuditEvent]
+  /** A login from a device the user has not used within `security.knownDevices`. */
+  newDevice: [event: NewDeviceEvent]
+  /** A store call of the request path failed or timed out. */
+  storeError: [error: Error]
+  /** After each run of the cleanup service, skipped ones included. */
+  cleanup: [result: CleanupRunResult]
+  /** A cleanup run failed. */
+  cleanupError: [error: Error]
+  /** Only logged when nobody listens (EventEmitter would throw). */
+  error: [error: unknown]
+}
+
+type SessionEventName = keyof SessionManagerEvents
+type SessionEventListener<K extends SessionEventName> = (...args: SessionManagerEvents[K]) => void
+
+// Typed overloads of the inherited EventEmitter methods (declaration merging with the class below).
+export interface SessionManager {
+  on<K extends SessionEventName> (event: K, listener: SessionEventListener<K>): this
+  once<K extends SessionEventName> (event: K, listener: SessionEventListener<K>): this
+  off<K extends SessionEventName> (event: K, listener: SessionEventListener<K>): this
+  addListener<K extends SessionEventName> (event: K, listener: SessionEventListener<K>): this
+  removeListener<K extends SessionEventName> (event: K, listener: SessionEventListener<K>): this
+  emit<K extends SessionEventName> (event: K, ...args: SessionManagerEvents[K]): boolean
 }
 
 /**
