@@ -2,7 +2,8 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { parseDuration } from '../core/duration'
 import { errors } from '../core/errors'
 import type { Session } from '../core/manager'
-import { kHandler, RequestHandler } from './request'
+import { RequestHandler } from './request'
+import { kHandler } from './symbols'
 
 /**
  * A preHandler (or any request hook) for routes that need a session: 401 FST_SESSION_REQUIRED without one,

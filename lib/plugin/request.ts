@@ -1,40 +1,15 @@
-import { Signer } from '@fastify/cookie'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { boundedDuration } from '../core/bounds'
 import { InvalidTokenTracker } from '../security/abuse'
 import { flagReasons } from '../security/concurrency'
-import { readCookie, serializeCookie } from './cookie'
-import { DeadlineQueue } from './deadline'
+import { StoreGuard } from './store-guard'
+import { kDenied, kFromCookie, kHandler, kSessionToken } from './symbols'
+import { TokenTransport } from './transport'
 import { errors } from '../core/errors'
 import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from '../security/fingerprint'
 import type { EndedLoad, LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from '../core/manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken, type ParsedToken } from '../core/token'
-
-/** Per-request private state. */
-export const kSessionToken = Symbol('fastify-distributed-session.token')
-export const kFromCookie = Symbol('fastify-distributed-session.fromCookie')
-/**
- * The request handler of the plugin that serves this request, set by its onRequest hook. `Symbol.for`: the named
- * hooks of another copy of the package (ESM and CommonJS builds) find it too. Absent: the plugin is not registered
- * for the request's encapsulation context, and every hook refuses the request.
- */
-export const kHandler = Symbol.for('fastify-distributed-session.handler')
-/** The session of a request refused by `onSuspicious: 'deny'`: not served, but logout and login can end it. */
-export const kDenied = Symbol('fastify-distributed-session.denied')
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    [kSessionToken]: string | null
-    [kFromCookie]: boolean
-    [kHandler]: RequestHandler | null
-    [kDenied]: Session | null
-  }
-  interface FastifyContextConfig {
-    /** `false`: the plugin does not load a session for this route (no store call); request.session stays null. */
-    session?: boolean
-  }
-}
 
 export interface StartSessionData {
   metadata?: SessionData['metadata']
@@ -66,28 +41,26 @@ export type StartSessionArgs = {} extends SessionMetadata
   : [data: StartSessionData & { metadata: SessionMetadata & Record<string, unknown> }]
 
 const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
-/** Header values some front ends send for "no token" (String(undefined), String(null)). */
-const NO_TOKEN_VALUES = new Set(['', 'undefined', 'null'])
 /** A fingerprint ending with three empty slots has no client-supplied fields. */
 const NO_CLIENT_SLOTS = '...'
 const SUSPICIOUS_REPORT_EVERY_MS = 60_000
 const MAX_REPORTED = 10_000
 
 /**
- * The request path: reading the token, loading the session with one store call, the security flag,
- * the cookie, and the store's failure policy. Routes and the plugin entry call into this.
+ * The request path: loading the session with one store call, the security report and its throttling, and the reply
+ * operations (start, confirm, rotate, end). Token transport and cookies are in transport.ts, the store-failure policy
+ * in store-guard.ts, the per-request Symbols in symbols.ts. Routes and the plugin entry call into this.
  */
 export class RequestHandler {
-  private readonly signer: Signer | null
-  private readonly deadlines: DeadlineQueue
+  private readonly transport: TokenTransport
+  private readonly store: StoreGuard
   private readonly tracker: InvalidTokenTracker
   /** sessionId -> last time a suspicious report was recorded for it by this instance. */
   private readonly reported = new Map<string, number>()
 
   constructor (readonly manager: SessionManager, readonly options: ResolvedOptions) {
-    const cookie = options.cookie
-    this.signer = cookie !== false && cookie.signed ? new Signer(cookie.secrets) : null
-    this.deadlines = new DeadlineQueue(options.storeTimeoutMs)
+    this.transport = new TokenTransport(options, manager.now)
+    this.store = new StoreGuard(manager, options.storeTimeoutMs)
     this.tracker = new InvalidTokenTracker({
       threshold: options.invalidTokenThreshold,
       windowMs: options.invalidTokenWindowMs,
@@ -97,20 +70,7 @@ export class RequestHandler {
 
   /** Bounds a store call by `storeTimeout` and turns store failures into FST_SESSION_STORE_UNAVAILABLE. */
   guard<T> (promise: Promise<T>): Promise<T> {
-    return this.deadlines.bound(promise, this.onTimeout, this.onStoreError)
-  }
-
-  private readonly onTimeout = (): Error => {
-    const cause = new Error(`store call timed out after ${this.options.storeTimeoutMs} ms`)
-    this.manager.emit('storeError', cause)
-    return new errors.STORE_UNAVAILABLE({ cause })
-  }
-
-  private readonly onStoreError = (error: unknown): unknown => {
-    if (isOwnError(error)) return error
-    this.manager.emit('storeError', error)
-    // The cause reaches the 503 log line (pino prints its message and stack), never the client.
-    return new errors.STORE_UNAVAILABLE({ cause: error })
+    return this.store.guard(promise)
   }
 
   /** The hook behind `requireSession`: the plugin's handler must have seen the request, and found a session. */
@@ -148,7 +108,7 @@ export class RequestHandler {
   async loadSession (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     request[kHandler] = this
     if (request.is404 || request.routeOptions.config.session === false) return
-    const token = this.readToken(request, reply)
+    const token = this.transport.readToken(request, reply)
     if (token === null) return
     const ip = request.ip
     if (this.tracker.isBlocked(ip)) throw new errors.TOO_MANY_INVALID_TOKENS()
@@ -176,7 +136,7 @@ export class RequestHandler {
     if (loaded.session === null) {
       // The holder of an ended session's token (not a guesser: the secret matched) learns why it ended.
       request.sessionEnded = loaded.ended
-      if (request[kFromCookie]) this.clearCookie(request, reply)
+      if (request[kFromCookie]) this.transport.clearCookie(request, reply)
       return
     }
     request[kSessionToken] = token
@@ -250,7 +210,7 @@ export class RequestHandler {
     request[kDenied] = null
     request.requiresSecurityCheck = false
     request[kSessionToken] = created.token
-    this.setCookie(request, reply, created.token, data.persistent === false ? null : absoluteDeadlineOf(created.session, ttlMs))
+    this.transport.setCookie(request, reply, created.token, data.persistent === false ? null : absoluteDeadlineOf(created.session, ttlMs))
     for (const evicted of created.evicted) {
       // The create script has already written the 'evicted' audit record: log and emit, no second round trip.
       this.recordSecurity(request, userId, evicted, { rule: 'session_limit_eviction', newSessionId: created.session.id }, false)
@@ -287,7 +247,7 @@ export class RequestHandler {
     if (rotated === null) return null
     request.session = rotated.session
     request[kSessionToken] = rotated.token
-    this.setCookie(request, reply, rotated.token, options.persistent === false ? null : absoluteDeadlineOf(rotated.session, this.manager.absoluteTimeoutMs))
+    this.transport.setCookie(request, reply, rotated.token, options.persistent === false ? null : absoluteDeadlineOf(rotated.session, this.manager.absoluteTimeoutMs))
     return rotated
   }
 
@@ -295,81 +255,21 @@ export class RequestHandler {
   async endSession (request: FastifyRequest, reply: FastifyReply, reason: string): Promise<boolean> {
     const session = this.endable(request)
     if (session === null) {
-      this.clearCookie(request, reply)
+      this.transport.clearCookie(request, reply)
       return false
     }
     // Cleared only once the session is ended: after a store failure (503) the client can still retry the logout.
     const ended = await this.guard(this.manager.invalidate(session.id, { reason }))
-    this.clearCookie(request, reply)
+    this.transport.clearCookie(request, reply)
     request.session = null
     request[kDenied] = null
     request[kSessionToken] = null
     return ended
   }
 
-  /** Clears the cookie with the attributes that set it (browsers ignore a clearing cookie whose attributes differ). */
-  clearCookie (request: FastifyRequest, reply: FastifyReply): void {
-    if (this.options.cookie === false) return
-    this.writeCookie(request, reply, '', 0)
-  }
-
-  /** Sets the token cookie; `absoluteDeadline` null gives a browser-session cookie (no Max-Age). */
-  private setCookie (request: FastifyRequest, reply: FastifyReply, token: string, absoluteDeadline: number | null): void {
-    // A response that hands out a token is never cached, with or without the cookie transport.
-    reply.header('cache-control', 'no-store')
-    if (this.options.cookie === false) return
-    const maxAge = absoluteDeadline === null ? undefined : Math.max(1, Math.ceil((absoluteDeadline - this.manager.now()) / 1000))
-    this.writeCookie(request, reply, this.signer === null ? token : this.signer.sign(token), maxAge)
-  }
-
-  /**
-   * Writes the plugin's Set-Cookie itself (lib/plugin/cookie.ts) instead of through reply.setCookie: the plugin works
-   * whatever the order and `hook` option of an app's own @fastify/cookie.
-   * A later write for the same response replaces an earlier one.
-   */
-  private writeCookie (request: FastifyRequest, reply: FastifyReply, value: string, maxAge: number | undefined): void {
-    const cookie = this.options.cookie
-    /* c8 ignore next -- callers return earlier without the cookie transport */
-    if (cookie === false) return
-    const line = serializeCookie(cookie.name, value, {
-      path: cookie.path,
-      domain: cookie.domain,
-      httpOnly: cookie.httpOnly,
-      sameSite: cookie.sameSite,
-      secure: cookie.secure === 'auto' ? request.protocol === 'https' : cookie.secure,
-      partitioned: cookie.partitioned,
-      maxAge
-    })
-    const existing = reply.getHeader('set-cookie')
-    const others = (existing === undefined ? [] : Array.isArray(existing) ? existing : [String(existing)])
-      .filter((other) => !other.startsWith(`${cookie.name}=`))
-    reply.removeHeader('set-cookie')
-    reply.header('set-cookie', [...others, line])
-    reply.header('cache-control', 'no-store')
-  }
-
-  private readToken (request: FastifyRequest, reply: FastifyReply): string | null {
-    request[kFromCookie] = false
-    const fromHeader = request.headers[this.options.header]
-    if (typeof fromHeader === 'string' && !NO_TOKEN_VALUES.has(fromHeader.trim())) return fromHeader
-    if (Array.isArray(fromHeader)) return fromHeader.join(',')
-    const cookie = this.options.cookie
-    if (cookie === false) return null
-    const raw = readCookie(request.headers.cookie, cookie.name)
-    if (raw === undefined || raw === '') return null
-    request[kFromCookie] = true
-    if (this.signer === null) return raw
-    const unsigned = this.signer.unsign(raw)
-    if (!unsigned.valid || unsigned.value === null) {
-      this.clearCookie(request, reply)
-      return ''
-    }
-    return unsigned.value
-  }
-
   /** An unknown, expired, tampered or malformed token: anonymous, cookie cleared, counted against the client. */
   private rejectToken (request: FastifyRequest, reply: FastifyReply, ip: string): void {
-    if (request[kFromCookie]) this.clearCookie(request, reply)
+    if (request[kFromCookie]) this.transport.clearCookie(request, reply)
     const { count, crossed } = this.tracker.record(ip)
     if (crossed) {
       request.log.warn({ ip, count }, 'fastify-distributed-session: many invalid session tokens from one client')
@@ -426,11 +326,6 @@ function absoluteDeadlineOf (session: Session, lifetimeMs: number): number {
   if (reported instanceof Date) return reported.getTime()
   if (typeof reported === 'number') return reported
   return session.createdAt.getTime() + lifetimeMs
-}
-
-function isOwnError (error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code
-  return typeof code === 'string' && code.startsWith('FST_SESSION_')
 }
 
 function header (request: FastifyRequest, name: string): string {
