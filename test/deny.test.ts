@@ -107,3 +107,36 @@ test("onSuspicious 'deny': when the touching read of an allowed request fails, t
   t.same(response.json(), { userId: 'jack' })
   t.equal(reads, 2, 'a first read without the touch, a second with it')
 })
+
+test("onSuspicious 'deny': an account flagged by its other sessions is not a trap: a step-up route serves the flagged session, and confirming it lets the user in", async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const clock = { now: START }
+  const app = Fastify({ trustProxy: true })
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { redis: client, cleanup: false, now: () => clock.now, security: { onSuspicious: 'deny' } })
+  app.post<{ Body: { user: string } }>('/login', async (request, reply) => {
+    const { token, session } = await reply.startSession(request.body.user)
+    return { token, sessionId: session.id }
+  })
+  app.get('/orders', { preHandler: requireSession }, async (request) => ({ userId: getSession(request).userId }))
+  app.post('/verify', { config: { session: 'step-up' }, preHandler: requireSession }, async (request, reply) => {
+    const flagged = request.requiresSecurityCheck
+    return { flagged, confirmed: await reply.confirmSession({ method: 'password' }) }
+  })
+  await app.ready()
+  // Four logins from four networks two minutes apart: every session sees more than two other IPs (and a burst).
+  const tokens: string[] = []
+  for (let n = 1; n <= 4; n++) {
+    clock.now += 2 * MINUTE
+    tokens.push((await login(app, 'ivy', from(`10.0.${n}.1`))).token)
+  }
+  const last = tokens[3] as string
+  t.equal((await app.inject({ url: '/orders', headers: from('10.0.4.1', { 'x-session-id': last }) })).statusCode, 403, 'denied by its siblings')
+  const verified = await app.inject({ method: 'POST', url: '/verify', headers: from('10.0.4.1', { 'x-session-id': last }) })
+  t.equal(verified.statusCode, 200, 'the step-up route serves the flagged session')
+  t.same(verified.json(), { flagged: true, confirmed: true })
+  t.equal((await app.inject({ url: '/orders', headers: from('10.0.4.1', { 'x-session-id': last }) })).statusCode, 200, 'confirmed: served again')
+  t.equal((await app.inject({ url: '/verify', method: 'POST', headers: from('10.0.4.1') })).statusCode, 401, 'a step-up route still needs a session')
+})
