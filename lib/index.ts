@@ -158,7 +158,7 @@ export { requireSession, getSession, requireFreshSession, SessionManager, RedisS
 export type { SessionEnded, SessionEndReason } from './stepup'
 export type { NewDeviceEvent, ConfirmOptions } from './manager'
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './fingerprint'
-export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
+export type { Session, SessionData, SessionPatch, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './manager'
 export type { SessionPluginOptions, SuspiciousReport, SuspiciousHandler } from './options'
 export type { RedisClient } from './store/client'
 export type { StartSessionArgs, StartSessionData, RotateSessionOptions } from './request'

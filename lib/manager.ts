@@ -74,6 +74,11 @@ export interface SessionData {
   metadata?: Partial<SessionMetadata> & Record<string, unknown>
 }
 
+/** What `update` takes: a shallow-merge patch, where `null` removes a metadata key (declared ones included). */
+export interface SessionPatch extends Omit<SessionData, 'metadata'> {
+  metadata?: { [K in keyof SessionMetadata]?: SessionMetadata[K] | null } & Record<string, unknown>
+}
+
 export interface AuditEvent {
   type: AuditEventType
   timestamp: Date
@@ -447,7 +452,7 @@ export class SessionManager extends EventEmitter {
    * user's). With `ifRevision`, rejects with FST_SESSION_CONFLICT (409) when the session changed since that
    * revision: read it again and retry. Every update moves `revision` by one.
    */
-  async update (sessionId: string, patch: SessionData, options: UpdateOptions = {}): Promise<boolean> {
+  async update (sessionId: string, patch: SessionPatch, options: UpdateOptions = {}): Promise<boolean> {
     const checked = optionsObject(options, 'the update options')
     const userId = ownerOf(checked)
     const ifRevision = checked.ifRevision
