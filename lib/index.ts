@@ -12,7 +12,7 @@ export { requireSession, getSession, requireFreshSession } from './plugin/hooks'
 
 // The session core: usable without Fastify.
 export { SessionManager } from './core/manager'
-export type { Session, SessionData, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './core/manager'
+export type { Session, SessionData, SessionPatch, SessionMetadata, AuditEvent, AuditLogPage, ConcurrencyReport, SessionManagerOptions, SecurityThresholds } from './core/manager'
 export type { NewDeviceEvent, ConfirmOptions, SessionManagerEvents } from './core/manager'
 export { SessionCleanupService } from './core/cleanup'
 export { errors } from './core/errors'

@@ -161,3 +161,45 @@ test('startSession refuses a ttl or idleTimeout outside the documented bounds be
     t.equal((await app.inject({ url: '/orders', headers: BROWSER, cookies: { session_id: token } })).json().userId, 'xena', 'still signed in')
   }
 })
+
+test('a request still carrying the cookie of a rotated or replaced session does not clear the newer cookie; one of a revoked session does', async (t) => {
+  const { app } = await cookieApp(t, { cookie: { secure: false } })
+  const loggedIn = await app.inject({ method: 'POST', url: '/login', payload: { user: 'uma' }, headers: BROWSER })
+  const oldCookie = setCookieLine(loggedIn).split(';')[0] as string
+  await app.inject({ method: 'POST', url: '/rotate', payload: {}, headers: { ...BROWSER, cookie: oldCookie } })
+  // A request sent before the rotation's answer arrived, answered after it.
+  const late = await app.inject({ url: '/orders', headers: { ...BROWSER, cookie: oldCookie } })
+  t.equal(late.statusCode, 401)
+  t.equal(late.headers['set-cookie'], undefined, 'no clearing cookie after a rotation')
+  const again = await app.inject({ method: 'POST', url: '/login', payload: { user: 'uma' }, headers: BROWSER })
+  const revokedCookie = setCookieLine(again).split(';')[0] as string
+  const [session] = await app.sessions.list('uma')
+  await app.sessions.invalidate(session?.id as string, { userId: 'uma', reason: 'revoked' })
+  const revoked = await app.inject({ url: '/orders', headers: { ...BROWSER, cookie: revokedCookie } })
+  t.match(setCookieLine(revoked), /^session_id=; Max-Age=0/, 'a revoked session\'s cookie is cleared')
+})
+
+test('cookie options that would make browsers drop or split the cookie are refused or made Secure', async (t) => {
+  const { app } = await cookieApp(t, { cookie: { sameSite: 'none', partitioned: true } })
+  const loggedIn = await app.inject({ method: 'POST', url: '/login', payload: { user: 'vic' }, headers: BROWSER })
+  t.match(setCookieLine(loggedIn), /; Secure/, 'SameSite=None and Partitioned are always Secure, even over plain HTTP')
+  for (const [cookie, name] of [[{ path: '/a;b' }, 'cookie.path'], [{ domain: 'a.com; Secure' }, 'cookie.domain']] as const) {
+    const bad = Fastify()
+    t.teardown(() => bad.close())
+    await t.rejects(async () => { await bad.register(sessionPlugin, { cookie, cleanup: false }) }, { code: 'FST_SESSION_INVALID_OPTION', message: new RegExp(`option "${name.replace('.', '\\.')}"`) }, name)
+  }
+  const header = Fastify()
+  t.teardown(() => header.close())
+  await t.rejects(async () => { await header.register(sessionPlugin, { header: 'Cookie', cleanup: false }) }, { code: 'FST_SESSION_INVALID_OPTION', message: /option "header" must not be a header/ })
+})
+
+test('the built-in routes answer with Cache-Control: no-store: they show ids, IPs and devices', async (t) => {
+  const { app } = await cookieApp(t)
+  const { token } = (await app.inject({ method: 'POST', url: '/login', payload: { user: 'wes' }, headers: BROWSER })).json() as { token: string }
+  for (const url of ['/profile', '/sessions']) {
+    const response = await app.inject({ url, headers: { ...BROWSER, 'x-session-id': token } })
+    t.equal(response.statusCode, 200, url)
+    t.equal(response.headers['cache-control'], 'no-store', url)
+  }
+  t.equal((await app.inject({ url: '/sessions' })).headers['cache-control'], 'no-store', 'the 401 too')
+})

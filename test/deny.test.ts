@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
-import sessionPlugin, { getSession, MemoryStore, requireSession } from '../lib/index'
+import sessionPlugin, { getSession, MemoryStore, requireSession, type SessionPluginOptions } from '../lib/index'
 import { BROWSER, login } from './helpers/app'
 import { startRedis } from './helpers/redis'
 
@@ -12,8 +12,11 @@ function from (ip: string, extra: Record<string, string> = {}): Record<string, s
   return { ...BROWSER, 'x-forwarded-for': ip, ...extra }
 }
 
-/** A deny-policy app on real Redis with a hand-driven clock; POST /signout ends the session with reply.endSession(). */
-async function denyApp (t: Test): Promise<{ app: FastifyInstance, clock: { now: number } }> {
+/**
+ * A deny-policy app on real Redis with a hand-driven clock; POST /signout ends the session with reply.endSession(),
+ * POST /verify is a step-up route that confirms the session.
+ */
+async function denyApp (t: Test, security: SessionPluginOptions['security'] = { rapidCreationWindow: 0 }): Promise<{ app: FastifyInstance, clock: { now: number } }> {
   const server = await startRedis(t)
   const client = new Redis(server.url)
   t.teardown(() => client.quit())
@@ -25,7 +28,7 @@ async function denyApp (t: Test): Promise<{ app: FastifyInstance, clock: { now: 
     cleanup: false,
     now: () => clock.now,
     touchInterval: '1m',
-    security: { onSuspicious: 'deny', rapidCreationWindow: 0 }
+    security: { ...security, onSuspicious: 'deny' }
   })
   app.post<{ Body: { user: string } }>('/login', async (request, reply) => {
     const { token, session } = await reply.startSession(request.body.user)
@@ -34,6 +37,10 @@ async function denyApp (t: Test): Promise<{ app: FastifyInstance, clock: { now: 
   app.post('/signout', async (request, reply) => ({ ended: await reply.endSession() }))
   app.get('/orders', { preHandler: requireSession }, async (request) => ({ userId: getSession(request).userId }))
   app.get('/public', async (request) => ({ anonymous: request.session === null, flagged: request.requiresSecurityCheck }))
+  app.post('/verify', { config: { session: 'step-up' }, preHandler: requireSession }, async (request, reply) => {
+    const flagged = request.requiresSecurityCheck
+    return { flagged, confirmed: await reply.confirmSession({ method: 'password' }) }
+  })
   await app.ready()
   return { app, clock }
 }
@@ -106,4 +113,21 @@ test("onSuspicious 'deny': when the touching read of an allowed request fails, t
   const response = await app.inject({ url: '/orders', headers: from('10.0.0.1', { 'x-session-id': token }) })
   t.same(response.json(), { userId: 'jack' })
   t.equal(reads, 2, 'a first read without the touch, a second with it')
+})
+
+test("onSuspicious 'deny': an account flagged by its other sessions is not a trap: a step-up route serves the flagged session, and confirming it lets the user in", async (t) => {
+  const { app, clock } = await denyApp(t, {})
+  // Four logins from four networks two minutes apart: every session sees more than two other IPs (and a burst).
+  const tokens: string[] = []
+  for (let n = 1; n <= 4; n++) {
+    clock.now += 2 * MINUTE
+    tokens.push((await login(app, 'ivy', from(`10.0.${n}.1`))).token)
+  }
+  const last = tokens[3] as string
+  t.equal((await app.inject({ url: '/orders', headers: from('10.0.4.1', { 'x-session-id': last }) })).statusCode, 403, 'denied by its siblings')
+  const verified = await app.inject({ method: 'POST', url: '/verify', headers: from('10.0.4.1', { 'x-session-id': last }) })
+  t.equal(verified.statusCode, 200, 'the step-up route serves the flagged session')
+  t.same(verified.json(), { flagged: true, confirmed: true })
+  t.equal((await app.inject({ url: '/orders', headers: from('10.0.4.1', { 'x-session-id': last }) })).statusCode, 200, 'confirmed: served again')
+  t.equal((await app.inject({ url: '/verify', method: 'POST', headers: from('10.0.4.1') })).statusCode, 401, 'a step-up route still needs a session')
 })

@@ -73,7 +73,7 @@ test('patterns are shown as written, unknown options and wrong types say what is
     [{ security: { maxDistinctIps: -1 } }, `${PREFIX}"security.maxDistinctIps" must be an integer >= 0, got -1`],
     [{ security: { fingerprintTolerance: 2 } }, `${PREFIX}"security.fingerprintTolerance" must be a number from 0 to 1, got 2`],
     [{ security: 'strict' }, `${PREFIX}"security" must be an object, got "strict"`],
-    [{ cookie: { domain: '' } }, `${PREFIX}"cookie.domain" must be a string of at least 1 characters, got ""`],
+    [{ cookie: { domain: '' } }, `${PREFIX}"cookie.domain" must be a string of at least 1 and at most 253 characters matching ^\\.?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$, got ""`],
     [{ cookie: { sameSite: 'none', secure: false } }, `${PREFIX}"cookie.sameSite" must not be "none" with cookie.secure: false (browsers refuse such cookies): set cookie.secure to true or 'auto'`],
     [{ cookie: { hostPrefix: true, path: '/app' } }, `${PREFIX}"cookie.hostPrefix" requires secure cookies, path "/" and no domain: remove cookie.domain, cookie.path and cookie.secure: false`],
     [{ metrics: { registry: {} } }, `${PREFIX}"metrics" must be { registry } with a prom-client Registry`],

@@ -54,6 +54,13 @@ test('app.ready() rejects naming a wrong password, a missing password and a data
   await t.resolves(async () => { await good.ready() }, 'the right password and an existing database pass')
 })
 
+test('app.ready() rejects a Redis user who may not run scripts, naming the problem', async (t) => {
+  const server = await startRedis(t)
+  t.equal(await sendCommand(server.port, ['ACL', 'SETUSER', 'reader', 'on', '>pw', '~*', '+@read', '+ping', '+hello', '+select', '+client', '+info']), 'OK')
+  const reader = registering(t, { redis: `redis://reader:pw@127.0.0.1:${server.port}` })
+  await t.rejects(async () => { await reader.ready() }, { code: CHECK_FAILED, message: new RegExp(`^${PREFIX}the Redis user may not run what the store needs .*NOPERM`) })
+})
+
 test('app.ready() rejects naming an unreachable Redis, and a failed registration releases the client it opened', async (t) => {
   const gone = await startRedis(t)
   await gone.stop()

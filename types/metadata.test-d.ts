@@ -36,3 +36,13 @@ app.get('/plan', async (request) => {
   expectError(shout(session.metadata.plan))
   return session.metadata.plan ?? 'free'
 })
+
+app.post('/downgrade', async (request) => {
+  const session = request.session
+  if (session === null) return null
+  // An update is a patch: `null` removes a key, declared ones included; a wrong type is still refused.
+  await app.sessions.update(session.id, { metadata: { plan: null } }, { userId: session.userId })
+  await app.sessions.update(session.id, { metadata: { plan: 'free', theme: null } }, { userId: session.userId })
+  expectError(app.sessions.update(session.id, { metadata: { plan: 42 } }))
+  return 'ok'
+})

@@ -76,6 +76,11 @@ export interface SessionData {
   metadata?: Partial<SessionMetadata> & Record<string, unknown>
 }
 
+/** What `update` takes: a shallow-merge patch, where `null` removes a metadata key (declared ones included). */
+export interface SessionPatch extends Omit<SessionData, 'metadata'> {
+  metadata?: { [K in keyof SessionMetadata]?: SessionMetadata[K] | null } & Record<string, unknown>
+}
+
 export interface AuditEvent {
   type: AuditEventType
   timestamp: Date
@@ -217,6 +222,8 @@ const MAX_IP_LENGTH = 64
 const MAX_USER_AGENT_LENGTH = 512
 const MAX_FINGERPRINT_LENGTH = 512
 const MAX_REASON_LENGTH = 256
+/** Longest JSON of a security event's data (the audit record's `d`). */
+const MAX_SECURITY_DATA_LENGTH = 4096
 /** Longest per-session lifetime (`ttl`): 400 days, the longest cookie lifetime browsers honour. */
 const MAX_SESSION_TTL_MS = 400 * 86_400_000
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
@@ -496,7 +503,7 @@ export class SessionManager extends EventEmitter {
    * user's). With `ifRevision`, rejects with FST_SESSION_CONFLICT (409) when the session changed since that
    * revision: read it again and retry. Every update moves `revision` by one.
    */
-  async update (sessionId: string, patch: SessionData, options: UpdateOptions = {}): Promise<boolean> {
+  async update (sessionId: string, patch: SessionPatch, options: UpdateOptions = {}): Promise<boolean> {
     const checked = optionsObject(options, 'the update options')
     const userId = ownerOf(checked)
     const ifRevision = checked.ifRevision
@@ -598,7 +605,12 @@ export class SessionManager extends EventEmitter {
    * (for events whose audit record the store has already written, such as limit evictions).
    */
   async recordSecurityEvent (userId: string, sessionId: string, data: Record<string, unknown>, persist = true): Promise<void> {
-    const event: RawAuditEvent = { type: 'security', userId, sessionId, timestamp: this.now(), data: JSON.stringify(data) }
+    const json = JSON.stringify(data)
+    // JSON.stringify escapes a lone surrogate as \udXXX, which Lua's cjson cannot read back.
+    if (json === undefined || json.length > MAX_SECURITY_DATA_LENGTH || /\\u[dD][89a-fA-F]/.test(json)) {
+      throw new errors.INVALID_ARGUMENT(`security event data must be a JSON object of at most ${MAX_SECURITY_DATA_LENGTH} characters of well-formed text`)
+    }
+    const event: RawAuditEvent = { type: 'security', userId, sessionId, timestamp: this.now(), data: json }
     if (persist && this.auditRetentionMs > 0) await this.store.recordEvent(event)
     this.emitEvents([event])
   }

@@ -32,8 +32,9 @@ const OptionsSchema = Type.Object({
     secure: Type.Optional(Type.Union([Type.Boolean(), Type.Literal('auto')], { description: "must be true, false or 'auto'" })),
     httpOnly: Type.Optional(Type.Boolean()),
     sameSite: Type.Optional(Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')])),
-    path: Type.Optional(Type.String({ minLength: 1, pattern: '^/' })),
-    domain: Type.Optional(Type.String({ minLength: 1 })),
+    // Characters a Set-Cookie attribute value may hold: no ';', comma, whitespace or control character.
+    path: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, pattern: '^/[^;,\\s\\x00-\\x1f\\x7f]*$' })),
+    domain: Type.Optional(Type.String({ minLength: 1, maxLength: 253, pattern: '^\\.?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$' })),
     hostPrefix: Type.Optional(Type.Boolean()),
     partitioned: Type.Optional(Type.Boolean()),
     signed: Type.Optional(Type.Boolean()),
@@ -281,6 +282,9 @@ const STORE_METHODS = ['configure', 'check', 'create', 'load', 'touch', 'update'
 type UnlistedStoreMethod = Exclude<keyof Store, typeof STORE_METHODS[number]>
 export const isStoreListComplete: [UnlistedStoreMethod] extends [never] ? true : UnlistedStoreMethod = true
 
+/** Headers the session token must not be read from: they carry something else already. */
+const RESERVED_HEADERS: ReadonlySet<string> = new Set(['cookie', 'set-cookie', 'host', 'authorization', 'content-type', 'content-length'])
+
 function looksLikeRedis (value: unknown): boolean {
   return isRedisClient(value)
 }
@@ -301,6 +305,9 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     throw optionError(path, `${describe(first.schema as SchemaWords, first.message)}, got ${JSON.stringify(first.value) ?? String(first.value)}`)
   }
   const valid = options as SessionPluginOptions
+  if (valid.header !== undefined && RESERVED_HEADERS.has(valid.header.toLowerCase())) {
+    throw optionError('header', `must not be a header that HTTP or the cookie transport already uses (${[...RESERVED_HEADERS].join(', ')}), got ${JSON.stringify(valid.header)}`)
+  }
   if (valid.redis !== undefined && typeof valid.redis !== 'string' && !looksLikeRedis(valid.redis)) {
     throw optionError('redis', 'must be an ioredis-compatible Redis or Cluster client or a redis:// or rediss:// URL')
   }
@@ -343,7 +350,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     const name = cookie.name ?? 'session_id'
     resolvedCookie = {
       name: hostPrefix ? `__Host-${name}` : name,
-      secure: hostPrefix ? true : cookie.secure ?? 'auto',
+      // SameSite=None and Partitioned cookies are dropped by browsers without Secure: 'auto' means Secure for them.
+      secure: hostPrefix || cookie.sameSite === 'none' || cookie.partitioned === true ? true : cookie.secure ?? 'auto',
       httpOnly: cookie.httpOnly ?? true,
       sameSite: cookie.sameSite ?? 'lax',
       path: cookie.path ?? '/',

@@ -136,7 +136,9 @@ export class RequestHandler {
     if (loaded.session === null) {
       // The holder of an ended session's token (not a guesser: the secret matched) learns why it ended.
       request.sessionEnded = loaded.ended
-      if (request[kFromCookie]) this.transport.clearCookie(request, reply)
+      // After a rotation or a new login this browser already holds a newer cookie (a request sent before it was set
+      // can be answered after): clearing here would sign it out. A logout cleared the cookie itself.
+      if (request[kFromCookie] && loaded.ended.reason !== 'rotated' && loaded.ended.reason !== 'signed_out') this.transport.clearCookie(request, reply)
       return
     }
     request[kSessionToken] = token
@@ -148,13 +150,14 @@ export class RequestHandler {
     request.requiresSecurityCheck = true
     this.reportSuspicious(request, report)
     const policy = this.options.onSuspicious
-    if (policy === 'deny') {
-      // Not served: requireSession answers 403; reply.endSession() and reply.startSession() can still end it.
+    if (policy === 'deny' && request.routeOptions.config.session !== 'step-up') {
+      // Not served: requireSession answers 403; reply.endSession() and reply.startSession() can still end it, and a
+      // step-up route (config: { session: 'step-up' }) can confirm it.
       request[kDenied] = loaded.session
       return
     }
     request.session = loaded.session
-    if (policy !== 'flag') await policy(request, report)
+    if (typeof policy === 'function') await policy(request, report)
   }
 
   /**

@@ -80,9 +80,15 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
   // Before validation, so an anonymous request gets 401 whatever its parameters.
   const preValidation = requireSession
   const config = { session: true, [kBuiltIn]: true }
+  // Every answer of these routes is about the user's own sessions (ids, IPs, devices): never kept by a cache.
+  const onRequest = function noStore (_request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    reply.header('cache-control', 'no-store')
+    done()
+  }
 
   app.get(`${prefix}/profile`, {
     config,
+    onRequest,
     preValidation,
     schema: { response: withErrors(Type.Object({ userId: Type.String(), sessionId: Type.String() })) }
   }, async (request) => {
@@ -92,6 +98,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.post(`${prefix}/logout`, {
     config,
+    onRequest,
     preValidation: function requireEndableSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
       if (handler.endable(request) !== null) done()
       else RequestHandler.requireSession(request, done)
@@ -104,6 +111,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.get(`${prefix}/sessions`, {
     config,
+    onRequest,
     preValidation,
     schema: { response: withErrors(Type.Object({ sessions: Type.Array(SessionView) })) }
   }, async (request) => {
@@ -125,6 +133,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.delete<{ Params: { id: string } }>(`${prefix}/sessions/:id`, {
     config,
+    onRequest,
     preValidation,
     schema: { params: SessionIdParams, response: withErrors(Revoked) }
   }, async (request, reply) => {
@@ -141,6 +150,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.delete(`${prefix}/sessions`, {
     config,
+    onRequest,
     preValidation,
     schema: { response: withErrors(Revoked) }
   }, async (request) => {

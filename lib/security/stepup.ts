@@ -110,7 +110,7 @@ export function validDeviceName (name: unknown): string | null | undefined {
   if (typeof name !== 'string') return undefined
   const trimmed = name.trim()
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
-  if (trimmed === '' || [...trimmed].length > MAX_DEVICE_NAME_LENGTH || /[\u0000-\u001f\u007f-\u009f<>]/.test(trimmed) || LONE_SURROGATE.test(trimmed)) return undefined
+  if (trimmed === '' || [...trimmed].length > MAX_DEVICE_NAME_LENGTH || /[\u0000-\u001f\u007f-\u009f<>]|(?!\u200d)\p{Cf}/u.test(trimmed) || LONE_SURROGATE.test(trimmed)) return undefined
   return trimmed
 }
 

@@ -203,13 +203,23 @@ export function stepupContract (t: Test, target: ContractTarget): void {
     t.equal((await m.list('lea'))[0]?.name, 'Léa’s phone 📱')
     t.equal(await m.rename(session.id, { userId: 'max', name: 'Mine now' }), false, 'not the owner')
     t.equal(await m.rename(session.id, { userId: 'lea', name: 'x'.repeat(64) }), true)
-    for (const bad of ['x'.repeat(65), '', '   ', 'a\u0000b', 'tab\there', '<script>', '\uD800', 42]) {
+    t.equal(await m.rename(session.id, { userId: 'lea', name: 'Family 👩\u200D👩\u200D👧 tablet' }), true, 'an emoji joiner is text')
+    // Bidi overrides and zero-width characters would let a name show as something else.
+    for (const bad of ['x'.repeat(65), '', '   ', 'a\u0000b', 'tab\there', '<script>', '\uD800', 42, '\u202Egnp.exe', 'a\u200Bb', '\u2066x']) {
       await t.rejects(m.rename(session.id, { userId: 'lea', name: bad as string }), { code: 'FST_SESSION_INVALID_ARGUMENT' }, JSON.stringify(bad))
     }
     await t.rejects(m.rename(session.id, { userId: '', name: 'x' }), { code: 'FST_SESSION_INVALID_OWNER' })
     t.equal(await m.rename(session.id, { userId: 'lea', name: null }), true)
     t.equal((await m.get(token))?.name, null)
     t.equal((await m.get(token))?.metadata !== undefined, true)
+  })
+
+  t.test('a security event holds at most 4096 characters of well-formed data', async (t) => {
+    const m = await manager(t)
+    await t.rejects(m.recordSecurityEvent('lea', '', { big: 'x'.repeat(5000) }), { code: 'FST_SESSION_INVALID_ARGUMENT' })
+    await t.rejects(m.recordSecurityEvent('lea', '', { bad: '\uD800' }), { code: 'FST_SESSION_INVALID_ARGUMENT' })
+    await m.recordSecurityEvent('lea', '', { rule: 'custom', note: 'x'.repeat(100) })
+    t.match((await m.auditLog('lea'))[0], { type: 'security', data: { rule: 'custom' } })
   })
 
   t.test("a login from a device the user has not used within knownDevices is new: returned, emitted as 'newDevice' and audited", async (t) => {

@@ -11,11 +11,13 @@ export interface RedisClient {
   defineCommand (name: string, definition: { lua: string, numberOfKeys?: number }): void
   get (key: string): Promise<string | null>
   ping (): Promise<string>
+  /** Used once, by the startup check, to learn that the user may run scripts. */
+  eval (script: string, numberOfKeys: number): Promise<unknown>
   quit (): Promise<unknown>
   disconnect (): void
 }
 
-const METHODS = ['defineCommand', 'get', 'ping', 'quit', 'disconnect'] as const
+const METHODS = ['defineCommand', 'get', 'ping', 'eval', 'quit', 'disconnect'] as const
 
 /** True for an object with the methods the plugin relies on: a check by shape, which holds across package copies. */
 export function isRedisClient (value: unknown): value is RedisClient {

@@ -316,6 +316,9 @@ export class RedisStore implements Store {
       await connected(client)
       await client.ping()
       if (db !== 0) await (client as Redis).select(db)
+      // Every write is a script: a user who may read but not run scripts (an ACL without +@scripting) would pass a
+      // PING and then fail every login.
+      await (client as Redis).eval('return 1', 0)
     } catch (error) {
       throw new Error(describeConnectionError(error, db), { cause: error })
     }
@@ -539,6 +542,9 @@ function describeConnectionError (error: unknown, db: number): string {
     return `Redis refused the credentials (wrong password or username): ${message}`
   }
   if (message.startsWith('NOAUTH')) return `Redis requires a password and none was given: ${message}`
+  if (message.startsWith('NOPERM')) {
+    return `the Redis user may not run what the store needs (scripts: EVAL/EVALSHA, and the commands they call; grant +@scripting and the key commands): ${message}`
+  }
   if (/DB index is out of range|invalid DB index/i.test(message)) {
     return `Redis has no database ${db} (SELECT ${db}: ${message}); the server's 'databases' setting bounds the index`
   }
