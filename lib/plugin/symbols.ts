@@ -20,12 +20,4 @@ declare module 'fastify' {
     [kHandler]: RequestHandler | null
     [kDenied]: Session | null
   }
-  interface FastifyContextConfig {
-    /**
-     * `false`: the plugin does not load a session for this route (no store call); request.session stays null.
-     * `'step-up'`: under `onSuspicious: 'deny'`, a flagged session is still served on this route (with
-     * `requiresSecurityCheck` true), so a verification route can call `reply.confirmSession()`.
-     */
-    session?: boolean | 'step-up'
-  }
 }

@@ -34,4 +34,12 @@ declare module 'fastify' {
     /** The same hook as the named export `requireSession` (which also works where this decorator is not visible). */
     requireSession (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void
   }
+  interface FastifyContextConfig {
+    /**
+     * `false`: the plugin does not load a session for this route (no store call); request.session stays null.
+     * `'step-up'`: under `onSuspicious: 'deny'`, a flagged session is still served on this route (with
+     * `requiresSecurityCheck` true), so a verification route can call `reply.confirmSession()`.
+     */
+    session?: boolean | 'step-up'
+  }
 }
