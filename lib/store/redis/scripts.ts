@@ -347,6 +347,9 @@ local function extendTtl(key, ms)
 end
 
 -- The user's live sessions, oldest activity first; removes (and audits) the ones that are gone, expired or corrupt.
+-- How many sessions loadLive found expired (and removed) in this script: a sweep counts them with its own.
+local liveExpired = 0
+
 local function loadLive(uid)
   ensureIndex(uid)
   local u = ukey(uid)
@@ -356,12 +359,14 @@ local function loadLive(uid)
     local rec, raw = readRec(sid)
     if rec == nil then
       removeSession(sid, uid, 'expired', reason('timeout'))
+      liveExpired = liveExpired + 1
     elseif rec == false then
       removeSession(sid, uid, 'corrupt', reason('malformed'))
     elseif rec.u ~= uid then
       redis.call('ZREM', u, sid)
     elseif deadline(rec) <= now then
       removeSession(sid, uid, 'expired', reason('timeout'))
+      liveExpired = liveExpired + 1
     else
       live[#live + 1] = { sid = sid, rec = rec, raw = raw }
     end
@@ -458,8 +463,10 @@ local function sweep(limit)
       redis.call('ZADD', xkey, deadline(rec), m)
     end
   end
+  -- A user's other expired sessions, beyond this batch, are removed by loadLive: they count as expired too.
+  local before = liveExpired
   for uid, _ in pairs(users) do applyFlags(loadLive(uid)) end
-  return expired, orphaned, #due
+  return expired + liveExpired - before, orphaned, #due
 end
 
 -- Known devices (issue 14): remembers that the user used device \`dev\` now, in P{T}:d:<uid> (a zset device key ->
