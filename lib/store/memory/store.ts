@@ -116,13 +116,8 @@ export class MemoryStore implements Store {
 
   async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {
     const events: RawAuditEvent[] = []
-    const entry = this.sessions.get(sessionId)
+    const entry = this.liveEntry(sessionId, '', now, events)
     if (entry === undefined) return { status: 'gone', concurrencyFlags: 0, events }
-    if (this.isExpired(entry, now)) {
-      this.remove(entry, 'expired', reason('timeout'), now, events)
-      this.applyFlags(this.liveSessions(entry.userId, now, events))
-      return { status: 'gone', concurrencyFlags: 0, events }
-    }
     if (now - entry.lastActivity < touchIntervalMs) return { status: 'fresh', concurrencyFlags: entry.concurrencyFlags, events }
     entry.lastActivity = now
     this.applyFlags(this.liveSessions(entry.userId, now, events))
@@ -132,12 +127,8 @@ export class MemoryStore implements Store {
 
   async update (input: UpdateInput): Promise<UpdateResult> {
     const events: RawAuditEvent[] = []
-    const entry = this.sessions.get(input.sessionId)
-    if (entry === undefined || (input.userId !== undefined && entry.userId !== input.userId)) return { status: 'gone', events }
-    if (this.isExpired(entry, input.now)) {
-      this.remove(entry, 'expired', reason('timeout'), input.now, events)
-      return { status: 'gone', events }
-    }
+    const entry = this.liveEntry(input.sessionId, input.userId ?? '', input.now, events)
+    if (entry === undefined) return { status: 'gone', events }
     if (input.ifRevision !== undefined && entry.revision !== input.ifRevision) return { status: 'conflict', events }
     const merged = new Map(entry.metadata)
     for (const [key, value] of Object.entries(input.metadata)) {
@@ -244,13 +235,8 @@ export class MemoryStore implements Store {
 
   async confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
     const events: RawAuditEvent[] = []
-    const entry = this.sessions.get(input.sessionId)
-    if (entry === undefined || (input.userId !== '' && entry.userId !== input.userId)) return { ok: false, events }
-    if (this.isExpired(entry, input.now)) {
-      this.remove(entry, 'expired', reason('timeout'), input.now, events)
-      this.applyFlags(this.liveSessions(entry.userId, input.now, events))
-      return { ok: false, events }
-    }
+    const entry = this.liveEntry(input.sessionId, input.userId, input.now, events)
+    if (entry === undefined) return { ok: false, events }
     entry.authenticatedAt = input.now
     entry.confirmMethod = input.method
     entry.ipAddress = input.ipAddress
@@ -339,6 +325,21 @@ export class MemoryStore implements Store {
     /* c8 ignore next -- the manager configures its store in its constructor */
     if (this.config === null) throw new Error('fastify-distributed-session: store used before configure()')
     return this.config
+  }
+
+  /**
+   * The live entry of a session owned by `owner` ('' = any owner), or undefined. An entry past its deadline is removed
+   * here (audited 'expired', the user's flags recomputed), as the Redis scripts' liveRecord does.
+   */
+  private liveEntry (sessionId: string, owner: string, now: number, events: RawAuditEvent[]): Entry | undefined {
+    const entry = this.sessions.get(sessionId)
+    if (entry === undefined || (owner !== '' && entry.userId !== owner)) return undefined
+    if (this.isExpired(entry, now)) {
+      this.remove(entry, 'expired', reason('timeout'), now, events)
+      this.applyFlags(this.liveSessions(entry.userId, now, events))
+      return undefined
+    }
+    return entry
   }
 
   private isExpired (entry: Entry, now: number): boolean {

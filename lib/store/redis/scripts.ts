@@ -416,6 +416,19 @@ local function applyFlags(live)
   end
 end
 
+-- The live record of session \`sid\` owned by \`owner\` ('' = any owner), or nil. A record past its deadline is
+-- removed here (audited 'expired', the user's flags recomputed): every script that writes a session ends it alike.
+local function liveRecord(sid, owner)
+  local rec = readRec(sid)
+  if not rec or (owner ~= '' and owner ~= rec.u) then return nil end
+  if deadline(rec) <= now then
+    removeSession(sid, rec.u, 'expired', reason('timeout'))
+    applyFlags(loadLive(rec.u))
+    return nil
+  end
+  return rec
+end
+
 -- A shard expiry queue of another type would fail every script of the shard: it is deleted (the sessions it
 -- listed still expire by their keys' TTLs, and their users' scripts drop them), and a 'corrupt' event is emitted.
 local function ensureQueue()
@@ -585,14 +598,9 @@ return { 'OK', { evicted, encode(rec), hasReplaced, isNewDevice }, events }
  */
 export const TOUCH = script(`
 local sid = ARGV[7]
-local rec = readRec(sid)
+local rec = liveRecord(sid, '')
 if not rec then return { 'GONE', 0, events } end
 local uid = rec.u
-if deadline(rec) <= now then
-  removeSession(sid, uid, 'expired', reason('timeout'))
-  applyFlags(loadLive(uid))
-  return { 'GONE', 0, events }
-end
 if now - rec.l < tonumber(ARGV[8]) then return { 'FRESH', rec.s or 0, events } end
 ensureIndex(uid)
 rec.l = now
@@ -620,13 +628,9 @@ return { 'OK', flags, events }
  */
 export const UPDATE = script(`
 local sid = ARGV[7]
-local rec = readRec(sid)
-if not rec or (ARGV[14] ~= '' and ARGV[14] ~= rec.u) then return { 'GONE', '', events } end
+local rec = liveRecord(sid, ARGV[14])
+if not rec then return { 'GONE', '', events } end
 local uid = rec.u
-if deadline(rec) <= now then
-  removeSession(sid, uid, 'expired', reason('timeout'))
-  return { 'GONE', '', events }
-end
 if ARGV[13] ~= '' and (rec.r or 0) ~= tonumber(ARGV[13]) then return { 'CONFLICT', tostring(rec.r or 0), events } end
 for k, v in pairs(cjson.decode(ARGV[16])) do
   if v == false then rec.m[k] = nil else rec.m[k] = v end
@@ -847,14 +851,9 @@ return { cur, redis.call('PTTL', KEYS[1]), repaired }
  */
 export const CONFIRM = script(`
 local sid = ARGV[7]
-local rec = readRec(sid)
-if not rec or (ARGV[8] ~= '' and ARGV[8] ~= rec.u) then return { 'GONE', '', events } end
+local rec = liveRecord(sid, ARGV[8])
+if not rec then return { 'GONE', '', events } end
 local uid = rec.u
-if deadline(rec) <= now then
-  removeSession(sid, uid, 'expired', reason('timeout'))
-  applyFlags(loadLive(uid))
-  return { 'GONE', '', events }
-end
 rec.t = now
 rec.k = ARGV[12]
 rec.i = ARGV[9]
