@@ -1,10 +1,8 @@
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
-import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import sessionPlugin, { getSession, requireSession, type SessionPluginOptions, type StartSessionData } from '../lib/index'
 import { readCookie, serializeCookie } from '../lib/plugin/cookie'
-import { BROWSER } from './helpers/app'
-import { startRedis } from './helpers/redis'
+import { BROWSER, clockedApp } from './helpers/app'
 
 const START = Date.UTC(2026, 0, 1)
 const MINUTE = 60_000
@@ -15,13 +13,7 @@ const DAY = 24 * 60 * MINUTE
  * POST /signout calls reply.endSession(), POST /rotate calls reply.rotateSession().
  */
 async function cookieApp (t: Test, options: SessionPluginOptions = {}): Promise<{ app: FastifyInstance, clock: { now: number } }> {
-  const server = await startRedis(t)
-  const client = new Redis(server.url)
-  t.teardown(() => client.quit())
-  const clock = { now: START }
-  const app = Fastify({ trustProxy: true })
-  t.teardown(() => app.close())
-  await app.register(sessionPlugin, { redis: client, cleanup: false, now: () => clock.now, ...options })
+  const { app, clock } = await clockedApp(t, options, START)
   app.post<{ Body: { user: unknown, data?: StartSessionData } }>('/login', async (request, reply) => {
     const { token, session } = await reply.startSession(request.body.user as string, request.body.data)
     return { token, sessionId: session.id }

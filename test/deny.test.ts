@@ -1,9 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import sessionPlugin, { getSession, MemoryStore, requireSession, type SessionPluginOptions } from '../lib/index'
-import { BROWSER, login } from './helpers/app'
-import { startRedis } from './helpers/redis'
+import { BROWSER, clockedApp, login } from './helpers/app'
 
 const START = Date.UTC(2026, 0, 1)
 const MINUTE = 60_000
@@ -17,19 +15,7 @@ function from (ip: string, extra: Record<string, string> = {}): Record<string, s
  * POST /verify is a step-up route that confirms the session.
  */
 async function denyApp (t: Test, security: SessionPluginOptions['security'] = { rapidCreationWindow: 0 }): Promise<{ app: FastifyInstance, clock: { now: number } }> {
-  const server = await startRedis(t)
-  const client = new Redis(server.url)
-  t.teardown(() => client.quit())
-  const clock = { now: START }
-  const app = Fastify({ trustProxy: true })
-  t.teardown(() => app.close())
-  await app.register(sessionPlugin, {
-    redis: client,
-    cleanup: false,
-    now: () => clock.now,
-    touchInterval: '1m',
-    security: { ...security, onSuspicious: 'deny' }
-  })
+  const { app, clock } = await clockedApp(t, { touchInterval: '1m', security: { ...security, onSuspicious: 'deny' } }, START)
   app.post<{ Body: { user: string } }>('/login', async (request, reply) => {
     const { token, session } = await reply.startSession(request.body.user)
     return { token, sessionId: session.id }

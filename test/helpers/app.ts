@@ -1,6 +1,8 @@
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import { Redis } from 'ioredis'
 import type { Test } from 'tap'
 import sessionPlugin, { type SessionPluginOptions } from '../../lib/index'
+import { startRedis } from './redis'
 
 /**
  * The README example app: /login starts a session, /orders needs one, /public does not.
@@ -34,4 +36,19 @@ export async function login (app: FastifyInstance, user: string, headers: Record
   const body = response.json() as { token: string, sessionId: string }
   const cookie = response.cookies.find((c) => c.name.endsWith('session_id'))
   return { ...body, cookie: cookie?.value ?? '', response }
+}
+
+/**
+ * A Fastify app (trustProxy) with the plugin on a real redis-server of its own and a hand-driven clock (`clock.now`);
+ * the routes are the caller's, added before `app.ready()`.
+ */
+export async function clockedApp (t: Test, options: SessionPluginOptions = {}, start = Date.UTC(2026, 0, 1)): Promise<{ app: FastifyInstance, clock: { now: number } }> {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const clock = { now: start }
+  const app = Fastify({ trustProxy: true })
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { redis: client, cleanup: false, now: () => clock.now, ...options })
+  return { app, clock }
 }
