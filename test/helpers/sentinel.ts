@@ -39,6 +39,7 @@ export async function waitForInfo (port: number, section: string, isDone: (info:
     const info = await sendCommand(port, ['INFO', section]).catch(() => '')
     if (isDone(info)) return info
     if (Date.now() > deadline) throw new Error(`INFO ${section} on ${port} never matched within ${timeoutMs} ms:\n${info}`)
+    // A real sentinel or replica changes state on its own schedule: poll it.
     await sleep(50)
   }
 }
