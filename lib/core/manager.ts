@@ -396,24 +396,25 @@ export interface SessionManager {
  * Events: `'audit'` (AuditEvent) for every audit record written; `'security'` (AuditEvent) for security events.
  */
 export class SessionManager extends EventEmitter {
+  // The settings' fields are `declare`d: the constructor copies them from ManagerSettings in one Object.assign.
   readonly store: Store
-  readonly idleTimeoutMs: number
-  readonly absoluteTimeoutMs: number
-  readonly touchIntervalMs: number
-  readonly maxSessionsPerUser: number
-  readonly limitPolicy: 'evict-oldest' | 'deny'
-  readonly maxMetadataBytes: number
-  readonly maxMetadataKeys: number
+  declare readonly idleTimeoutMs: number
+  declare readonly absoluteTimeoutMs: number
+  declare readonly touchIntervalMs: number
+  declare readonly maxSessionsPerUser: number
+  declare readonly limitPolicy: 'evict-oldest' | 'deny'
+  declare readonly maxMetadataBytes: number
+  declare readonly maxMetadataKeys: number
   readonly logger: SessionLogger
-  readonly rules: ConcurrencyRules
-  readonly auditRetentionMs: number
-  readonly auditActivity: boolean
-  readonly auditMaxEventsPerUser: number
-  readonly auditFeed: boolean
+  declare readonly rules: ConcurrencyRules
+  declare readonly auditRetentionMs: number
+  declare readonly auditActivity: boolean
+  declare readonly auditMaxEventsPerUser: number
+  declare readonly auditFeed: boolean
   readonly now: () => number
   readonly timers: SessionTimers
   /** stepup: known-device memory in ms; 0 = off. */
-  readonly knownDevicesMs: number
+  declare readonly knownDevicesMs: number
 
   constructor (options: SessionManagerOptions) {
     super()
@@ -425,20 +426,8 @@ export class SessionManager extends EventEmitter {
       ? (options as ResolvedManagerOptions).settings
       : resolveManagerSettings(options)
     this.store = options.store
-    this.idleTimeoutMs = settings.idleTimeoutMs
-    this.absoluteTimeoutMs = settings.absoluteTimeoutMs
-    this.touchIntervalMs = settings.touchIntervalMs
-    this.maxSessionsPerUser = settings.maxSessionsPerUser
-    this.maxMetadataBytes = settings.maxMetadataBytes
-    this.maxMetadataKeys = settings.maxMetadataKeys
+    Object.assign(this, settings)
     this.logger = options.logger ?? warningLogger
-    this.limitPolicy = settings.limitPolicy
-    this.rules = settings.rules
-    this.auditRetentionMs = settings.auditRetentionMs
-    this.auditActivity = settings.auditActivity
-    this.auditMaxEventsPerUser = settings.auditMaxEventsPerUser
-    this.auditFeed = settings.auditFeed
-    this.knownDevicesMs = settings.knownDevicesMs
     this.now = options.now ?? Date.now
     this.timers = options.timers ?? globalTimers
     this.store.configure({
