@@ -1,75 +1,7 @@
-// The bench's own redis-server: a free port, no persistence, a temporary directory, killed when the bench exits.
-// Never the Redis that may already run on this machine (6379 is skipped even when free).
-import { spawn } from 'node:child_process'
-import fs from 'node:fs'
-import net from 'node:net'
-import os from 'node:os'
-import path from 'node:path'
-
-const HOST = '127.0.0.1'
-const START_TIMEOUT_MS = 10_000
-
-export function freePort () {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, HOST, () => {
-      const { port } = server.address()
-      server.close(() => port === 6379 ? resolve(freePort()) : resolve(port))
-    })
-  })
-}
-
-function waitForPort (port, deadline) {
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const socket = net.connect(port, HOST)
-      socket.once('connect', () => {
-        socket.end()
-        resolve()
-      })
-      socket.once('error', () => {
-        socket.destroy()
-        if (Date.now() > deadline) reject(new Error(`redis-server did not listen on ${port}`))
-        else setTimeout(attempt, 50)
-      })
-    }
-    attempt()
-  })
-}
-
-/** Starts redis-server; `stop()` kills it and removes its directory. It is also killed when this process exits. */
-export async function startRedis () {
-  const port = await freePort()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fds-bench-redis-'))
-  const child = spawn('redis-server', [
-    '--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', dir,
-    '--logfile', path.join(dir, 'redis.log')
-  ], { stdio: 'ignore' })
-  const kill = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
-  process.once('exit', kill)
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  await Promise.race([
-    waitForPort(port, Date.now() + START_TIMEOUT_MS),
-    exited.then(() => { throw new Error('redis-server exited at start (is it installed?)') })
-  ])
-  return {
-    port,
-    url: `redis://${HOST}:${port}`,
-    pid: child.pid,
-    async stop () {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM')
-        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 3000).unref())])
-      }
-      kill()
-      process.removeListener('exit', kill)
-    }
-  }
-}
+// The bench's own redis-server, from the launcher the tests use (test/helpers/launcher.cjs): a free port, no
+// persistence, a temporary directory, killed when the bench exits. Never the Redis that may already run on this
+// machine (6379 is skipped even when free). `startRedis()` resolves { port, url, pid, stop, ... }.
+export { freePort, startRedis } from '../test/helpers/launcher.cjs'
 
 /** Ctrl-C and SIGTERM still run the 'exit' handlers that kill the bench's redis-server. */
 export function exitOnSignals () {

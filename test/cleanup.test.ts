@@ -76,6 +76,7 @@ async function until (t: Test, condition: () => boolean, timeoutMs: number, what
       t.fail(`timed out waiting for ${what}`)
       return
     }
+    // The condition depends on real Redis round trips and the service's real timers: poll.
     await sleep(10)
   }
 }
@@ -102,6 +103,7 @@ async function createSessions (manager: SessionManager, users: number, perUser: 
  */
 function quickSweep (store: RedisStore): void {
   store.cleanup = async () => {
+    // A sweep that takes some real time, as a real one does, while the lock (real Redis TTL) is held.
     await sleep(10)
     return { expired: 0, orphaned: 0 }
   }
@@ -120,6 +122,7 @@ test('two instances sharing one Redis clean exactly once per interval', async (t
   first.start()
   first.start()
   second.start()
+  // Real time on purpose: the lock's TTL runs in Redis, on Redis's clock, which no injected clock moves.
   await sleep(intervalMs * 12)
   const stoppedAt = Date.now()
   await Promise.all([first.stop(), second.stop()])
@@ -198,6 +201,7 @@ test('a claim lasts no longer than lockTtlMs', async (t) => {
   await until(t, () => a.runs.length === 1, 1000, 'the claim')
   t.ok(await a.client.pttl(lockKey(PREFIX, 'cleanup')) <= 100)
   t.equal((await heir.runOnce()).skipped, true, 'held')
+  // The lock TTL (100 ms) runs out in Redis, on real time.
   await sleep(150)
   t.equal((await heir.runOnce()).skipped, false, 'taken over once the TTL ran out')
   hung.resolve({ expired: 0, orphaned: 0 })
@@ -334,7 +338,29 @@ test('runOnce rejects with the error of a failed run, and a claim that cannot be
 })
 
 test('stop() waits for the run in progress, and a run still going at the next interval is not doubled', async (t) => {
-  const manager = new SessionManager({ store: new MemoryStore() })
+  // The manager's clock and timers are injected: the intervals pass without real time.
+  let clock = 0
+  const armed: Array<{ fire: () => void, delay: number, isCleared: boolean, unref: () => void }> = []
+  const manager = new SessionManager({
+    store: new MemoryStore(),
+    now: () => clock,
+    timers: {
+      setTimeout: (fire, delay) => {
+        const timer = { fire, delay, isCleared: false, unref: () => {} }
+        armed.push(timer)
+        return timer
+      },
+      clearTimeout: (timer) => { (timer as unknown as { isCleared: boolean }).isCleared = true }
+    }
+  })
+  /** Moves the clock to the last armed timer's deadline, fires it and lets the run it starts reach the store. */
+  const fireNext = async (): Promise<void> => {
+    const timer = armed.at(-1)
+    if (timer === undefined || timer.isCleared) return
+    clock += timer.delay
+    timer.fire()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
   const logger = recordingLogger()
   const slow = deferred<CleanupResult>()
   let calls = 0
@@ -344,19 +370,24 @@ test('stop() waits for the run in progress, and a run still going at the next in
   }
   const cleaner = service(t, manager, { intervalMs: 100, logger })
   cleaner.start()
-  await until(t, () => logger.calls.warn.length > 0, 1000, 'an interval while the run is in progress')
+  await fireNext()
+  t.equal(calls, 1, 'the first interval runs')
+  await fireNext()
+  t.ok(logger.calls.warn.length > 0, 'an interval while the run is in progress')
   t.equal(calls, 1, 'no second run while the first one lasts')
   t.match(logger.calls.warn[0]?.msg, /previous session cleanup is still running/)
   t.equal(cleaner.runOnce(), cleaner.runOnce(), 'runOnce during a run returns that run')
 
   let isStopped = false
   const stopping = cleaner.stop().then(() => { isStopped = true })
-  await sleep(150)
+  clock += 150
+  await new Promise((resolve) => setImmediate(resolve))
   t.equal(isStopped, false, 'stop() is still waiting')
   slow.resolve({ expired: 2, orphaned: 0 })
   await stopping
   t.equal(isStopped, true)
-  await sleep(250)
+  t.equal(armed.at(-1)?.isCleared, true, 'stop() clears the pending timer')
+  await fireNext()
   t.equal(calls, 1, 'no run after stop()')
 })
 

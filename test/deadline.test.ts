@@ -1,12 +1,21 @@
-import { setTimeout as sleep } from 'node:timers/promises'
+import { mock } from 'node:test'
 import { test } from 'tap'
 import { DeadlineQueue } from '../lib/plugin/deadline'
 
+/** Node's mock timers for the queue's sweep interval, so a test moves time instead of sleeping. */
+function mockInterval (t: { teardown (fn: () => void): void }): void {
+  mock.timers.enable({ apis: ['setInterval'] })
+  t.teardown(() => mock.timers.reset())
+}
+
 test('a call that settles in time settles as it would, and leaves no timer behind', async (t) => {
+  mockInterval(t)
   const queue = new DeadlineQueue(200)
   t.equal(await queue.bound(Promise.resolve(42), () => new Error('timeout'), (e) => e), 42)
   await t.rejects(queue.bound(Promise.reject(new Error('boom')), () => new Error('timeout'), () => new Error('mapped')), { message: 'mapped' })
-  await sleep(60)
+  t.equal(queue.size, 2, 'settled calls wait for the next sweep')
+  // One sweep: the tick of a 200 ms queue is 200 / 8 = 25 ms.
+  mock.timers.tick(25)
   t.equal(queue.size, 0, 'the queue empties and its timer stops')
 })
 
@@ -23,10 +32,13 @@ test('a late result after a timeout is ignored, and many calls keep their order'
   let release: (value: string) => void = () => {}
   const slow = new Promise<string>((resolve) => { release = resolve })
   const bounded = queue.bound(slow, () => new Error('timeout'), (e) => e)
+  // The deadline itself is real time (performance.now, which mock timers do not move): 50 ms.
   await t.rejects(bounded, { message: 'timeout' })
   release('late')
+  mockInterval(t)
   const fast = await Promise.all(Array.from({ length: 5000 }, (_, n) => queue.bound(Promise.resolve(n), () => new Error('timeout'), (e) => e)))
   t.equal(fast[4999], 4999)
-  await sleep(100)
+  // One sweep: the tick of a 50 ms queue is floor(50 / 8) = 6 ms.
+  mock.timers.tick(6)
   t.equal(queue.size, 0)
 })

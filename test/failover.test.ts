@@ -50,11 +50,13 @@ test('a session survives the SIGKILL of its master: requests succeed again after
       })
       inFlight.add(request)
       request.finally(() => inFlight.delete(request)).catch(() => {})
+      // Real traffic against a real Cluster while a master dies: requests are spread over real time.
       await sleep(REQUEST_EVERY_MS)
     }
     await Promise.all(inFlight)
   })()
 
+  // Real traffic before the kill, so the failover hits requests in flight.
   await sleep(300)
   t.ok(samples.length > 0 && samples.every((s) => s.status === 200), `requests flow before the kill (${samples.length})`)
   const killedAt = Date.now()
@@ -69,11 +71,12 @@ test('a session survives the SIGKILL of its master: requests succeed again after
     }
     const ok = samples.find((s) => s.startedAt > killedAt && s.status === 200)
     if (ok !== undefined) recoveredAt = ok.endedAt
+    // The Cluster's failover runs on real time (cluster-node-timeout): poll for the first success.
     await sleep(50)
   }
   // A settled run after the recovery: every request started after the first success must succeed.
   const startedAfterRecovery = () => samples.filter((s) => recoveredAt !== null && s.startedAt >= recoveredAt).length
-  while (startedAfterRecovery() < SETTLE_REQUESTS && Date.now() - killedAt < RECOVERY_BOUND_MS + 5000) await sleep(50)
+  while (startedAfterRecovery() < SETTLE_REQUESTS && Date.now() - killedAt < RECOVERY_BOUND_MS + 5000) await sleep(50) // real failover: wait for the settle requests
   stopFlow.abort()
   await flow
 

@@ -16,6 +16,7 @@ async function client (t: Test, server: RedisServer): Promise<Redis> {
 
 /** Waits until the near cache has set up tracking (connections ready, CLIENT TRACKING on). */
 async function nearCacheReady (store: RedisStore): Promise<void> {
+  // Tracking is set up over real connections: poll.
   for (let n = 0; n < 200 && store.nearCache?.ready !== true; n++) await sleep(10)
   if (store.nearCache?.ready !== true) throw new Error('the near cache did not get ready')
 }
@@ -49,6 +50,7 @@ test('a revocation on another instance reaches the cache within milliseconds', a
     let status = 200
     while (status === 200 && performance.now() - revokedAt < 2000) {
       status = (await cached.inject({ url: '/orders', headers })).statusCode
+      // Measures how long a real invalidation message takes to arrive: poll.
       if (status === 200) await sleep(1)
     }
     t.equal(status, 401, 'the cached instance refuses the revoked token')
@@ -67,6 +69,7 @@ test('updates, touches and rotation are seen through the cache', async (t) => {
   const headers = { ...BROWSER, 'x-session-id': token }
   await app.inject({ url: '/orders', headers })
   t.equal(await app.sessions.update(sessionId, { metadata: { plan: 'pro' } }), true)
+  // Here and below: the invalidation arrives from Redis over the network, not on a clock.
   await sleep(20)
   t.same((await app.inject({ url: '/orders', headers })).json().metadata, { plan: 'pro' }, 'the update is visible')
   clock += 61_000
@@ -90,6 +93,7 @@ test('a lost invalidation connection empties the cache and nothing stale is serv
   await app.inject({ url: '/orders', headers })
   t.equal(store.nearCache?.size, 1)
   await redis.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  // The dropped connection is noticed over the network: poll.
   for (let n = 0; n < 100 && store.nearCache?.size !== 0; n++) await sleep(10)
   t.equal(store.nearCache?.size, 0, 'emptied when the listener dropped')
   // Revoked while the listener reconnects: whatever the timing, the next request must not be served from memory.
@@ -100,6 +104,7 @@ test('a lost invalidation connection empties the cache and nothing stale is serv
   await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': again.token } })
   t.equal(store.nearCache?.size, 1, 'caching again once tracking is set up anew')
   await redis.flushall()
+  // The flush's invalidation arrives over the network.
   await sleep(50)
   t.equal(store.nearCache?.size, 0, 'a flush empties it')
 })

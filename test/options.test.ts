@@ -1,7 +1,8 @@
 import Fastify from 'fastify'
 import { test } from 'tap'
 import sessionPlugin, { MemoryStore, SessionCleanupService, SessionManager, type SessionPluginOptions } from '../lib/index'
-import { COUNT_BOUNDS, DURATION_BOUNDS } from '../lib/core/bounds'
+import { COUNT_BOUNDS, DURATION_BOUNDS, markResolved } from '../lib/core/bounds'
+import { resolveManagerSettings } from '../lib/core/manager'
 import { parseDuration } from '../lib/core/duration'
 import { resolveOptions } from '../lib/plugin/options'
 import { InvalidTokenTracker } from '../lib/security/abuse'
@@ -104,6 +105,26 @@ test('the classes report their options the same way: SessionManager, SessionClea
   const manager = new SessionManager({ store })
   t.throws(() => new SessionCleanupService({ manager, intervalMs: 0 }), { code: 'FST_SESSION_INVALID_OPTION', message: /^fastify-distributed-session: option "intervalMs"/ })
   t.throws(() => new InvalidTokenTracker({ windowMs: 0 }), { code: 'FST_SESSION_INVALID_OPTION', message: `${PREFIX}"windowMs" must be an integer >= 1, got 0` })
+})
+
+test('options are resolved once: the manager, cleanup service and tracker the plugin builds take the resolver\'s values as they are', async (t) => {
+  const resolved = resolveOptions({ idleTimeout: '10m', touchInterval: '30s', maxSessionsPerUser: 3, audit: { retention: 0 }, security: { knownDevices: false } })
+  t.same(resolved.manager, resolveManagerSettings({ idleTimeout: '10m', touchInterval: '30s', maxSessionsPerUser: 3, audit: { retention: 0 }, security: { knownDevices: false } }))
+  t.match(resolved.manager, { idleTimeoutMs: 600_000, touchIntervalMs: 30_000, maxSessionsPerUser: 3, auditRetentionMs: 0, knownDevicesMs: 0 })
+
+  const app = Fastify()
+  app.register(sessionPlugin, { idleTimeout: '10m', touchInterval: '30s', maxSessionsPerUser: 3, cleanup: { interval: '2h', batchSize: 7 } })
+  await app.ready()
+  t.teardown(() => app.close())
+  t.match(app.sessions, { idleTimeoutMs: 600_000, touchIntervalMs: 30_000, maxSessionsPerUser: 3 })
+
+  // A value the resolver produced is taken without a second check: a marked options object is not validated again,
+  // while the same object unmarked is (the classes a user builds validate through core/bounds.ts).
+  const manager = new SessionManager({ store: new MemoryStore() })
+  t.equal(new SessionCleanupService(markResolved({ manager, intervalMs: 0 })).intervalMs, 0)
+  t.throws(() => new SessionCleanupService({ manager, intervalMs: 0 }), { code: 'FST_SESSION_INVALID_OPTION' })
+  t.equal(new InvalidTokenTracker(markResolved({ windowMs: 0 })).windowMs, 0)
+  t.throws(() => new InvalidTokenTracker({ windowMs: 0 }), { code: 'FST_SESSION_INVALID_OPTION' })
 })
 
 test('one duration syntax: the option schema accepts exactly the strings the manager parses', async (t) => {

@@ -91,6 +91,7 @@ test('Redis killed: fail-closed answers 503 in time, fail-open serves anonymousl
   const tokenOf = (n: number) => (users[n % users.length] as { token: string }).token
 
   server.kill('SIGKILL')
+  // Let the client see the real connection drop (a network event, not a clock).
   await sleep(50)
   const orders = (n: number) => ({ url: '/orders', headers: { ...BROWSER, 'x-session-id': tokenOf(n) } })
   t.same(only(await burst(closed, 200, orders)), [UNAVAILABLE], 'warm-up burst: 503')
@@ -121,6 +122,7 @@ test('Redis killed: fail-closed answers 503 in time, fail-open serves anonymousl
   let status = 503
   while (status === 503 && Date.now() - restartedAt < 5000) {
     status = (await closed.inject({ url: '/orders', headers: { 'x-session-id': tokenOf(0) } })).statusCode
+    // The client reconnects to the restarted server over the network: poll.
     if (status === 503) await sleep(20)
   }
   const recoveryMs = Date.now() - restartedAt
@@ -216,6 +218,7 @@ test('a create cut off by a frozen Redis and a dropped connection leaves each se
   client.disconnect(true)
   server.kill('SIGCONT')
   await sendCommand(server.port, ['PING'])
+  // After SIGSTOP/SIGCONT the real client reconnects on its own: poll, then let its queued commands drain.
   while (client.status !== 'ready') await sleep(20)
   await sleep(300)
 

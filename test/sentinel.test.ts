@@ -39,6 +39,7 @@ async function survivesFailover (t: Test, trigger: (setup: SentinelSetup) => Pro
       recoveredAt = Date.now()
       break
     }
+    // Sentinel's failover runs on real time (down-after-milliseconds): poll for the recovery.
     await sleep(50)
   }
   t.not(recoveredAt, null, `the session works on the new master within ${RECOVERY_BOUND_MS} ms`)
@@ -48,6 +49,7 @@ async function survivesFailover (t: Test, trigger: (setup: SentinelSetup) => Pro
   let after: Awaited<ReturnType<typeof login>> | null = null
   while (after === null && Date.now() - startedAt < RECOVERY_BOUND_MS) {
     after = await login(app, 'bob').catch(() => null)
+    // Real failover in progress: retry the login.
     if (after === null) await sleep(100)
   }
   if (after === null) throw new Error('no login succeeded after the failover')

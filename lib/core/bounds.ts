@@ -62,6 +62,33 @@ function shown (value: unknown): string {
   return JSON.stringify(value) ?? String(value)
 }
 
+/**
+ * Marks an options object the plugin's resolver (plugin/options.ts) produced: the component takes its values as they
+ * are instead of validating them again. Internal, never exported from the package.
+ */
+export const kResolved = Symbol('fastify-distributed-session.resolved')
+
+/** `options`, marked as produced by the plugin's resolver (see kResolved). */
+export function markResolved<T extends object> (options: T): T {
+  return Object.assign(options, { [kResolved]: true })
+}
+
+/** Whether `options` came from the plugin's resolver (see kResolved). */
+export function isResolved (options: object): boolean {
+  return (options as { [kResolved]?: unknown })[kResolved] === true
+}
+
+/**
+ * A number option with only a lower bound, as the classes a user builds directly take it (SessionCleanupService,
+ * InvalidTokenTracker); throws FST_SESSION_INVALID_OPTION naming it.
+ */
+export function atLeast (name: string, value: unknown, min: number, isInteger: boolean): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || (isInteger && !Number.isSafeInteger(value))) {
+    throw new errors.INVALID_OPTION(`"${name}" must be ${isInteger ? 'an integer' : 'a number'} >= ${min}, got ${typeof value === 'number' ? String(value) : shown(value)}`)
+  }
+  return value
+}
+
 /** The option's value in milliseconds, `fallback` when absent; throws FST_SESSION_INVALID_OPTION naming it. */
 export function boundedDuration (name: DurationOption, value: unknown, fallback: number): number {
   if (value === undefined) return fallback

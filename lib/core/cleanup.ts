@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { atLeast, isResolved } from './bounds'
 import { errors } from './errors'
 import type { SessionManager } from './manager'
 
@@ -42,13 +43,6 @@ const MAX_TIMER_DELAY_MS = 2_147_483_647
 /** The longest a timer waits after an interval starts (see `startDelayMs`). */
 const MAX_START_DELAY_MS = 5_000
 
-function positive (name: string, value: unknown, integer: boolean): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || (integer && !Number.isSafeInteger(value))) {
-    throw new errors.INVALID_OPTION(`"${name}" must be ${integer ? 'an integer' : 'a number'} >= 1, got ${JSON.stringify(value)}`)
-  }
-  return value
-}
-
 /**
  * Runs `manager.cleanup()` once per interval, in one instance out of all those that share a Redis.
  *
@@ -89,9 +83,13 @@ export class SessionCleanupService {
       throw new errors.INVALID_OPTION('"manager" is required: a SessionManager')
     }
     this.manager = options.manager
-    this.intervalMs = positive('intervalMs', options.intervalMs, false)
-    this.batchSize = options.batchSize === undefined ? DEFAULT_CLEANUP_BATCH_SIZE : positive('batchSize', options.batchSize, true)
-    this.lockTtlMs = options.lockTtlMs === undefined ? this.intervalMs : positive('lockTtlMs', options.lockTtlMs, false)
+    // Options from the plugin's resolver are already within the bounds of `cleanup.interval` and `cleanup.batchSize`.
+    const isTrusted = isResolved(options)
+    const check = (name: string, value: unknown, min: number, isInteger: boolean): number =>
+      isTrusted ? value as number : atLeast(name, value, min, isInteger)
+    this.intervalMs = check('intervalMs', options.intervalMs, 1, false)
+    this.batchSize = options.batchSize === undefined ? DEFAULT_CLEANUP_BATCH_SIZE : check('batchSize', options.batchSize, 1, true)
+    this.lockTtlMs = options.lockTtlMs === undefined ? this.intervalMs : check('lockTtlMs', options.lockTtlMs, 1, false)
     this.logger = options.logger ?? null
     this.startDelayMs = Math.min(Math.ceil(this.intervalMs / 10), MAX_START_DELAY_MS)
   }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import type { CleanupRunResult } from './cleanup'
-import { boundedCount, boundedDuration } from './bounds'
+import { boundedCount, boundedDuration, isResolved, kResolved } from './bounds'
 import { DEFAULT_CLEANUP_BATCH_SIZE } from './cleanup'
 import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from '../security/concurrency'
 import { parseDuration } from './duration'
@@ -274,6 +274,87 @@ function optionsObject<T extends object> (options: T | undefined, name: string):
   return options
 }
 
+/** The manager's option values, each validated against its documented bounds (core/bounds.ts). */
+export interface ManagerSettings {
+  idleTimeoutMs: number
+  absoluteTimeoutMs: number
+  touchIntervalMs: number
+  maxSessionsPerUser: number
+  limitPolicy: 'evict-oldest' | 'deny'
+  maxMetadataBytes: number
+  maxMetadataKeys: number
+  rules: ConcurrencyRules
+  auditRetentionMs: number
+  auditActivity: boolean
+  auditMaxEventsPerUser: number
+  auditFeed: boolean
+  /** 0 = off. */
+  knownDevicesMs: number
+}
+
+/** The option values SessionManager validates; the plugin's options carry them under the same names. */
+export type ManagerOptionValues = Pick<SessionManagerOptions, 'idleTimeout' | 'absoluteTimeout' | 'touchInterval' |
+  'maxSessionsPerUser' | 'limitPolicy' | 'maxMetadataBytes' | 'maxMetadataKeys' | 'security' | 'audit'>
+
+/** What the plugin passes: the settings its resolver produced, taken as they are (see kResolved). */
+export interface ResolvedManagerOptions extends SessionManagerOptions {
+  [kResolved]: true
+  settings: ManagerSettings
+}
+
+/**
+ * Validates and normalises the manager's options, once: the plugin's resolver calls it at registration, and
+ * `new SessionManager(options)` when a user builds a manager directly. Errors are FST_SESSION_INVALID_OPTION naming
+ * the documented option.
+ */
+export function resolveManagerSettings (options: ManagerOptionValues): ManagerSettings {
+  const idleTimeoutMs = boundedDuration('idleTimeout', options.idleTimeout, 30 * 60_000)
+  const absoluteTimeoutMs = boundedDuration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
+  const touchIntervalMs = boundedDuration('touchInterval', options.touchInterval, 60_000)
+  if (touchIntervalMs >= idleTimeoutMs) {
+    // A session would expire before its first touch could slide the idle deadline.
+    throw new errors.INVALID_OPTION(`"touchInterval" (${touchIntervalMs} ms) must be shorter than "idleTimeout" (${idleTimeoutMs} ms)`)
+  }
+  const maxSessionsPerUser = boundedCount('maxSessionsPerUser', options.maxSessionsPerUser, 5)
+  const maxMetadataBytes = boundedCount('maxMetadataBytes', options.maxMetadataBytes, 4096)
+  const maxMetadataKeys = boundedCount('maxMetadataKeys', options.maxMetadataKeys, DEFAULT_MAX_METADATA_KEYS)
+  const limitPolicy = options.limitPolicy ?? 'evict-oldest'
+  if (limitPolicy !== 'evict-oldest' && limitPolicy !== 'deny') {
+    throw new errors.INVALID_OPTION(`"limitPolicy" must be one of "evict-oldest", "deny", got ${JSON.stringify(limitPolicy)}`)
+  }
+  const security = options.security ?? {}
+  const rules = {
+    maxDistinctIps: boundedCount('security.maxDistinctIps', security.maxDistinctIps, 2),
+    maxDistinctUserAgents: boundedCount('security.maxDistinctUserAgents', security.maxDistinctUserAgents, 3),
+    rapidCreationWindowMs: boundedDuration('security.rapidCreationWindow', security.rapidCreationWindow, 5 * 60_000)
+  }
+  const auditRetentionMs = boundedDuration('audit.retention', options.audit?.retention, 7 * 86_400_000)
+  const auditActivity = options.audit?.activity === true
+  const auditMaxEventsPerUser = boundedCount('audit.maxEventsPerUser', options.audit?.maxEventsPerUser, DEFAULT_AUDIT_MAX_EVENTS_PER_USER)
+  const auditFeed = options.audit?.feed ?? false
+  if (typeof auditFeed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(auditFeed)}`)
+  // stepup
+  const knownDevicesMs = security.knownDevices === false ? 0 : duration('security.knownDevices', security.knownDevices, KNOWN_DEVICES_DEFAULT_MS)
+  if (knownDevicesMs > KNOWN_DEVICES_MAX_MS) {
+    throw new errors.INVALID_OPTION(`"security.knownDevices": at most 400 days, got ${knownDevicesMs} ms`)
+  }
+  return {
+    idleTimeoutMs,
+    absoluteTimeoutMs,
+    touchIntervalMs,
+    maxSessionsPerUser,
+    limitPolicy,
+    maxMetadataBytes,
+    maxMetadataKeys,
+    rules,
+    auditRetentionMs,
+    auditActivity,
+    auditMaxEventsPerUser,
+    auditFeed,
+    knownDevicesMs
+  }
+}
+
 /**
  * The manager's events: name -> the arguments its listeners get (docs/api.md, Events). `on`, `once`, `off` and `emit`
  * are typed by it.
@@ -315,64 +396,38 @@ export interface SessionManager {
  * Events: `'audit'` (AuditEvent) for every audit record written; `'security'` (AuditEvent) for security events.
  */
 export class SessionManager extends EventEmitter {
+  // The settings' fields are `declare`d: the constructor copies them from ManagerSettings in one Object.assign.
   readonly store: Store
-  readonly idleTimeoutMs: number
-  readonly absoluteTimeoutMs: number
-  readonly touchIntervalMs: number
-  readonly maxSessionsPerUser: number
-  readonly limitPolicy: 'evict-oldest' | 'deny'
-  readonly maxMetadataBytes: number
-  readonly maxMetadataKeys: number
+  declare readonly idleTimeoutMs: number
+  declare readonly absoluteTimeoutMs: number
+  declare readonly touchIntervalMs: number
+  declare readonly maxSessionsPerUser: number
+  declare readonly limitPolicy: 'evict-oldest' | 'deny'
+  declare readonly maxMetadataBytes: number
+  declare readonly maxMetadataKeys: number
   readonly logger: SessionLogger
-  readonly rules: ConcurrencyRules
-  readonly auditRetentionMs: number
-  readonly auditActivity: boolean
-  readonly auditMaxEventsPerUser: number
-  readonly auditFeed: boolean
+  declare readonly rules: ConcurrencyRules
+  declare readonly auditRetentionMs: number
+  declare readonly auditActivity: boolean
+  declare readonly auditMaxEventsPerUser: number
+  declare readonly auditFeed: boolean
   readonly now: () => number
   readonly timers: SessionTimers
   /** stepup: known-device memory in ms; 0 = off. */
-  readonly knownDevicesMs: number
+  declare readonly knownDevicesMs: number
 
   constructor (options: SessionManagerOptions) {
     super()
     if (options === null || typeof options !== 'object' || options.store === undefined) {
       throw new errors.INVALID_OPTION('"store" is required: a Store (RedisStore, MemoryStore or your own)')
     }
+    // The plugin passes the settings its resolver produced; a manager built directly resolves its own, the same way.
+    const settings = isResolved(options)
+      ? (options as ResolvedManagerOptions).settings
+      : resolveManagerSettings(options)
     this.store = options.store
-    this.idleTimeoutMs = boundedDuration('idleTimeout', options.idleTimeout, 30 * 60_000)
-    this.absoluteTimeoutMs = boundedDuration('absoluteTimeout', options.absoluteTimeout, 24 * 3_600_000)
-    this.touchIntervalMs = boundedDuration('touchInterval', options.touchInterval, 60_000)
-    if (this.touchIntervalMs >= this.idleTimeoutMs) {
-      // A session would expire before its first touch could slide the idle deadline.
-      throw new errors.INVALID_OPTION(`"touchInterval" (${this.touchIntervalMs} ms) must be shorter than "idleTimeout" (${this.idleTimeoutMs} ms)`)
-    }
-    this.maxSessionsPerUser = boundedCount('maxSessionsPerUser', options.maxSessionsPerUser, 5)
-    this.maxMetadataBytes = boundedCount('maxMetadataBytes', options.maxMetadataBytes, 4096)
-    this.maxMetadataKeys = boundedCount('maxMetadataKeys', options.maxMetadataKeys, DEFAULT_MAX_METADATA_KEYS)
+    Object.assign(this, settings)
     this.logger = options.logger ?? warningLogger
-    const policy = options.limitPolicy ?? 'evict-oldest'
-    if (policy !== 'evict-oldest' && policy !== 'deny') {
-      throw new errors.INVALID_OPTION(`"limitPolicy" must be one of "evict-oldest", "deny", got ${JSON.stringify(policy)}`)
-    }
-    this.limitPolicy = policy
-    const security = options.security ?? {}
-    this.rules = {
-      maxDistinctIps: boundedCount('security.maxDistinctIps', security.maxDistinctIps, 2),
-      maxDistinctUserAgents: boundedCount('security.maxDistinctUserAgents', security.maxDistinctUserAgents, 3),
-      rapidCreationWindowMs: boundedDuration('security.rapidCreationWindow', security.rapidCreationWindow, 5 * 60_000)
-    }
-    this.auditRetentionMs = boundedDuration('audit.retention', options.audit?.retention, 7 * 86_400_000)
-    this.auditActivity = options.audit?.activity === true
-    this.auditMaxEventsPerUser = boundedCount('audit.maxEventsPerUser', options.audit?.maxEventsPerUser, DEFAULT_AUDIT_MAX_EVENTS_PER_USER)
-    const feed = options.audit?.feed ?? false
-    if (typeof feed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(feed)}`)
-    this.auditFeed = feed
-    // stepup
-    this.knownDevicesMs = security.knownDevices === false ? 0 : duration('security.knownDevices', security.knownDevices, KNOWN_DEVICES_DEFAULT_MS)
-    if (this.knownDevicesMs > KNOWN_DEVICES_MAX_MS) {
-      throw new errors.INVALID_OPTION(`"security.knownDevices": at most 400 days, got ${this.knownDevicesMs} ms`)
-    }
     this.now = options.now ?? Date.now
     this.timers = options.timers ?? globalTimers
     this.store.configure({

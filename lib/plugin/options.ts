@@ -8,7 +8,7 @@ import { DEFAULT_ABUSE_OPTIONS } from '../security/abuse'
 import { DEFAULT_FINGERPRINT_TOLERANCE } from '../security/fingerprint'
 import { DEFAULT_KEY_PREFIX } from '../store/redis/keys'
 import { errors } from '../core/errors'
-import type { ConcurrencyReport } from '../core/manager'
+import { resolveManagerSettings, type ConcurrencyReport, type ManagerSettings } from '../core/manager'
 import { isRedisClient, type RedisClient } from '../store/redis/client'
 import type { Store } from '../store/types'
 
@@ -232,6 +232,8 @@ export interface ResolvedOptions {
   blockMs: number
   /** 0 when the startup check is off. */
   startupCheckMs: number
+  /** The SessionManager's settings, resolved here so the manager the plugin builds does not validate them again. */
+  manager: ManagerSettings
 }
 
 function optionError (path: string, message: string): Error {
@@ -394,6 +396,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     invalidTokenThreshold: boundedCount('security.invalidTokenThreshold', valid.security?.invalidTokenThreshold, DEFAULT_ABUSE_OPTIONS.threshold),
     invalidTokenWindowMs: boundedDuration('security.invalidTokenWindow', valid.security?.invalidTokenWindow, DEFAULT_ABUSE_OPTIONS.windowMs),
     blockMs: blockAfter === false ? 0 : boundedDuration('security.blockAfter', blockAfter, 0),
-    startupCheckMs: startupCheck === false ? 0 : boundedDuration('startupCheck.timeout', startupCheck.timeout, 5000)
+    startupCheckMs: startupCheck === false ? 0 : boundedDuration('startupCheck.timeout', startupCheck.timeout, 5000),
+    manager: resolveManagerSettings(valid)
   }
 }

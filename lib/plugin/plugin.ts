@@ -1,9 +1,9 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
-import { formatDuration } from '../core/bounds'
+import { formatDuration, kResolved, markResolved } from '../core/bounds'
 import { SessionCleanupService } from '../core/cleanup'
 import { errors } from '../core/errors'
-import { SessionManager, type SessionManagerOptions } from '../core/manager'
+import { SessionManager, type ResolvedManagerOptions } from '../core/manager'
 import { registerMetrics } from './metrics'
 import { resolveOptions, type ResolvedOptions, type SessionPluginOptions } from './options'
 import { requireSession } from './hooks'
@@ -53,17 +53,10 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
   let manager: SessionManager
   try {
     // `logger` (SessionManagerOptions): a throwing event listener is logged through app.log.
-    const managerOptions: SessionManagerOptions & { logger: FastifyBaseLogger } = {
+    const managerOptions: ResolvedManagerOptions & { logger: FastifyBaseLogger } = {
+      [kResolved]: true,
+      settings: options.manager,
       store,
-      idleTimeout: raw.idleTimeout,
-      absoluteTimeout: raw.absoluteTimeout,
-      touchInterval: raw.touchInterval,
-      maxSessionsPerUser: raw.maxSessionsPerUser,
-      limitPolicy: raw.limitPolicy,
-      maxMetadataBytes: raw.maxMetadataBytes,
-      maxMetadataKeys: raw.maxMetadataKeys,
-      security: raw.security,
-      audit: raw.audit,
       now: raw.now,
       logger: app.log
     }
@@ -106,7 +99,7 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
 
   const cleanup = options.cleanup === false
     ? null
-    : new SessionCleanupService({ manager, intervalMs: options.cleanup.intervalMs, batchSize: options.cleanup.batchSize, logger: app.log })
+    : new SessionCleanupService(markResolved({ manager, intervalMs: options.cleanup.intervalMs, batchSize: options.cleanup.batchSize, logger: app.log }))
   app.addHook('onReady', async function startCleanup () {
     cleanup?.start()
   })

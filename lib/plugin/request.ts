@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { boundedDuration } from '../core/bounds'
+import { boundedDuration, markResolved } from '../core/bounds'
 import { InvalidTokenTracker } from '../security/abuse'
 import { flagReasons } from '../security/concurrency'
 import { StoreGuard } from './store-guard'
@@ -61,11 +61,11 @@ export class RequestHandler {
   constructor (readonly manager: SessionManager, readonly options: ResolvedOptions) {
     this.transport = new TokenTransport(options, manager.now)
     this.store = new StoreGuard(manager, options.storeTimeoutMs)
-    this.tracker = new InvalidTokenTracker({
+    this.tracker = new InvalidTokenTracker(markResolved({
       threshold: options.invalidTokenThreshold,
       windowMs: options.invalidTokenWindowMs,
       blockMs: options.blockMs
-    }, manager.now)
+    }), manager.now)
   }
 
   /** Bounds a store call by `storeTimeout` and turns store failures into FST_SESSION_STORE_UNAVAILABLE. */

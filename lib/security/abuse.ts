@@ -1,4 +1,4 @@
-import { errors } from '../core/errors'
+import { atLeast, isResolved } from '../core/bounds'
 
 /**
  * Detection of invalid-token floods: session id guessing and brute force (OWASP Session Management Cheat Sheet,
@@ -41,14 +41,6 @@ interface ClientEntry {
   blockedUntil: number
 }
 
-function integerOption (name: keyof AbuseOptions, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    const shown = typeof value === 'string' ? JSON.stringify(value) : String(value)
-    throw new errors.INVALID_OPTION(`"${name}" must be an integer >= ${min}, got ${shown}`)
-  }
-  return value
-}
-
 export class InvalidTokenTracker {
   readonly threshold: number
   readonly windowMs: number
@@ -59,6 +51,10 @@ export class InvalidTokenTracker {
   readonly #clients = new Map<string, ClientEntry>()
 
   constructor (options: Partial<AbuseOptions> = {}, now: () => number = Date.now) {
+    // Options from the plugin's resolver are already within the bounds of the `security.*` options.
+    const isTrusted = isResolved(options)
+    const integerOption = (name: keyof AbuseOptions, value: unknown, min: number): number =>
+      isTrusted ? value as number : atLeast(name, value, min, true)
     this.threshold = integerOption('threshold', options.threshold ?? DEFAULT_ABUSE_OPTIONS.threshold, 1)
     this.windowMs = integerOption('windowMs', options.windowMs ?? DEFAULT_ABUSE_OPTIONS.windowMs, 1)
     this.blockMs = integerOption('blockMs', options.blockMs ?? DEFAULT_ABUSE_OPTIONS.blockMs, 0)

@@ -19,13 +19,13 @@ export interface SessionEnded {
 /** How long an ended session's reason is kept (the tombstone's TTL, and how long an expired record outlives its deadline). */
 export const ENDED_SESSION_MEMORY_MS = 24 * 3_600_000
 /** Longest device name (characters). */
-export const MAX_DEVICE_NAME_LENGTH = 64
+const MAX_DEVICE_NAME_LENGTH = 64
 /** Longest confirmation method (characters). */
 export const MAX_CONFIRM_METHOD_LENGTH = 32
 /** Most devices remembered per user: the least recently seen is forgotten first. */
 export const MAX_KNOWN_DEVICES = 20
 /** Characters of a device key (base64url of the SHA-256 of browser family and network). */
-export const DEVICE_KEY_LENGTH = 16
+const DEVICE_KEY_LENGTH = 16
 
 /**
  * The reason a session ended, from the audit record of its end: the audit type, and for `invalidated` the reason

@@ -1,7 +1,7 @@
 import { AUDIT_LAYOUT } from './keys'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from '../types'
 /** How far out of write order two instances' clocks may put a user's events (see AUDIT_QUERY). */
-export const AUDIT_CLOCK_SKEW_MS = 1000
+const AUDIT_CLOCK_SKEW_MS = 1000
 import { END_REASON_BY_AUDIT, ENDED_SESSION_MEMORY_MS, MAX_KNOWN_DEVICES } from '../../security/stepup'
 import { FLAG_DISTINCT_IPS, FLAG_DISTINCT_USER_AGENTS, FLAG_RAPID_CREATION } from '../../security/concurrency'
 import { FORBIDDEN_KEYS } from '../../core/metadata'
