@@ -7,6 +7,7 @@ import {
   fingerprintFromHeaders,
   fingerprintMatches,
   generateDeviceFingerprint,
+  requestSimilarity,
   type FingerprintInput
 } from '../lib/security/fingerprint'
 
@@ -320,4 +321,16 @@ test('the per-user-agent cache of fingerprintFromHeaders never returns the finge
     generateDeviceFingerprint({ userAgent: ua, acceptLanguage: 'en', mobileHint: '?1' }), 'a changed client hint is seen')
   t.equal(fingerprintFromHeaders({ 'user-agent': ua, 'accept-language': 'en' }, { screen: '800x600' }),
     generateDeviceFingerprint({ userAgent: ua, acceptLanguage: 'en', screen: '800x600' }), 'client fields bypass the cache')
+})
+
+test('the request path compares a request with the header slots of the stored fingerprint: client slots given at login do not count against it', async (t) => {
+  const headers = { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0', 'accept-language': 'en', 'accept-encoding': 'gzip' }
+  const atLogin = fingerprintFromHeaders(headers, { screen: '1920x1080', timezone: 'Europe/Paris', platform: 'Linux' })
+  const request = fingerprintFromHeaders(headers)
+  t.not(atLogin, request, 'the stored fingerprint carries client slots')
+  t.equal(requestSimilarity(atLogin, request), 1, 'the same browser is the same device')
+  t.equal(requestSimilarity(request, request), 1)
+  const other = fingerprintFromHeaders({ ...headers, 'user-agent': 'curl/8.0' })
+  t.ok(requestSimilarity(atLogin, other) < 0.8, 'another user agent scores below the default tolerance')
+  t.equal(requestSimilarity('legacy-raw-fingerprint', request), 0, 'a stored value of another format never matches')
 })

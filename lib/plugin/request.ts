@@ -6,7 +6,7 @@ import { StoreGuard } from './store-guard'
 import { kDenied, kFromCookie, kHandler, kSessionToken } from './symbols'
 import { TokenTransport } from './transport'
 import { errors } from '../core/errors'
-import { compareFingerprints, fingerprintFromHeaders, headerFingerprint } from '../security/fingerprint'
+import { fingerprintFromHeaders, requestSimilarity } from '../security/fingerprint'
 import type { EndedLoad, LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from '../core/manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken, type ParsedToken } from '../core/token'
@@ -41,8 +41,6 @@ export type StartSessionArgs = {} extends SessionMetadata
   : [data: StartSessionData & { metadata: SessionMetadata & Record<string, unknown> }]
 
 const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
-/** A fingerprint ending with three empty slots has no client-supplied fields. */
-const NO_CLIENT_SLOTS = '...'
 const SUSPICIOUS_REPORT_EVERY_MS = 60_000
 const MAX_REPORTED = 10_000
 
@@ -285,14 +283,8 @@ export class RequestHandler {
   private securityReport (request: FastifyRequest, loaded: LoadedSession, ip: string): SuspiciousReport | null {
     const session = loaded.session
     const isIpChanged = this.options.checkIp && session.ipAddress !== '' && session.ipAddress !== ip
-    let similarity: number | null = null
     const stored = session.deviceFingerprint
-    if (stored !== '') {
-      // A request only brings headers: the client-supplied slots given at login are left out of the comparison.
-      const storedHeaders = stored.endsWith(NO_CLIENT_SLOTS) ? stored : headerFingerprint(stored)
-      const current = fingerprintFromHeaders(request.headers)
-      similarity = storedHeaders === current ? 1 : compareFingerprints(storedHeaders, current)
-    }
+    const similarity = stored === '' ? null : requestSimilarity(stored, fingerprintFromHeaders(request.headers))
     const isFingerprintMismatch = similarity !== null && similarity < this.options.fingerprintTolerance
     // The common case allocates nothing.
     if (loaded.concurrencyFlags === 0 && !isIpChanged && !isFingerprintMismatch) return null

@@ -216,9 +216,24 @@ export function headerFingerprint (fingerprint: string): string {
   return fingerprint.slice(0, index) + '..'
 }
 
+/** A fingerprint ending with three empty slots has no client-supplied fields. */
+const NO_CLIENT_SLOTS = '...'
+
 /**
- * Whether the current request still looks like the device the session was created on. A session stored without
- * a fingerprint matches anything: there is nothing to compare.
+ * How much a request still looks like the device a session was created on (the request path's rule, 1 = the same):
+ * the request's header fingerprint against the header slots of the stored one. A request only brings headers, so
+ * the client-supplied slots given at login are left out of the comparison.
+ */
+export function requestSimilarity (stored: string, current: string): number {
+  const storedHeaders = stored.endsWith(NO_CLIENT_SLOTS) ? stored : headerFingerprint(stored)
+  // The common case: the same browser, four string comparisons (compareFingerprints would answer 1 as well).
+  return storedHeaders === current ? 1 : compareFingerprints(storedHeaders, current)
+}
+
+/**
+ * Whether two full fingerprints (client slots included) are within `tolerance`: for fingerprints made the same way,
+ * e.g. both by generateDeviceFingerprint (the request path uses requestSimilarity). A stored empty fingerprint
+ * matches anything: there is nothing to compare.
  */
 export function fingerprintMatches (stored: string, current: string, tolerance = DEFAULT_FINGERPRINT_TOLERANCE): boolean {
   if (stored === '') return true
