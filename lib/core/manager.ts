@@ -189,7 +189,7 @@ export interface LoadedSession {
   concurrencyFlags: number
 }
 
-/** A token whose session has ended recently: why and when (stepup). */
+/** A token whose session has ended recently: why and when */
 export interface EndedLoad {
   session: null
   ended: SessionEnded
@@ -333,7 +333,7 @@ export function resolveManagerSettings (options: ManagerOptionValues): ManagerSe
   const auditMaxEventsPerUser = boundedCount('audit.maxEventsPerUser', options.audit?.maxEventsPerUser, DEFAULT_AUDIT_MAX_EVENTS_PER_USER)
   const auditFeed = options.audit?.feed ?? false
   if (typeof auditFeed !== 'boolean') throw new errors.INVALID_OPTION(`"audit.feed": expected a boolean, got ${JSON.stringify(auditFeed)}`)
-  // stepup
+
   const knownDevicesMs = security.knownDevices === false ? 0 : duration('security.knownDevices', security.knownDevices, KNOWN_DEVICES_DEFAULT_MS)
   if (knownDevicesMs > KNOWN_DEVICES_MAX_MS) {
     throw new errors.INVALID_OPTION(`"security.knownDevices": at most 400 days, got ${knownDevicesMs} ms`)
@@ -413,7 +413,7 @@ export class SessionManager extends EventEmitter {
   declare readonly auditFeed: boolean
   readonly now: () => number
   readonly timers: SessionTimers
-  /** stepup: known-device memory in ms; 0 = off. */
+  /** Known-device memory in ms; 0 = off. */
   declare readonly knownDevicesMs: number
 
   constructor (options: SessionManagerOptions) {
@@ -510,7 +510,7 @@ export class SessionManager extends EventEmitter {
   }
 
   /**
-   * stepup: `load`, and for a token whose session ended within the last day, why and when (`ended`), from the
+   * `load`, and for a token whose session ended within the last day, why and when (`ended`), from the
    * same store read.
    */
   async resolve (token: string | ParsedToken, touch = true): Promise<LoadedSession | EndedLoad | null> {
@@ -518,14 +518,14 @@ export class SessionManager extends EventEmitter {
     if (parsed === null) return null
     const stored = await this.store.load(parsed.sessionId)
     if (stored === null) return null
-    if (stored !== 'corrupt' && 'ended' in stored) return this.endedLoad(parsed.secret, stored.tokenHash, stored.ended.reason, stored.ended.at) // stepup
+    if (stored !== 'corrupt' && 'ended' in stored) return this.endedLoad(parsed.secret, stored.tokenHash, stored.ended.reason, stored.ended.at)
     if (stored === 'corrupt') {
       // Damaged data is no session: removing it is best effort and never fails the request.
       await this.bestEffort('discard', parsed.sessionId, async () => await this.store.discard(parsed.sessionId, this.now()))
       return null
     }
     if (!secretMatches(parsed.secret, stored.tokenHash)) {
-      // stepup: the token this session had before its last rotation
+      // The token this session had before its last rotation
       if (stored.previousTokenHash === undefined || stored.previousTokenUntil === undefined) return null
       return this.endedLoad(parsed.secret, stored.previousTokenHash, 'rotated', stored.previousTokenUntil - ENDED_SESSION_MEMORY_MS)
     }
@@ -549,7 +549,7 @@ export class SessionManager extends EventEmitter {
         this.emit('storeError', error)
       }
     }
-    return { session: this.toSession(stored), concurrencyFlags: effectiveFlags(stored, flags, now, this.rules) } // stepup: effectiveFlags
+    return { session: this.toSession(stored), concurrencyFlags: effectiveFlags(stored, flags, now, this.rules) }
   }
 
   /**
@@ -635,7 +635,7 @@ export class SessionManager extends EventEmitter {
     const stored = await this.listStored(userId)
     const inputs = stored.map((s) => ({ id: s.id, ipAddress: s.ipAddress, userAgent: s.userAgent, createdAt: s.createdAt }))
     let flags = concurrencyFlags(currentSessionId, inputs, this.rules)
-    // stepup: a burst of logins whose window has passed with no newer login is over.
+    // A burst of logins whose window has passed with no newer login is over.
     const newest = newestOtherCreation(currentSessionId, inputs)
     if ((flags & FLAG_RAPID_CREATION) !== 0 && newest !== undefined && this.now() - newest > this.rules.rapidCreationWindowMs) flags &= ~FLAG_RAPID_CREATION
     const reasons = flagReasons(flags)
@@ -701,7 +701,7 @@ export class SessionManager extends EventEmitter {
     await this.store.close()
   }
 
-  // ---- stepup (issue 14) ----
+  // ---- step-up (issue 14) ----
 
   /**
    * Records that the user just proved it is them (second factor, password) on this session: `authenticatedAt`

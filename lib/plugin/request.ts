@@ -220,7 +220,7 @@ export class RequestHandler {
   }
 
   /**
-   * stepup: reply.confirmSession. The app has just verified a second factor or the password: the request's IP and
+   * Reply.confirmSession. The app has just verified a second factor or the password: the request's IP and
    * device become the session's baseline, its flags are acknowledged and authenticatedAt moves to now.
    */
   async confirmSession (request: FastifyRequest, options: { method: string }): Promise<boolean> {

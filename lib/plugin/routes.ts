@@ -19,7 +19,7 @@ const SessionView = Type.Object({
   expiresAt: Type.String({ format: 'date-time' }),
   ipAddress: Type.String(),
   userAgent: Type.String(),
-  /** stepup: the name the user gave the device */
+  /** The name the user gave the device */
   name: Type.Union([Type.String(), Type.Null()]),
   current: Type.Boolean()
 })
@@ -35,7 +35,7 @@ function withErrors<T> (ok: T): Record<string, unknown> {
 }
 
 /**
- * stepup: a flagged session that has not been confirmed cannot end the user's other sessions (a session stolen
+ * A flagged session that has not been confirmed cannot end the user's other sessions (a session stolen
  * and flagged for its new IP must not sign the real user out everywhere); ending itself always works.
  */
 function refuseIfSuspicious (request: FastifyRequest): void {
@@ -142,7 +142,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
       await handler.endSession(request, reply, 'revoked')
       return { revoked: 1 }
     }
-    refuseIfSuspicious(request) // stepup
+    refuseIfSuspicious(request)
     const revoked = await handler.guard(manager.invalidate(request.params.id, { userId: session.userId, reason: 'revoked' }))
     if (!revoked) throw new errors.SESSION_NOT_FOUND()
     return { revoked: 1 }
@@ -155,7 +155,7 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
     schema: { response: withErrors(Revoked) }
   }, async (request) => {
     const session = current(request)
-    refuseIfSuspicious(request) // stepup
+    refuseIfSuspicious(request)
     const revoked = await handler.guard(manager.invalidateAll(session.userId, { except: session.id, reason: 'revoke_others' }))
     return { revoked }
   })

@@ -23,7 +23,7 @@ export interface StoredSession {
   revision: number
   /** The session's own idle timeout (record field `d`); undefined: the store's `idleTimeoutMs`. */
   idleTimeoutMs?: number
-  // stepup (issue 14): optional, so stores and records without them stay valid.
+  // Step-up fields (issue 14): optional, so stores and records without them stay valid.
   /** Last authentication: the login, moved by a confirmation (record field `t`; absent = createdAt). */
   authenticatedAt?: number
   /** How the last confirmation was made (record field `k`). */
@@ -227,7 +227,7 @@ export interface Store {
    * rejects with an Error whose message names the problem. The plugin calls it at registration (`startupCheck`).
    */
   check (): Promise<void>
-  // stepup (issue 14)
+  // Step-up (issue 14)
   /** Confirms a session: authenticatedAt = now, new IP/device baseline, the user's current flags acknowledged. */
   confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }>
   /** Names (or, with null, unnames) a session of `userId`. */

@@ -14,7 +14,7 @@ interface Entry extends Omit<StoredSession, 'metadata'> {
   metadata: Map<string, string>
 }
 
-/** What is kept of an ended session (stepup): the Redis store's tombstone. */
+/** What is kept of an ended session : the Redis store's tombstone. */
 interface Tombstone {
   reason: string
   at: number
@@ -36,9 +36,9 @@ export class MemoryStore implements Store {
   private readonly audits = new Map<string, RawAuditEvent[]>()
   /** Per user: the newest timestamp the per-user cap dropped. */
   private readonly auditDrops = new Map<string, number>()
-  /** stepup: ended sessions, sessionId -> tombstone, dropped by the sweep after ENDED_SESSION_MEMORY_MS. */
+  /** Ended sessions, sessionId -> tombstone, dropped by the sweep after ENDED_SESSION_MEMORY_MS. */
   private readonly tombstones = new Map<string, Tombstone>()
-  /** stepup: known devices, userId -> device key -> last seen. */
+  /** Known devices, userId -> device key -> last seen. */
   private readonly devices = new Map<string, Map<string, number>>()
   private deviceWindowMs = Infinity
   private lastSweep = -Infinity
@@ -90,7 +90,7 @@ export class MemoryStore implements Store {
       ...(input.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: input.idleTimeoutMs })
     }
     this.sessions.set(entry.id, entry)
-    for (const other of live) delete other.acknowledgedFlags // stepup: a new session is something new
+    for (const other of live) delete other.acknowledgedFlags // a new session is something new
     let index = this.users.get(input.userId)
     if (index === undefined) {
       index = new Set()
@@ -145,7 +145,7 @@ export class MemoryStore implements Store {
     if (input.deviceFingerprint !== undefined) entry.deviceFingerprint = input.deviceFingerprint
     if (changed) {
       const live = this.liveSessions(entry.userId, input.now, events)
-      for (const other of live) delete other.acknowledgedFlags // stepup: a new IP or user agent is something new
+      for (const other of live) delete other.acknowledgedFlags // a new IP or user agent is something new
       this.applyFlags(live)
     }
     this.audit(entry.userId, entry.id, 'updated', input.auditData, input.now, events)
@@ -231,7 +231,7 @@ export class MemoryStore implements Store {
   /** Always ready: the memory store lives in this process. */
   async check (): Promise<void> {}
 
-  // ---- stepup (issue 14) ----
+  // ---- step-up (issue 14) ----
 
   async confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
     const events: RawAuditEvent[] = []
@@ -383,7 +383,7 @@ export class MemoryStore implements Store {
 
   private remove (entry: Entry, type: AuditEventType, data: string, now: number, events: RawAuditEvent[]): void {
     this.sessions.delete(entry.id)
-    // stepup: why it ended; an expired session ended at its deadline, whenever that is noticed.
+    // Why it ended; an expired session ended at its deadline, whenever that is noticed.
     const at = type === 'expired' ? Math.min(now, Math.min(entry.lastActivity + this.settings.idleTimeoutMs, entry.absoluteDeadline)) : now
     this.tombstones.set(entry.id, { reason: endReasonOf(type, data), at, tokenHash: entry.tokenHash, until: now + ENDED_SESSION_MEMORY_MS })
     const index = this.users.get(entry.userId)
@@ -423,8 +423,8 @@ export class MemoryStore implements Store {
 
   private sweep (now: number, events: RawAuditEvent[]): number {
     this.lastSweep = now
-    for (const [sessionId, tombstone] of this.tombstones) if (tombstone.until <= now) this.tombstones.delete(sessionId) // stepup
-    for (const [userId, known] of this.devices) { // stepup: users whose newest device was forgotten
+    for (const [sessionId, tombstone] of this.tombstones) if (tombstone.until <= now) this.tombstones.delete(sessionId)
+    for (const [userId, known] of this.devices) { // Users whose newest device was forgotten
       let newest = -Infinity
       for (const seen of known.values()) newest = Math.max(newest, seen)
       if (newest < now - this.deviceWindowMs) this.devices.delete(userId)

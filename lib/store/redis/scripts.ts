@@ -183,7 +183,7 @@ local function readRec(sid)
   if not raw then return nil end
   if type(raw) ~= 'string' then return false end
   local ok, rec = pcall(cjson.decode, raw)
-  -- stepup: an ended session's tombstone is no session (never corrupt).
+  -- An ended session's tombstone is no session (never corrupt).
   if ok and type(rec) == 'table' and rec.x ~= nil and rec.u == nil then return nil end
   if not ok or type(rec) ~= 'table' or type(rec.u) ~= 'string' or rec.u == '' or type(rec.h) ~= 'string' or
     #rec.h ~= HASH_LEN or type(rec.c) ~= 'number' or type(rec.l) ~= 'number' or type(rec.a) ~= 'number' or
@@ -265,7 +265,7 @@ local function ensureIndex(uid)
   audit(uid, '', 'corrupt', reason('index'))
 end
 
--- stepup: why a session ended, from its audit record (the same table as endReasonOf in stepup.ts).
+-- Why a session ended, from its audit record (the same table as endReasonOf in security/stepup.ts).
 local function endReason(kind, data)
   if kind == 'expired' or kind == 'evicted' or kind == 'unrecognized' then return kind end
   local given = ''
@@ -274,7 +274,7 @@ local function endReason(kind, data)
   return END_REASON[string.match(given, '^[^:]*')] or 'revoked'
 end
 
--- stepup: overwrites the session key with a tombstone { x = reason, at = time, h = token hash } for ENDED_MS; an
+-- Overwrites the session key with a tombstone { x = reason, at = time, h = token hash } for ENDED_MS; an
 -- existing tombstone is kept (the first reason wins).
 local function bury(sid, kind, data)
   local key = skey(sid)
@@ -293,7 +293,7 @@ local function bury(sid, kind, data)
   redis.call('SET', key, cjson.encode({ x = endReason(kind, data), at = at, h = h }), 'PX', ENDED_MS)
 end
 
--- stepup: something new among the user's sessions ends every acknowledgement (record field z).
+-- Something new among the user's sessions ends every acknowledgement (record field z).
 local function clearAcks(live)
   for _, entry in ipairs(live) do
     if entry.rec.z ~= nil then
@@ -405,7 +405,7 @@ local function applyFlags(live)
     if otherIps > maxIps then bits = bits + FLAG_IPS end
     if otherUas > maxUas then bits = bits + FLAG_UAS end
     if rapid > 0 and others >= 2 and maxC - minC <= rapid then bits = bits + FLAG_RAPID end
-    -- stepup: the newest other creation goes with the burst bit, so the request path can age it (field w).
+    -- The newest other creation goes with the burst bit, so the request path can age it (field w).
     local w = nil
     if bits >= FLAG_RAPID then w = maxC end
     if cur.rec.s ~= bits or cur.rec.w ~= w then
@@ -841,7 +841,7 @@ if ARGV[3] == '1' and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE
 return { cur, redis.call('PTTL', KEYS[1]), repaired }
 `
 
-// ---- stepup (issue 14): new scripts ----
+// ---- step-up (issue 14): new scripts ----
 
 /**
  * confirm: ARGV[7] sid, [8] owner uid or '' (any), [9] ip, [10] user agent, [11] fingerprint, [12] method,

@@ -266,7 +266,7 @@ export class RedisStore implements Store {
     return result
   }
 
-  // ---- stepup (issue 14) ----
+  // ---- step-up (issue 14) ----
 
   async confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
     const reply = await this.call('confirm', tagOf(input.sessionId), input.now, input.sessionId, input.userId,
@@ -445,7 +445,7 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     return 'corrupt'
   }
   if (record === null || typeof record !== 'object') return 'corrupt'
-  // stepup: an ended session's tombstone is no session, never corrupt.
+  // An ended session's tombstone is no session, never corrupt.
   const ended = parseTombstone(record as Record<string, unknown>)
   if (ended !== undefined) return ended
   const { u, h, c, l, a, i, g, f, s, m, r, d } = record as Record<string, unknown>
