@@ -22,7 +22,7 @@ export type { SessionEnded, SessionEndReason } from './security/stepup'
 export { generateDeviceFingerprint, compareFingerprints, fingerprintFromHeaders, headerFingerprint } from './security/fingerprint'
 
 // Stores.
-export type { Store, StoredSession } from './store/types'
+export type { Store, StoredSession, CacheStats } from './store/types'
 export { MemoryStore } from './store/memory/store'
 export { RedisStore } from './store/redis/store'
 export type { RedisStoreOptions } from './store/redis/store'

@@ -127,6 +127,8 @@ test('store errors on the request path are counted', async (t) => {
   app.get('/', async () => 'ok')
   await app.ready()
 
+  // Without its synchronous read, every request reads through the failing load below.
+  Object.assign(store, { loadNow: undefined })
   store.load = async () => { throw new Error('connection refused') }
   t.equal((await app.inject({ url: '/', headers: { 'x-session-id': UNKNOWN_TOKEN } })).statusCode, 503)
   store.load = () => new Promise(() => {})
@@ -181,4 +183,36 @@ test('the reason label takes at most 50 values; later reasons count as other', a
   t.equal(await value(registry, 'fastify_session_invalidated_total', { reason: 'reason 48' }), 1)
   t.equal(await value(registry, 'fastify_session_invalidated_total', { reason: 'other' }), 11)
   t.equal(await value(registry, 'fastify_session_invalidated_total'), 62)
+})
+
+test('with the near cache, its hits, misses and hit ratio are exported at scrape time', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const registry = new Registry()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { redis: client, nearCache: true, cleanup: false, metrics: { registry } })
+  app.post('/login', async (_request, reply) => await reply.startSession('dora'))
+  app.get('/me', { preHandler: app.requireSession }, async (request) => ({ id: request.session?.id }))
+  await app.ready()
+  const store = app.sessions.store as RedisStore
+  for (let n = 0; n < 200 && store.nearCache?.ready !== true; n++) await new Promise((resolve) => setTimeout(resolve, 10))
+  const { token } = (await app.inject({ method: 'POST', url: '/login' })).json() as { token: string }
+  for (let n = 0; n < 4; n++) t.equal((await app.inject({ url: '/me', headers: { 'x-session-id': token } })).statusCode, 200)
+  t.equal(await value(registry, 'fastify_session_near_cache_misses_total'), 1)
+  t.equal(await value(registry, 'fastify_session_near_cache_hits_total'), 3)
+  t.equal(await value(registry, 'fastify_session_near_cache_hit_ratio'), 0.75)
+  t.equal((await app.inject({ url: '/me', headers: { 'x-session-id': token } })).statusCode, 200)
+  t.equal(await value(registry, 'fastify_session_near_cache_hits_total'), 4, 'a second scrape adds only what happened since the first')
+  t.equal(await value(registry, 'fastify_session_near_cache_misses_total'), 1)
+})
+
+test('without a near cache, no near-cache metric is registered', async (t) => {
+  const registry = new Registry()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { store: new MemoryStore(), cleanup: false, metrics: { registry } })
+  await app.ready()
+  t.equal(registry.getSingleMetric('fastify_session_near_cache_hits_total'), undefined)
 })

@@ -141,3 +141,38 @@ test('a change made on this instance is never answered from its own cache', asyn
   t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': token } })).statusCode, 401, 'a rotated token at once')
   t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': rotated?.token } })).statusCode, 200)
 })
+
+test('a near-cache hit is counted, parsed once, and hands each request its own metadata', async (t) => {
+  const server = await startRedis(t)
+  const redis = await client(t, server)
+  const app = Fastify({ trustProxy: true })
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { redis, nearCache: true, cleanup: false })
+  app.post('/login', async (_request, reply) => await reply.startSession('carol', { metadata: { prefs: { theme: 'dark' }, plan: 'pro' } }))
+  // A handler that changes its request's session in place: the change must stay with that request.
+  app.get('/scribble', { preHandler: app.requireSession }, async (request) => {
+    const metadata = request.session?.metadata as { prefs: { theme: string }, plan: string }
+    const seen = { theme: metadata.prefs.theme, plan: metadata.plan }
+    metadata.prefs.theme = 'scribbled'
+    metadata.plan = 'scribbled'
+    return seen
+  })
+  await app.ready()
+  await nearCacheReady(app.sessions.store as RedisStore)
+  t.same(app.sessions.cacheStats(), { hits: 0, misses: 0, hitRatio: 0 }, 'nothing read yet')
+  const { token } = (await app.inject({ method: 'POST', url: '/login', headers: BROWSER })).json() as { token: string }
+  const headers = { ...BROWSER, 'x-session-id': token }
+  for (let n = 0; n < 5; n++) {
+    t.same((await app.inject({ url: '/scribble', headers })).json(), { theme: 'dark', plan: 'pro' }, `request ${n + 1} reads the stored metadata`)
+  }
+  const stats = app.sessions.cacheStats()
+  t.same(stats, { hits: 4, misses: 1, hitRatio: 0.8 }, 'the first read went to Redis, the next four were hits')
+})
+
+test('without a near cache, cacheStats() is null', async (t) => {
+  const server = await startRedis(t)
+  const app = await buildApp(t, { redis: await client(t, server) })
+  t.equal(app.sessions.cacheStats(), null)
+  const memory = await buildApp(t, {})
+  t.equal(memory.sessions.cacheStats(), null)
+})

@@ -95,6 +95,11 @@ test('a custom store is checked for every method of the Store contract at regist
   t.equal((await refusal({ store: partial })).message,
     `${PREFIX}"store" must implement every method of the Store interface; missing: check, touch, update, invalidate, invalidateAll, list, rotate, discard, recordEvent, auditLog, cleanup, close, confirm, rename, reportUnrecognized, tryLock, release`)
   t.match((await refusal({ store: null })).message, /^fastify-distributed-session: option "store" must implement every method/)
+  const wrongOptional = Object.assign(new MemoryStore(), { loadNow: 'yes', cacheStats: 1 })
+  t.equal((await refusal({ store: wrongOptional })).message,
+    `${PREFIX}"store" optional Store methods must be functions when present: loadNow, cacheStats`)
+  const withoutOptional = Object.assign(new MemoryStore(), { loadNow: undefined })
+  t.equal((await refusal({ store: withoutOptional })).message, 'registered', 'the optional methods may be left out')
 })
 
 test('the classes report their options the same way: SessionManager, SessionCleanupService and the invalid-token tracker', async (t) => {

@@ -10,8 +10,8 @@ import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, serializeMetadata } from './me
 import {
   deviceKey, effectiveFlags, ENDED_SESSION_MEMORY_MS, MAX_CONFIRM_METHOD_LENGTH, newestOtherCreation, validDeviceName, type SessionEnded, type SessionEndReason
 } from '../security/stepup'
-import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, type ParsedToken } from './token'
-import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline, type AuditEventType, type ConcurrencyRules, type RawAuditEvent, type Store, type StoredSession } from '../store/types'
+import { formatToken, hashSecret, isSessionId, newSecret, parseToken, secretMatches, VerifiedSecrets, type ParsedToken } from './token'
+import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline, type AuditEventType, type ConcurrencyRules, type LoadResult, type RawAuditEvent, type Store, type StoredSession } from '../store/types'
 
 export type { SessionLogger } from './logger'
 
@@ -189,11 +189,17 @@ export interface LoadedSession {
   concurrencyFlags: number
 }
 
+/** Sessions whose last verified secret the manager remembers (about 200 bytes each). */
+const VERIFIED_SECRETS = 10_000
+
 /** A token whose session has ended recently: why and when */
 export interface EndedLoad {
   session: null
   ended: SessionEnded
 }
+
+/** What a token opens: a session, an ended session's reason (for its holder), or nothing. */
+export type Resolution = LoadedSession | EndedLoad | null
 
 export interface ConfirmOptions {
   /** When given, the session must belong to this user. */
@@ -413,6 +419,8 @@ export class SessionManager extends EventEmitter {
   declare readonly auditFeed: boolean
   readonly now: () => number
   readonly timers: SessionTimers
+  /** Secrets this process verified lately: a session's next request compares strings instead of hashing. */
+  private readonly verifiedSecrets = new VerifiedSecrets(VERIFIED_SECRETS)
   /** Known-device memory in ms; 0 = off. */
   declare readonly knownDevicesMs: number
 
@@ -513,43 +521,73 @@ export class SessionManager extends EventEmitter {
    * `load`, and for a token whose session ended within the last day, why and when (`ended`), from the
    * same store read.
    */
-  async resolve (token: string | ParsedToken, touch = true): Promise<LoadedSession | EndedLoad | null> {
+  async resolve (token: string | ParsedToken, touch = true): Promise<Resolution> {
     const parsed = typeof token === 'string' ? parseToken(token) : token
     if (parsed === null) return null
-    const stored = await this.store.load(parsed.sessionId)
-    if (stored === null) return null
-    if (stored !== 'corrupt' && 'ended' in stored) return this.endedLoad(parsed.secret, stored.tokenHash, stored.ended.reason, stored.ended.at)
-    if (stored === 'corrupt') {
-      // Damaged data is no session: removing it is best effort and never fails the request.
-      await this.bestEffort('discard', parsed.sessionId, async () => await this.store.discard(parsed.sessionId, this.now()))
-      return null
+    return await this.resolveParsed(parsed, touch)
+  }
+
+  /**
+   * `resolve` for a parsed token, answered without a promise when the store knows the record without I/O
+   * (`Store.loadNow`: the memory store, a near-cache hit) and no store work is due (a touch, an expiry, a repair).
+   * The plugin's request hook calls it: the common request then allocates no promise at all.
+   */
+  resolveParsed (parsed: ParsedToken, touch: boolean): Resolution | Promise<Resolution> {
+    let known: LoadResult | undefined
+    try {
+      known = this.store.loadNow?.(parsed.sessionId)
+    } catch (error) {
+      // A store failure, reported the way a failed `load` is.
+      return Promise.reject(error)
     }
-    if (!secretMatches(parsed.secret, stored.tokenHash)) {
+    if (known === undefined) return this.store.load(parsed.sessionId).then((stored) => this.settle(parsed, stored, touch))
+    return this.settle(parsed, known, touch)
+  }
+
+  /** What a store read means for a token; a promise only when the store must act (repair, expiry, due touch). */
+  private settle (parsed: ParsedToken, stored: LoadResult, touch: boolean): Resolution | Promise<Resolution> {
+    if (stored === null) return null
+    if (stored === 'corrupt') return this.discardCorrupt(parsed.sessionId)
+    if ('ended' in stored) return this.endedLoad(parsed.secret, stored.tokenHash, stored.ended.reason, stored.ended.at)
+    if (!this.verifiedSecrets.matches(parsed.sessionId, parsed.secret, stored.tokenHash)) {
       // The token this session had before its last rotation
       if (stored.previousTokenHash === undefined || stored.previousTokenUntil === undefined) return null
       return this.endedLoad(parsed.secret, stored.previousTokenHash, 'rotated', stored.previousTokenUntil - ENDED_SESSION_MEMORY_MS)
     }
     const now = this.now()
-    if (this.deadline(stored) <= now) {
-      await this.bestEffort('expire', stored.id, async () => await this.store.invalidate(stored.id, now, 'expired', '{"reason":"timeout"}'))
-      return { session: null, ended: { reason: 'expired', at: new Date(this.deadline(stored)) } }
-    }
+    if (this.deadline(stored) <= now) return this.expireLoaded(stored, now)
+    if (touch && now - stored.lastActivity >= this.touchIntervalMs) return this.touchLoaded(stored, now)
+    return { session: this.toSession(stored, stored.lastActivity), concurrencyFlags: effectiveFlags(stored, stored.concurrencyFlags, now, this.rules) }
+  }
+
+  /** Damaged data is no session: removing it is best effort and never fails the request. */
+  private async discardCorrupt (sessionId: string): Promise<null> {
+    await this.bestEffort('discard', sessionId, async () => await this.store.discard(sessionId, this.now()))
+    return null
+  }
+
+  private async expireLoaded (stored: StoredSession, now: number): Promise<EndedLoad> {
+    await this.bestEffort('expire', stored.id, async () => await this.store.invalidate(stored.id, now, 'expired', '{"reason":"timeout"}'))
+    return { session: null, ended: { reason: 'expired', at: new Date(this.deadline(stored)) } }
+  }
+
+  /** A request that finds its session's touch due: the touch script, then the session as touched. */
+  private async touchLoaded (stored: StoredSession, now: number): Promise<LoadedSession | null> {
+    let lastActivity = stored.lastActivity
     let flags = stored.concurrencyFlags
-    if (touch && now - stored.lastActivity >= this.touchIntervalMs) {
-      const auditData = this.auditActivity ? JSON.stringify({ ip: stored.ipAddress }) : null
-      try {
-        const touched = await this.store.touch(stored.id, now, this.touchIntervalMs, auditData)
-        this.emitEvents(touched.events)
-        if (touched.status === 'gone') return null
-        if (touched.status === 'touched') stored.lastActivity = now
-        flags = touched.concurrencyFlags
-      } catch (error) {
-        // The session was just read: a failed touch (Redis full, a dropped connection) only leaves its idle
-        // deadline where it was; it does not turn a valid request away.
-        this.emit('storeError', error)
-      }
+    const auditData = this.auditActivity ? JSON.stringify({ ip: stored.ipAddress }) : null
+    try {
+      const touched = await this.store.touch(stored.id, now, this.touchIntervalMs, auditData)
+      this.emitEvents(touched.events)
+      if (touched.status === 'gone') return null
+      if (touched.status === 'touched') lastActivity = now
+      flags = touched.concurrencyFlags
+    } catch (error) {
+      // The session was just read: a failed touch (Redis full, a dropped connection) only leaves its idle
+      // deadline where it was; it does not turn a valid request away.
+      this.emit('storeError', error)
     }
-    return { session: this.toSession(stored), concurrencyFlags: effectiveFlags(stored, flags, now, this.rules) }
+    return { session: this.toSession(stored, lastActivity), concurrencyFlags: effectiveFlags(stored, flags, now, this.rules) }
   }
 
   /**
@@ -697,6 +735,17 @@ export class SessionManager extends EventEmitter {
     return await this.store.cleanup(this.now(), batchSize, (events) => this.emitEvents(events))
   }
 
+  /**
+   * Reads served by the store's in-process cache (the Redis near cache) since it was created, and the share they
+   * are of all session reads; null when the store has no such cache.
+   */
+  cacheStats (): { hits: number, misses: number, hitRatio: number } | null {
+    const stats = this.store.cacheStats?.() ?? null
+    if (stats === null) return null
+    const reads = stats.hits + stats.misses
+    return { hits: stats.hits, misses: stats.misses, hitRatio: reads === 0 ? 0 : stats.hits / reads }
+  }
+
   async close (): Promise<void> {
     await this.store.close()
   }
@@ -824,13 +873,14 @@ export class SessionManager extends EventEmitter {
     }
   }
 
-  private toSession (stored: StoredSession): Session {
+  /** A fresh Session (the caller may change it); `lastActivity` overrides the record's (read only: a cache shares it). */
+  private toSession (stored: StoredSession, lastActivity = stored.lastActivity): Session {
     return {
       id: stored.id,
       userId: stored.userId,
       createdAt: new Date(stored.createdAt),
-      lastActivity: new Date(stored.lastActivity),
-      expiresAt: new Date(this.deadline(stored)),
+      lastActivity: new Date(lastActivity),
+      expiresAt: new Date(sessionDeadline({ lastActivity, absoluteDeadline: stored.absoluteDeadline, idleTimeoutMs: stored.idleTimeoutMs }, this.idleTimeoutMs)),
       absoluteDeadline: new Date(stored.absoluteDeadline),
       idleTimeoutMs: stored.idleTimeoutMs ?? this.idleTimeoutMs,
       revision: stored.revision,

@@ -34,10 +34,10 @@ export function newSecret (): string {
   return randomBytes(32).toString('base64url')
 }
 
-/** SHA-256 of a token secret, base64url. This is all Redis ever sees of a token. */
 /** Length of `hashSecret`'s output: a SHA-256 in unpadded base64url. The Lua record check (store/redis/scripts.ts) uses it. */
 export const TOKEN_HASH_LENGTH = 43
 
+/** SHA-256 of a token secret, base64url. This is all Redis ever sees of a token. */
 export function hashSecret (secret: string): string {
   return hash('sha256', secret, 'base64url')
 }
@@ -62,9 +62,41 @@ export function parseToken (value: unknown): ParsedToken | null {
  * first difference (and the digest of an attacker's guess is not under the attacker's control anyway).
  */
 export function secretMatches (secret: string, storedHash: string): boolean {
-  const actual = hash('sha256', secret, 'base64url')
-  if (actual.length !== storedHash.length) return false
+  return constantTimeEqual(hash('sha256', secret, 'base64url'), storedHash)
+}
+
+/** String equality whose time does not depend on where the strings first differ (only on their lengths). */
+function constantTimeEqual (a: string, b: string): boolean {
+  if (a.length !== b.length) return false
   let difference = 0
-  for (let index = 0; index < actual.length; index++) difference |= actual.charCodeAt(index) ^ storedHash.charCodeAt(index)
+  for (let index = 0; index < a.length; index++) difference |= a.charCodeAt(index) ^ b.charCodeAt(index)
   return difference === 0
+}
+
+/**
+ * The secret last verified for each of up to `maxEntries` sessions, with the hash it matched. A session's next
+ * request then costs a constant-time string comparison instead of a SHA-256. Only ever in this process's memory,
+ * next to the requests that carry the same secrets; a rotation changes the stored hash, so an entry of the old
+ * secret no longer matches and the secret is hashed again. First in, first out.
+ */
+export class VerifiedSecrets {
+  private readonly entries = new Map<string, { tokenHash: string, secret: string }>()
+
+  constructor (private readonly maxEntries: number) {}
+
+  /** `secretMatches(secret, storedHash)`, remembered per session id. */
+  matches (sessionId: string, secret: string, storedHash: string): boolean {
+    const known = this.entries.get(sessionId)
+    // Both hashes are the server's own values; only the presented secret needs a constant-time comparison.
+    if (known !== undefined && known.tokenHash === storedHash && constantTimeEqual(known.secret, secret)) return true
+    if (!secretMatches(secret, storedHash)) return false
+    if (known === undefined && this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value as string)
+    this.entries.set(sessionId, { tokenHash: storedHash, secret })
+    return true
+  }
+
+  /** Entries held (for tests). */
+  get size (): number {
+    return this.entries.size
+  }
 }

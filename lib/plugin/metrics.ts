@@ -77,4 +77,42 @@ export function registerMetrics (registry: unknown, manager: SessionManager): vo
     if (!result.skipped) cleanupDuration.observe(result.durationMs / 1000)
   })
   manager.on('cleanupError', () => { cleanupRuns.inc({ result: 'error' }) })
+  if (manager.cacheStats() !== null) registerCacheMetrics(prom, target, manager)
+}
+
+/**
+ * The near cache's reads, read from the store when Prometheus scrapes (nothing is counted twice on the request path):
+ * hits and misses as counters, and the hit ratio since the start as a gauge.
+ */
+function registerCacheMetrics (prom: typeof PromClient, target: PromClient.Registry, manager: SessionManager): void {
+  const names = ['fastify_session_near_cache_hits_total', 'fastify_session_near_cache_misses_total', 'fastify_session_near_cache_hit_ratio']
+  // Another manager's metrics on the same registry already report a near cache: the first one keeps them.
+  if (names.some((name) => target.getSingleMetric(name) !== undefined)) return
+  const counted = { hits: 0, misses: 0 }
+  const readStats = (field: 'hits' | 'misses', counter: PromClient.Counter): void => {
+    const stats = manager.cacheStats()
+    if (stats === null) return
+    // A counter only grows: the difference since the last scrape.
+    if (stats[field] > counted[field]) counter.inc(stats[field] - counted[field])
+    counted[field] = stats[field]
+  }
+  const [hitsName, missesName, ratioName] = names as [string, string, string]
+  const hits: PromClient.Counter = new prom.Counter({
+    name: hitsName,
+    help: 'Session reads answered by the near cache without a round trip',
+    registers: [target],
+    collect () { readStats('hits', hits) }
+  })
+  const misses: PromClient.Counter = new prom.Counter({
+    name: missesName,
+    help: 'Session reads the near cache sent to Redis',
+    registers: [target],
+    collect () { readStats('misses', misses) }
+  })
+  const ratio: PromClient.Gauge = new prom.Gauge({
+    name: ratioName,
+    help: 'Share of session reads answered by the near cache since the process started',
+    registers: [target],
+    collect () { ratio.set(manager.cacheStats()?.hitRatio ?? 0) }
+  })
 }

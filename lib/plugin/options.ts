@@ -280,8 +280,10 @@ function describe (schema: SchemaWords, message: string): string {
 /** Every method of the Store contract (lib/store/types.ts): a custom store is checked for each at registration. */
 const STORE_METHODS = ['configure', 'check', 'create', 'load', 'touch', 'update', 'invalidate', 'invalidateAll', 'list',
   'rotate', 'discard', 'recordEvent', 'auditLog', 'cleanup', 'close', 'confirm', 'rename', 'reportUnrecognized', 'tryLock', 'release'] as const satisfies ReadonlyArray<keyof Store>
+/** The optional methods of the Store contract: when present, they must be functions. */
+const OPTIONAL_STORE_METHODS = ['loadNow', 'cacheStats'] as const satisfies ReadonlyArray<keyof Store>
 // Compile-time completeness: a method added to Store and not listed above fails the build here.
-type UnlistedStoreMethod = Exclude<keyof Store, typeof STORE_METHODS[number]>
+type UnlistedStoreMethod = Exclude<keyof Store, typeof STORE_METHODS[number] | typeof OPTIONAL_STORE_METHODS[number]>
 export const isStoreListComplete: [UnlistedStoreMethod] extends [never] ? true : UnlistedStoreMethod = true
 
 /** Headers the session token must not be read from: they carry something else already. */
@@ -321,6 +323,11 @@ export function resolveOptions (input: unknown): ResolvedOptions {
       ? [...STORE_METHODS]
       : STORE_METHODS.filter((name) => typeof (valid.store as unknown as Record<string, unknown>)[name] !== 'function')
     if (missing.length > 0) throw optionError('store', `must implement every method of the Store interface; missing: ${missing.join(', ')}`)
+    const wrong = OPTIONAL_STORE_METHODS.filter((name) => {
+      const method = (valid.store as unknown as Record<string, unknown>)[name]
+      return method !== undefined && typeof method !== 'function'
+    })
+    if (wrong.length > 0) throw optionError('store', `optional Store methods must be functions when present: ${wrong.join(', ')}`)
   }
   if (valid.now !== undefined && typeof valid.now !== 'function') throw optionError('now', 'must be a function')
   if (valid.nearCache !== undefined && valid.nearCache !== false && (valid.redis === undefined || valid.store !== undefined)) {

@@ -7,7 +7,7 @@ import { kDenied, kFromCookie, kHandler, kSessionToken } from './symbols'
 import { TokenTransport } from './transport'
 import { errors } from '../core/errors'
 import { fingerprintFromHeaders, requestSimilarity } from '../security/fingerprint'
-import type { EndedLoad, LoadedSession, Session, SessionManager, SessionData, SessionMetadata } from '../core/manager'
+import type { LoadedSession, Resolution, Session, SessionManager, SessionData, SessionMetadata } from '../core/manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken, type ParsedToken } from '../core/token'
 
@@ -101,11 +101,14 @@ export class RequestHandler {
 
   /**
    * onRequest: sets request.session and request.requiresSecurityCheck. No store call without a token, for a request
-   * that matches no route, or for a route with `config: { session: false }`.
+   * that matches no route, or for a route with `config: { session: false }`. Returns a promise only when the store
+   * must be asked (or a suspicious-session handler runs): a near-cache hit or the memory store answers at once.
    */
-  async loadSession (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  loadSession (request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
     request[kHandler] = this
-    if (request.is404 || request.routeOptions.config.session === false) return
+    if (request.is404) return
+    const routeSession = request.routeOptions.config.session
+    if (routeSession === false) return
     const token = this.transport.readToken(request, reply)
     if (token === null) return
     const ip = request.ip
@@ -117,16 +120,21 @@ export class RequestHandler {
     }
     // Under 'deny' the session is read without a touch: a refused request must not extend its life.
     const isDenyPolicy = this.options.onSuspicious === 'deny'
-    let loaded: LoadedSession | EndedLoad | null
-    try {
-      loaded = await this.guard(this.manager.resolve(parsed, !isDenyPolicy))
-    } catch (error) {
-      if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
-        request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
-        return
-      }
-      throw error
-    }
+    const resolution = this.manager.resolveParsed(parsed, !isDenyPolicy)
+    if (!(resolution instanceof Promise)) return this.serve(request, reply, token, parsed, resolution, ip, routeSession === 'step-up')
+    return this.guard(resolution).then(
+      (loaded) => this.serve(request, reply, token, parsed, loaded, ip, routeSession === 'step-up'),
+      (error: unknown) => {
+        if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
+          request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
+          return
+        }
+        throw error
+      })
+  }
+
+  /** What a resolved token means for the request; a promise only for a due touch under 'deny' or a suspicious-session handler. */
+  private serve (request: FastifyRequest, reply: FastifyReply, token: string, parsed: ParsedToken, loaded: Resolution, ip: string, isStepUpRoute: boolean): Promise<void> | undefined {
     if (loaded === null) {
       this.rejectToken(request, reply, ip)
       return
@@ -140,35 +148,40 @@ export class RequestHandler {
       return
     }
     request[kSessionToken] = token
+    const isDenyPolicy = this.options.onSuspicious === 'deny'
     const report = this.securityReport(request, loaded, ip)
     if (report === null) {
-      request.session = isDenyPolicy && this.isTouchDue(loaded.session) ? await this.touchAllowed(request, parsed, loaded.session) : loaded.session
+      if (isDenyPolicy && this.isTouchDue(loaded.session)) return this.touchAllowed(request, parsed, loaded.session)
+      request.session = loaded.session
       return
     }
     request.requiresSecurityCheck = true
     this.reportSuspicious(request, report)
     const policy = this.options.onSuspicious
-    if (policy === 'deny' && request.routeOptions.config.session !== 'step-up') {
+    if (policy === 'deny' && !isStepUpRoute) {
       // Not served: requireSession answers 403; reply.endSession() and reply.startSession() can still end it, and a
       // step-up route (config: { session: 'step-up' }) can confirm it.
       request[kDenied] = loaded.session
       return
     }
     request.session = loaded.session
-    if (typeof policy === 'function') await policy(request, report)
+    if (typeof policy !== 'function') return
+    const handled: unknown = policy(request, report)
+    // An async handler is waited for; a plain one returned undefined.
+    return handled === undefined ? undefined : Promise.resolve(handled).then(() => {})
   }
 
   /**
    * Under 'deny', the touch of an allowed request: a second load, with the touch. Like a failed touch in the manager,
    * a store failure here leaves the idle deadline where it was and serves the session just read.
    */
-  private async touchAllowed (request: FastifyRequest, parsed: ParsedToken, read: Session): Promise<Session | null> {
+  private async touchAllowed (request: FastifyRequest, parsed: ParsedToken, read: Session): Promise<void> {
     try {
       const touched = await this.guard(this.manager.load(parsed, true))
-      return touched === null ? null : touched.session
+      request.session = touched === null ? null : touched.session
     } catch (error) {
       request.log.warn({ err: error }, 'fastify-distributed-session: could not touch the session')
-      return read
+      request.session = read
     }
   }
 

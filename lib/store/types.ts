@@ -200,12 +200,26 @@ export interface EndResult {
   events: RawAuditEvent[]
 }
 
+/** Reads served from an in-process cache (`hits`) and from the server (`misses`). */
+export interface CacheStats {
+  hits: number
+  misses: number
+}
+
 export interface Store {
   /** Called once by the manager before any other method. */
   configure (config: StoreConfig): void
   create (input: CreateInput): Promise<CreateResult>
   /** Read-only: one command, no write. */
   load (sessionId: string): Promise<LoadResult>
+  /**
+   * Optional: what `load` would answer, when the store knows it without I/O (an in-process store, a near-cache hit);
+   * `undefined` otherwise. The request path tries it first and skips a promise per request. The answer is read
+   * only: the manager never changes it (a cache may hand the same object to the next request).
+   */
+  loadNow? (sessionId: string): LoadResult | undefined
+  /** Optional: hits and misses of the store's in-process cache since it was created; null without one. */
+  cacheStats? (): CacheStats | null
   touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult>
   update (input: UpdateInput): Promise<UpdateResult>
   /** Removes one session; with `userId`, only when it belongs to that user. */

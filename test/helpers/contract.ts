@@ -58,6 +58,8 @@ export function storeContract (t: Test, target: ContractTarget): void {
     let calls = 0
     const load = m.store.load.bind(m.store)
     m.store.load = async (id: string) => { calls++; return await load(id) }
+    const loadNow = m.store.loadNow?.bind(m.store)
+    if (loadNow !== undefined) m.store.loadNow = (id: string) => { calls++; return loadNow(id) }
     const before = target.commandCount === undefined ? 0 : await target.commandCount()
     for (const bad of ['', 'x', 'a'.repeat(10_000), `${'a'.repeat(24)}.${'b'.repeat(42)}`, `${'a'.repeat(24)}:${'b'.repeat(43)}`,
       `${'a'.repeat(23)}é.${'b'.repeat(43)}`, `${'a'.repeat(24)}.${'b'.repeat(42)}\n`, '\r\nSET x y']) {

@@ -106,6 +106,14 @@ export class MemoryStore implements Store {
   }
 
   async load (sessionId: string): Promise<LoadResult> {
+    return this.read(sessionId)
+  }
+
+  loadNow (sessionId: string): LoadResult {
+    return this.read(sessionId)
+  }
+
+  private read (sessionId: string): LoadResult {
     const entry = this.sessions.get(sessionId)
     if (entry === undefined) {
       const tombstone = this.tombstones.get(sessionId)

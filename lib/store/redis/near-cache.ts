@@ -7,9 +7,11 @@ export interface NearCacheOptions {
   maxAgeMs?: number
 }
 
-interface Entry {
+export interface NearCacheEntry {
   record: string
   at: number
+  /** The store's parsed form of `record`, kept by the store on first use (read only: every hit shares it). */
+  parsed: unknown
 }
 
 /** Reads of one key in flight; set when an invalidation of the key arrives before their reply. */
@@ -41,7 +43,7 @@ const INVALIDATE_CHANNEL = '__redis__:invalidate'
 export class NearCache {
   private readonly reader: Redis
   private readonly listener: Redis
-  private readonly entries = new Map<string, Entry>()
+  private readonly entries = new Map<string, NearCacheEntry>()
   private readonly pending = new Map<string, Pending>()
   private readonly maxEntries: number
   private readonly maxAgeMs: number
@@ -72,13 +74,28 @@ export class NearCache {
     this.listener.on('messageBuffer', (_channel: Buffer, keys: Buffer[] | null) => this.invalidate(keys))
   }
 
+  /** Reads answered from memory. */
+  hits = 0
+  /** Reads that went to Redis (while tracking or not). */
+  misses = 0
+
+  /** The cached entry of `key` when it is known to be current, without I/O; undefined otherwise (then call `get`). */
+  peek (key: string): NearCacheEntry | undefined {
+    if (!this.isReady) return undefined
+    const entry = this.entries.get(this.keyPrefix + key)
+    if (entry === undefined || this.now() - entry.at >= this.maxAgeMs) return undefined
+    this.hits++
+    return entry
+  }
+
   /** The record under `key`, from memory when it is known to be current. */
   get (key: string): Promise<string | null> {
+    const entry = this.peek(key)
+    if (entry !== undefined) return Promise.resolve(entry.record)
+    this.misses++
     // Not tracking (starting, or reconnecting): the store's own connection, as without a near cache.
     if (!this.isReady) return this.client.get(key)
     const fullKey = this.keyPrefix + key
-    const entry = this.entries.get(fullKey)
-    if (entry !== undefined && this.now() - entry.at < this.maxAgeMs) return Promise.resolve(entry.record)
     const epoch = this.epoch
     return this.reader.get(key).then((first) => {
       if (first === null || epoch !== this.epoch || !this.isReady) return first
@@ -143,7 +160,7 @@ export class NearCache {
     if (!this.entries.has(key) && this.entries.size >= this.maxEntries) {
       this.entries.delete(this.entries.keys().next().value as string)
     }
-    this.entries.set(key, { record, at: this.now() })
+    this.entries.set(key, { record, at: this.now(), parsed: undefined })
   }
 
   private invalidate (keys: Buffer[] | null): void {

@@ -8,7 +8,7 @@ import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import * as scripts from './scripts'
 import type {
-  AuditEventType, AuditPage, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, EndedRecord, LoadResult,
+  AuditEventType, AuditPage, CacheStats, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, EndedRecord, LoadResult,
   RawAuditEvent, RemoveResult, Store, StoreConfig, StoredSession, TouchResult, UpdateInput, UpdateResult
 } from '../types'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from '../types'
@@ -150,6 +150,22 @@ export class RedisStore implements Store {
       replaced = removed.count === 1
     }
     return { ok: true, session, evicted, events, replaced, isNewDevice: newDeviceFlag === '1' }
+  }
+
+  /** A near-cache hit, parsed once per cached record; undefined without a near cache or on a miss. */
+  loadNow (sessionId: string): LoadResult | undefined {
+    const entry = this.nearCache?.peek(sessionKey(this.prefix, sessionId))
+    if (entry === undefined) return undefined
+    if (entry.parsed === undefined) entry.parsed = parseRecord(sessionId, entry.record)
+    const parsed = entry.parsed as LoadResult
+    // Metadata values may be objects: each request gets its own copy, so a handler changing its session's
+    // metadata cannot change what the next request reads.
+    if (parsed === null || typeof parsed !== 'object' || !('metadata' in parsed) || isFlat(parsed.metadata)) return parsed
+    return { ...parsed, metadata: JSON.parse(JSON.stringify(parsed.metadata)) as Record<string, unknown> }
+  }
+
+  cacheStats (): CacheStats | null {
+    return this.nearCache === null ? null : { hits: this.nearCache.hits, misses: this.nearCache.misses }
   }
 
   load (sessionId: string): Promise<LoadResult> {
@@ -391,6 +407,15 @@ export class RedisStore implements Store {
 /** ARGV[3] of every script: 'retention/cap/feed' (see scripts.ts). */
 function auditSettings (config: StoreConfig): string {
   return `${config.auditRetentionMs}/${config.auditMaxEventsPerUser ?? DEFAULT_AUDIT_MAX_EVENTS_PER_USER}/${config.auditFeed === true ? 1 : 0}`
+}
+
+/** Whether every metadata value is a primitive (nothing a handler could change in place). */
+function isFlat (metadata: Record<string, unknown>): boolean {
+  for (const key in metadata) {
+    const value = metadata[key]
+    if (value !== null && typeof value === 'object') return false
+  }
+  return true
 }
 
 function tagOf (sessionId: string): string {
