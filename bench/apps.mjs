@@ -1,7 +1,11 @@
 // The servers under test. Each builder returns a Node http.Server that is not listening yet; every variant answers
 // POST /login { user } (to get a credential before the run) and GET /profile with { userId, sessionId }.
+// The 0-round-trip anchors (@fastify/secure-session, @fastify/jwt) live in bench/anchors/, a package of their own:
+// sodium-native is a native addon and the root node_modules must hold none (.ci/run reuses it for Node.js 24).
+// bench/run.mjs installs it on demand; their builders load it only when they run.
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
+import { createRequire } from 'node:module'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
 import ConnectRedis from 'connect-redis'
@@ -13,6 +17,14 @@ import { MemoryStore, sessionPlugin } from '../dist/index.js'
 
 const SECRET = 'a bench secret that is at least thirty-two characters long'
 const IDLE_SECONDS = 1800
+// A fixed 32-byte key (crypto_secretbox_KEYBYTES): with `secret` instead, secure-session would run a slow key
+// derivation at startup, and a fixed key keeps every run the same.
+const SECURE_SESSION_KEY = Buffer.from('fastify-distributed-session bench', 'utf8').subarray(0, 32)
+
+/** Loads a package installed in bench/anchors/node_modules (see bench/run.mjs's installAnchors). */
+function requireAnchor (name) {
+  return createRequire(new URL('./anchors/package.json', import.meta.url))(name)
+}
 
 // The same response schema for every Fastify variant, so serialization costs the same everywhere.
 const PROFILE_SCHEMA = {
@@ -79,7 +91,64 @@ async function ours (url, useMemoryStore, nearCache = false) {
     return { token }
   })
   await app.ready()
-  return { server: app.server, close: async () => { await app.close(); redis?.disconnect() } }
+  // The near cache's hit counters, where this version of the plugin has them (app.sessions.cacheStats()).
+  const cacheStats = typeof app.sessions.cacheStats === 'function' ? () => app.sessions.cacheStats() : undefined
+  return { server: app.server, cacheStats, close: async () => { await app.close(); redis?.disconnect() } }
+}
+
+/**
+ * @fastify/secure-session: the session travels in an encrypted cookie (libsodium secretbox, decrypted and parsed on
+ * every request), nothing is stored, so nothing can be revoked. The same cookie parser as the others
+ * (@fastify/cookie registered first, so secure-session uses it), `secure: false` because the bench speaks HTTP.
+ */
+async function secureSessionApp () {
+  const fastifySecureSession = requireAnchor('@fastify/secure-session')
+  const app = Fastify()
+  await app.register(fastifyCookie)
+  await app.register(fastifySecureSession, {
+    key: SECURE_SESSION_KEY,
+    expiry: IDLE_SECONDS,
+    cookie: { path: '/', httpOnly: true, secure: false, sameSite: 'lax' }
+  })
+  app.post('/login', async (request) => {
+    request.session.set('userId', request.body.user)
+    request.session.set('sessionId', randomBytes(18).toString('base64url'))
+    request.session.set('plan', 'free')
+    return { ok: true }
+  })
+  app.get('/profile', { schema: PROFILE_SCHEMA }, async (request, reply) => {
+    const userId = request.session.get('userId')
+    if (userId === undefined) return unauthorized(reply)
+    return { userId, sessionId: request.session.get('sessionId') }
+  })
+  await app.ready()
+  return { server: app.server, close: () => app.close() }
+}
+
+/** @fastify/jwt: a bearer token signed with HS256 and verified (signature and expiry) on every request; nothing stored. */
+async function jwtApp () {
+  const fastifyJwt = requireAnchor('@fastify/jwt')
+  const app = Fastify()
+  await app.register(fastifyJwt, {
+    secret: SECRET,
+    sign: { algorithm: 'HS256', expiresIn: `${IDLE_SECONDS}s` },
+    verify: { algorithms: ['HS256'] }
+  })
+  app.post('/login', async (request, reply) => {
+    const token = await reply.jwtSign({ sub: request.body.user, sid: randomBytes(18).toString('base64url'), plan: 'free' })
+    return { token }
+  })
+  app.get('/profile', { schema: PROFILE_SCHEMA }, async (request, reply) => {
+    let claims
+    try {
+      claims = await request.jwtVerify()
+    } catch {
+      return unauthorized(reply)
+    }
+    return { userId: claims.sub, sessionId: claims.sid }
+  })
+  await app.ready()
+  return { server: app.server, close: () => app.close() }
 }
 
 /** @fastify/session + connect-redis 7 on ioredis, defaults except `cookie.secure: false` (it never saves over HTTP otherwise). */
@@ -169,13 +238,18 @@ async function naive (url) {
   return { server: app.server, close: async () => { await app.close(); redis.disconnect() } }
 }
 
-/** Variant key -> label, how the credential travels, and the builder. Order is the order of the tables. */
+/**
+ * Variant key -> label, how the credential travels (none, `x-session-id` header, cookie, `authorization: Bearer`),
+ * whether it talks to Redis, whether it needs bench/anchors installed, and the builder. Order is the order of the tables.
+ */
 export const VARIANTS = [
   { key: 'bare', label: 'bare Fastify (constant)', auth: 'none', redis: false, build: () => bare() },
   { key: 'floor', label: 'one GET + JSON.parse (floor)', auth: 'header', redis: true, build: (url) => floor(url) },
   { key: 'ours', label: 'this package, Redis', auth: 'header', redis: true, build: (url) => ours(url, false) },
   { key: 'oursMemory', label: 'this package, memory store', auth: 'header', redis: false, build: (url) => ours(url, true) },
   { key: 'oursNearCache', label: 'this package, Redis + near cache (opt-in)', auth: 'header', redis: true, build: (url) => ours(url, false, true) },
+  { key: 'secureSession', label: '@fastify/secure-session (cookie, no store)', auth: 'cookie', redis: false, anchors: true, build: () => secureSessionApp() },
+  { key: 'jwt', label: '@fastify/jwt verify (bearer, no store)', auth: 'bearer', redis: false, anchors: true, build: () => jwtApp() },
   { key: 'fastifySession', label: '@fastify/session + connect-redis', auth: 'cookie', redis: true, build: (url) => fastifySessionApp(url, true) },
   { key: 'fastifySessionNoRolling', label: '@fastify/session, rolling: false', auth: 'cookie', redis: true, build: (url) => fastifySessionApp(url, false) },
   { key: 'expressSession', label: 'express-session + connect-redis', auth: 'cookie', redis: true, build: (url) => expressSessionApp(url) },

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { VARIANTS } from './apps.mjs'
 import { runLoad } from './load.mjs'
 import { exitOnSignals, startRedis } from './redis.mjs'
-import { credentialHeaders, startServer } from './run.mjs'
+import { credentialHeaders, installAnchors, startServer } from './run.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const SECONDS = Number(process.env.BENCH_PROFILE_SECONDS ?? 10)
@@ -104,6 +104,7 @@ export function summarizeProfile (profile, { fromMicros, toMicros, requests }) {
 async function profileVariant (key, redis, tmp) {
   const variant = VARIANTS.find((v) => v.key === key)
   if (variant === undefined) throw new Error(`unknown variant ${key}`)
+  installAnchors([variant])
   const dir = path.join(tmp, `profile-${key}`)
   fs.rmSync(dir, { recursive: true, force: true })
   const server = await startServer(variant, redis.url, {

@@ -10,12 +10,52 @@ const docs = path.join(here, '..', 'docs')
 const GOAL_FLOOR_RATIO = 0.9
 const GOAL_FASTIFY_SESSION_RATIO = 2
 
+// The goals of issue 15 (the lean request path), checked against the medians of per-round ratios at 50 connections.
+const GOAL_MEMORY_STORE_TO_BARE = 0.8
+const GOAL_NEAR_CACHE_TO_BARE = 0.75
+const GOAL_NEAR_CACHE_TO_SECURE_SESSION = 1.15
+const GOAL_P99_TO_FLOOR = 1.2
+const GOAL_BYTES_PER_ONE_SESSION_USER = 700
+
 function fixed (value, digits = 2) {
   return value === null || value === undefined ? 'n/a' : value.toFixed(digits)
 }
 
 function int (value) {
   return value === null || value === undefined ? 'n/a' : Math.round(value).toLocaleString('en-US')
+}
+
+export function median (values) {
+  const sorted = values.filter((v) => v !== null && v !== undefined && Number.isFinite(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return null
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/**
+ * A variant's `field` over another variant's, within each round where both ran, at one connection count:
+ * { median, spread: [min, max] } of those per-round ratios, both null when no round has both.
+ */
+export function ratioOverRounds (runs, key, other, connections, field = 'reqPerSec') {
+  const ratios = []
+  for (const run of runs) {
+    if (run.variant !== key || run.connections !== connections) continue
+    const peer = runs.find((r) => r.variant === other && r.connections === connections && r.round === run.round)
+    const ratio = peer === undefined || !(peer[field] > 0) ? null : run[field] / peer[field]
+    if (ratio !== null && Number.isFinite(ratio)) ratios.push(ratio)
+  }
+  return { median: median(ratios), spread: ratios.length === 0 ? null : [Math.min(...ratios), Math.max(...ratios)] }
+}
+
+/** A median ratio with the min-max of its per-round ratios ('-' when not measured in this run). */
+function ratioWithSpread ({ median: value, spread }, unit = '') {
+  if (value === null || value === undefined) return '-'
+  const range = spread === null || spread === undefined ? '' : `${spread[0].toFixed(2)}-${spread[1].toFixed(2)}`
+  return `${value.toFixed(2)}${unit}` + (range === '' || spread[0].toFixed(2) === spread[1].toFixed(2) ? '' : ` (${range})`)
+}
+
+function percent (value) {
+  return value === null || value === undefined ? 'n/a' : `${(value * 100).toFixed(1)}%`
 }
 
 function table (header, rows) {
@@ -30,17 +70,23 @@ function escapeXml (text) {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
-/** Horizontal bars: median req/s relative to bare Fastify at 50 connections, with the floor and the goal marked. */
+const OUR_VARIANTS = new Set(['ours', 'oursMemory', 'oursNearCache'])
+const ANCHOR_VARIANTS = new Set(['secureSession', 'jwt'])
+
+/**
+ * Horizontal bars: median req/s relative to bare Fastify at 50 connections, with the goals that are ratios to
+ * another variant (0.9x the floor, 1.15x @fastify/secure-session) marked where that variant was measured.
+ */
 export function barChart (rows) {
-  const labelWidth = 250
+  const labelWidth = 280
   const barWidth = 420
   const rowHeight = 26
   const top = 40
-  const height = top + rows.length * rowHeight + 40
+  const height = top + rows.length * rowHeight + 56
   const width = labelWidth + barWidth + 70
   const max = Math.max(1, ...rows.map((r) => r.ratioToBare ?? 0))
   const x = (ratio) => labelWidth + (ratio / max) * barWidth
-  const floor = rows.find((r) => r.variant === 'floor')?.ratioToBare
+  const ratioOf = (key) => rows.find((r) => r.variant === key)?.ratioToBare ?? null
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="13">`,
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
@@ -49,17 +95,24 @@ export function barChart (rows) {
   rows.forEach((row, n) => {
     const y = top + n * rowHeight
     const ratio = row.ratioToBare ?? 0
-    const color = row.variant === 'ours' || row.variant === 'oursMemory' || row.variant === 'oursNearCache' ? '#2b6cb0' : row.variant === 'floor' ? '#718096' : '#a0aec0'
+    const color = OUR_VARIANTS.has(row.variant)
+      ? '#2b6cb0'
+      : row.variant === 'floor' ? '#718096' : ANCHOR_VARIANTS.has(row.variant) ? '#38a169' : '#a0aec0'
     parts.push(`<text x="${labelWidth - 8}" y="${y + 16}" text-anchor="end">${escapeXml(row.label)}</text>`)
     parts.push(`<rect x="${labelWidth}" y="${y + 3}" width="${Math.max(1, x(ratio) - labelWidth).toFixed(1)}" height="${rowHeight - 8}" fill="${color}"/>`)
-    parts.push(`<text x="${(x(ratio) + 6).toFixed(1)}" y="${y + 16}">${ratio.toFixed(2)}</text>`)
+    parts.push(`<text x="${(x(ratio) + 6).toFixed(1)}" y="${y + 16}">${row.ratioToBare === null || row.ratioToBare === undefined ? '-' : ratio.toFixed(2)}</text>`)
   })
   const bottom = top + rows.length * rowHeight
-  if (floor !== undefined && floor !== null) {
-    const goal = x(floor * GOAL_FLOOR_RATIO)
-    parts.push(`<line x1="${goal.toFixed(1)}" y1="${top - 4}" x2="${goal.toFixed(1)}" y2="${bottom}" stroke="#c53030" stroke-dasharray="4 3"/>`)
-    parts.push(`<text x="${goal.toFixed(1)}" y="${bottom + 16}" text-anchor="middle" fill="#c53030">goal: ${GOAL_FLOOR_RATIO} x floor</text>`)
-  }
+  const goals = [
+    [ratioOf('floor'), GOAL_FLOOR_RATIO, 'floor', '#c53030'],
+    [ratioOf('secureSession'), GOAL_NEAR_CACHE_TO_SECURE_SESSION, 'secure-session', '#276749']
+  ]
+  goals.forEach(([anchor, factor, name, color], n) => {
+    if (anchor === null) return
+    const goal = x(anchor * factor)
+    parts.push(`<line x1="${goal.toFixed(1)}" y1="${top - 4}" x2="${goal.toFixed(1)}" y2="${bottom + n * 16}" stroke="${color}" stroke-dasharray="4 3"/>`)
+    parts.push(`<text x="${goal.toFixed(1)}" y="${bottom + 16 + n * 16}" text-anchor="middle" fill="${color}">goal: ${factor} x ${name}</text>`)
+  })
   parts.push('</svg>')
   return parts.join('\n') + '\n'
 }
@@ -78,14 +131,17 @@ function verdict (results) {
     (roundTrips !== null && roundTrips <= 1.01 ? 'Met: the touch script runs once a minute per session, not per request.' : 'Not met.'))
   const floorRatio = ours.ratioToFloor
   lines.push(`- **>= ${GOAL_FLOOR_RATIO}x the one-GET floor**: ${fixed(floorRatio)}x (median of per-round ratios). ` +
-    (floorRatio >= GOAL_FLOOR_RATIO
-      ? 'Met.'
-      : `Not met: ${fixed((GOAL_FLOOR_RATIO - floorRatio) * 100, 0)} points short, ` +
+    (floorRatio === null
+      ? 'Not measured in this run.'
+      : floorRatio >= GOAL_FLOOR_RATIO
+        ? 'Met.'
+        : `Not met: ${fixed((GOAL_FLOOR_RATIO - floorRatio) * 100, 0)} points short, ` +
         `which is ${fixed((GOAL_FLOOR_RATIO / floorRatio - 1) * 100, 0)}% more throughput to find on the Node side (see the profile below).`))
   const fsRatio = ours.ratioToFastifySession
-  lines.push(`- **> ${GOAL_FASTIFY_SESSION_RATIO}x @fastify/session defaults**: ${fixed(fsRatio)}x. ` + (fsRatio > GOAL_FASTIFY_SESSION_RATIO ? 'Met.' : 'Not met.'))
+  lines.push(`- **> ${GOAL_FASTIFY_SESSION_RATIO}x @fastify/session defaults**: ${fixed(fsRatio)}x. ` +
+    (fsRatio === null ? 'Not measured in this run.' : fsRatio > GOAL_FASTIFY_SESSION_RATIO ? 'Met.' : 'Not met.'))
   const memory = summaryRow(results.summary, 'oursMemory', 50)
-  if (memory !== undefined) {
+  if (memory !== undefined && memory.ratioToBare !== null) {
     lines.push(`- For scale: the same plugin on the memory store runs at ${fixed(memory.ratioToBare)}x bare Fastify, ` +
       `so the plugin layer alone (hook, token parsing, hashing, security check, route) costs ${fixed((1 - memory.ratioToBare) * 100, 0)}% of bare throughput ` +
       `before any Redis round trip; the floor pays ${fixed((1 - (summaryRow(results.summary, 'floor', 50)?.ratioToBare ?? 1)) * 100, 0)}% for its round trip.`)
@@ -96,13 +152,83 @@ function verdict (results) {
 function mainTable (results, connections) {
   const rows = results.summary.filter((s) => s.connections === connections)
   return table(
-    ['variant', 'req/s (median)', 'x bare', 'x floor', 'p50 ms', 'p99 ms', 'round trips / req', 'Redis cmds / req', 'server CPU µs / req', 'Redis CPU µs / req', 'busy %'],
+    ['variant', 'req/s (median)', 'x bare', 'x floor', 'x secure-session', 'p50 ms', 'p99 ms', 'round trips / req', 'Redis cmds / req', 'server CPU µs / req', 'Redis CPU µs / req', 'busy %'],
     rows.map((s) => [
-      s.label, int(s.reqPerSec), fixed(s.ratioToBare), fixed(s.ratioToFloor), fixed(s.p50Ms, 3), fixed(s.p99Ms, 3),
+      s.label, int(s.reqPerSec),
+      ratioWithSpread(ratioOverRounds(results.runs, s.variant, 'bare', connections)),
+      ratioWithSpread(ratioOverRounds(results.runs, s.variant, 'floor', connections)),
+      ratioWithSpread(ratioOverRounds(results.runs, s.variant, 'secureSession', connections)),
+      fixed(s.p50Ms, 3), fixed(s.p99Ms, 3),
       fixed(s.roundTripsPerRequest, 3), fixed(s.redisCommandsPerRequest, 3), fixed(s.serverCpuMicrosPerRequest, 0),
       fixed(s.redisCpuMicrosPerRequest, 1), fixed(s.busyPercent, 0)
     ])
   )
+}
+
+/**
+ * Redis memory of a user with one session, without audit entries: the store measurements give one user per session,
+ * so their bytes per session are bytes per one-session user (a `bytesPerUser` figure wins where present).
+ */
+function oneSessionUserBytes (store) {
+  const last = (points) => points?.filter((p) => (p.bytesPerUser ?? p.bytesPerSession) !== undefined).at(-1)
+  const without = last(store?.withoutAudit)
+  if (without === undefined) return null
+  const withAudit = last(store?.withAudit)
+  return {
+    bytes: without.bytesPerUser ?? without.bytesPerSession,
+    sessions: without.sessions,
+    withAuditBytes: withAudit === undefined ? null : withAudit.bytesPerUser ?? withAudit.bytesPerSession
+  }
+}
+
+/** One row of the goals table: goal, target, measured, and met / not met / not measured. */
+function goalRow (goal, target, measured, isMet) {
+  return [goal, target, measured ?? 'not measured', isMet === null ? 'not measured' : isMet ? '**met**' : '**not met**']
+}
+
+/** The goals of issue 15, each checked against this run (50 connections, medians of per-round ratios). */
+function goalsTable (results) {
+  const ratio = (key, other, field) => ratioOverRounds(results.runs, key, other, 50, field)
+  const atLeast = ({ median: value }, target) => value === null ? null : value >= target
+  const measured = (r, unit) => r.median === null ? null : ratioWithSpread(r, unit)
+  const memoryToBare = ratio('oursMemory', 'bare')
+  const nearToBare = ratio('oursNearCache', 'bare')
+  const nearToSecureSession = ratio('oursNearCache', 'secureSession')
+  const oursToFloor = ratio('ours', 'floor')
+  const p99ToFloor = ratio('ours', 'floor', 'p99Ms')
+  const p99 = (key) => fixed(summaryRow(results.summary, key, 50)?.p99Ms, 3)
+  const memoryBytes = oneSessionUserBytes(results.store)
+  return table(['goal (issue 15)', 'target', 'measured (median, min-max over rounds)', 'status'], [
+    goalRow('this package, memory store', `>= ${GOAL_MEMORY_STORE_TO_BARE}x bare`,
+      measured(memoryToBare, 'x bare'), atLeast(memoryToBare, GOAL_MEMORY_STORE_TO_BARE)),
+    goalRow('this package, Redis + near cache', `>= ${GOAL_NEAR_CACHE_TO_BARE}x bare`,
+      measured(nearToBare, 'x bare'), atLeast(nearToBare, GOAL_NEAR_CACHE_TO_BARE)),
+    goalRow('this package, Redis + near cache', `>= ${GOAL_NEAR_CACHE_TO_SECURE_SESSION}x @fastify/secure-session`,
+      measured(nearToSecureSession, 'x secure-session'), atLeast(nearToSecureSession, GOAL_NEAR_CACHE_TO_SECURE_SESSION)),
+    goalRow('this package, Redis, defaults', `>= ${GOAL_FLOOR_RATIO}x the floor`,
+      measured(oursToFloor, 'x floor'), atLeast(oursToFloor, GOAL_FLOOR_RATIO)),
+    goalRow('this package, Redis, defaults: p99', `<= ${GOAL_P99_TO_FLOOR}x the floor's p99`,
+      p99ToFloor.median === null ? null : `${measured(p99ToFloor, 'x')}; median p99 ${p99('ours')} ms, the floor's ${p99('floor')} ms`,
+      p99ToFloor.median === null ? null : p99ToFloor.median <= GOAL_P99_TO_FLOOR),
+    goalRow('Redis memory, a user with one session (no audit entries)', `<= ${GOAL_BYTES_PER_ONE_SESSION_USER} B`,
+      memoryBytes === null
+        ? null
+        : `${int(memoryBytes.bytes)} B at ${int(memoryBytes.sessions)} users` +
+          (memoryBytes.withAuditBytes === null ? '' : ` (${int(memoryBytes.withAuditBytes)} B with audit)`),
+      memoryBytes === null ? null : memoryBytes.bytes <= GOAL_BYTES_PER_ONE_SESSION_USER)
+  ])
+}
+
+/** The near cache's hit ratio over the measured runs, from app.sessions.cacheStats() where the plugin has it. */
+function hitRatioNote (results) {
+  const near = summaryRow(results.summary, 'oursNearCache', 50)
+  if (near === undefined) return ''
+  const runs = results.runs.filter((r) => r.variant === 'oursNearCache' && r.cacheHits !== undefined)
+  if (runs.length === 0) return 'Near-cache hit ratio: not reported (this version of the plugin has no `app.sessions.cacheStats()`).'
+  const hits = runs.reduce((sum, r) => sum + r.cacheHits, 0)
+  const misses = runs.reduce((sum, r) => sum + r.cacheMisses, 0)
+  return `Near-cache hit ratio over the measured runs of "${near.label}" (\`app.sessions.cacheStats()\`, counted between the start ` +
+    `and the end of each run): ${percent(hits + misses === 0 ? null : hits / (hits + misses))} (${int(hits)} hits, ${int(misses)} misses).`
 }
 
 /** req/s of each round and, in parentheses, the ratio to the floor in that round. */
@@ -280,7 +406,11 @@ function commentary (results, profiles, decode) {
       'With `nearCache: true` the plugin keeps session records in process and Redis invalidates them (CLIENT TRACKING, ' +
       'RESP2 redirect to a listener connection) when they change on any instance. Repeat requests within the touch interval cost ' +
       `no round trip: ${fixed(near.roundTripsPerRequest, 3)} round trips per request, ${fixed(near.ratioToFloor)}x the floor ` +
-      `(rounds: ${roundRatios(results, 'oursNearCache', 50)}) and ${fixed(near.ratioToBare)}x bare Fastify. ` +
+      `(rounds: ${roundRatios(results, 'oursNearCache', 50)}) and ${fixed(near.ratioToBare)}x bare Fastify` +
+      ((near.ratioToSecureSession ?? null) === null
+        ? ''
+        : `, ${fixed(near.ratioToSecureSession)}x @fastify/secure-session (the stateless cookie that cannot be revoked)`) +
+      ((near.cacheHitRatio ?? null) === null ? '. ' : ` (hit ratio ${percent(near.cacheHitRatio)}, median over rounds). `) +
       'A revocation reaches the other instances\' caches within a few milliseconds on loopback (`test/near-cache.test.ts` ' +
       'prints the measured delays). It is off by default: it costs two extra connections per instance and Redis memory for ' +
       'the tracking table, and a silently broken listener connection could serve a revoked session until `nearCache.maxAge` (5 s).')
@@ -366,7 +496,18 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     'session plugins people use today. Everything below comes from one run of `npm run bench`; the raw numbers are in',
     '`bench/results/latest.json`.',
     '',
-    '## The goal, and where we are',
+    '## The goals of issue 15: the lean request path',
+    '',
+    'Every default feature on (timeouts, touch, security flag, fingerprint check), no weaker guarantee. Ratios are the',
+    'medians of per-round ratios at 50 connections, the min-max over rounds in parentheses; the variants are in the',
+    'main table below. @fastify/secure-session is the 0-round-trip anchor: an encrypted cookie decrypted on every',
+    'request, which cannot be revoked.',
+    '',
+    goalsTable(results),
+    '',
+    hitRatioNote(results),
+    '',
+    '## The first goals (0.1.0), and where we are',
     '',
     'Goal: an authenticated request costs **one Redis round trip**, runs at **>= 0.9x the one-GET floor** and at',
     '**more than 2x @fastify/session with its defaults**, with every feature on (idle and absolute timeouts, touch,',
@@ -379,10 +520,14 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '## How to run',
     '',
     '- `npm run bench`: builds, then runs everything below except the profile and the client measurements, and writes',
-    '  `bench/results/latest.json`, this page and `bench-reqs.svg` (about 11 minutes with the defaults).',
+    '  `bench/results/latest.json`, this page and `bench-reqs.svg` (about 15 minutes with the defaults).',
     '  `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS` (3), `BENCH_VARIANTS` (comma-separated keys: bare, floor,',
-    '  ours, oursMemory, oursNearCache, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0` (skip memory, latency',
-    '  and cleanup), `BENCH_MEMORY_SESSIONS` (10000,1000000), `BENCH_LATENCY_SIZES` (1000,10000,100000,1000000), `BENCH_CLEANUP_SESSIONS` (100000).',
+    '  ours, oursMemory, oursNearCache, secureSession, jwt, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0`',
+    '  (skip memory, latency and cleanup), `BENCH_MEMORY_SESSIONS` (10000,1000000), `BENCH_LATENCY_SIZES` (1000,10000,100000,1000000),',
+    '  `BENCH_CLEANUP_SESSIONS` (100000). A run restricted to some variants still writes this page; ratios to a variant it left out are `-`.',
+    '- secureSession and jwt come from `bench/anchors/`, a package of their own with its own lockfile (sodium-native, which',
+    '  @fastify/secure-session needs, is a native addon and stays out of the root `node_modules`): `npm run bench` runs',
+    '  `npm ci --prefix bench/anchors` the first time one of them is wanted.',
     '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
     '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',
     '- `node bench/report.mjs`: regenerates this page and the chart from the JSON files without measuring.',
@@ -398,11 +543,14 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '  @fastify/cookie + connect-redis 7 on ioredis, defaults but `cookie.secure: false` (otherwise it never saves over',
     '  HTTP); (f) the same with `rolling: false`; (g) express-session + connect-redis 7 on express 5; (h) the naive design',
     '  this package replaces: seven sequential commands per request (GET session, GET user, SMEMBERS user sessions,',
-    '  HGET ip, HGET fingerprint, EXPIRE, LPUSH audit). Every request carries the same browser headers.',
+    '  HGET ip, HGET fingerprint, EXPIRE, LPUSH audit); (i) @fastify/secure-session 8 (libsodium secretbox cookie, fixed',
+    '  32-byte key, `secure: false`, on the same @fastify/cookie), no store; (j) @fastify/jwt 10, HS256 bearer token verified',
+    '  (signature and expiry) on every request, no store. (i) and (j) log in by issuing the credential and answer',
+    '  `{ userId, sessionId }` from it with the same response schema as the others. Every request carries the same browser headers.',
     `- Load: autocannon (programmatic API) in the bench process, ${s.warmupSeconds} s warm-up at 50 connections, then`,
     `  ${s.seconds} s at 50 connections and ${s.seconds} s at 1 connection, per variant and round; ${s.rounds} rounds, the variant order`,
-    '  rotated each round. Ratios (to bare, to the floor, to @fastify/session) are computed within a round, then the',
-    '  median over rounds is reported; req/s and latencies are medians over rounds. Latency quantiles come from the',
+    '  rotated each round. Ratios (to bare, to the floor, to @fastify/secure-session, to @fastify/session) are computed',
+    '  within a round, then the median over rounds is reported with the min-max over rounds; req/s and latencies are medians over rounds. Latency quantiles come from the',
     '  response times autocannon reports per request, in 5 µs buckets (autocannon\'s own histogram counts whole ms).',
     '- Round trips per request: the server processes wrap ioredis `sendCommand` and report the count over IPC (nothing',
     '  pipelines, so one command sent is one round trip). Redis commands per request: `INFO commandstats` deltas; these',
@@ -419,6 +567,8 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     `Total bench time: ${results.totalSeconds} s.`,
     '',
     '## Authenticated GET /profile, 50 connections',
+    '',
+    'Ratios: median of the per-round ratios, min-max over rounds in parentheses; `-` where the other variant was not in this run.',
     '',
     mainTable(results, 50),
     '',

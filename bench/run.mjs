@@ -5,9 +5,11 @@
 // Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3),
 // BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
 // BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000).
-import { fork } from 'node:child_process'
+// The anchor variants (secureSession, jwt) need bench/anchors/ installed: it is, on first use (installAnchors).
+import { fork, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import fs from 'node:fs'
+import { createRequire } from 'node:module'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -16,7 +18,7 @@ import { VARIANTS } from './apps.mjs'
 import { runStoreMeasurements } from './extras.mjs'
 import { runLoad } from './load.mjs'
 import { commandCalls, diffCalls, exitOnSignals, info, redisCpuSeconds, startRedis } from './redis.mjs'
-import { writeReport } from './report.mjs'
+import { median, ratioOverRounds, writeReport } from './report.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -37,15 +39,39 @@ const BROWSER_HEADERS = {
   'accept-encoding': 'gzip, deflate, br'
 }
 
-function median (values) {
-  const sorted = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b)
-  if (sorted.length === 0) return null
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
-
 function log (message) {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`)
+}
+
+/** True when every dependency of bench/anchors/package.json is installed there at the version it names. */
+function anchorsInstalled (dir) {
+  const { dependencies } = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'))
+  const require = createRequire(path.join(dir, 'package.json'))
+  return Object.entries(dependencies).every(([name, version]) => {
+    try {
+      return require(`${name}/package.json`).version === version
+    } catch {
+      return false
+    }
+  })
+}
+
+/**
+ * Installs bench/anchors (its own package and lockfile: @fastify/secure-session needs sodium-native, a native addon
+ * that must stay out of the root node_modules) when a variant of this run needs it and it is missing or stale.
+ */
+export function installAnchors (variants) {
+  const needing = variants.filter((v) => v.anchors === true)
+  if (needing.length === 0) return
+  const dir = path.join(here, 'anchors')
+  if (anchorsInstalled(dir)) return
+  log(`installing bench/anchors for ${needing.map((v) => v.key).join(', ')}: npm ci --prefix bench/anchors`)
+  const result = spawnSync('npm', ['ci', '--prefix', dir, '--no-audit', '--no-fund'], { stdio: ['ignore', 2, 2] })
+  if (result.status !== 0 || !anchorsInstalled(dir)) {
+    const why = result.error?.message ?? `exit code ${result.status ?? result.signal}`
+    throw new Error(`bench: npm ci --prefix bench/anchors failed (${why}); the variants ${needing.map((v) => v.key).join(', ')} ` +
+      'need it. Run it by hand to see why, or leave them out with BENCH_VARIANTS (e.g. BENCH_VARIANTS=bare,floor,ours).')
+  }
 }
 
 /** Forks one server and wraps its IPC in request/answer calls. */
@@ -97,6 +123,8 @@ async function credentialHeaders (server, user) {
   const headers = { ...BROWSER_HEADERS }
   if (server.variant.auth === 'header') {
     headers['x-session-id'] = body.token
+  } else if (server.variant.auth === 'bearer') {
+    headers.authorization = `Bearer ${body.token}`
   } else {
     const cookies = response.headers.getSetCookie().map((c) => c.split(';')[0])
     if (cookies.length === 0) throw new Error(`${server.variant.key}: login set no cookie`)
@@ -125,6 +153,11 @@ function counters (server, probe) {
     async onStop () {
       const stats = await server.stop()
       const result = { serverCpuMicros: stats.cpuMicros, roundTrips: stats.roundTrips, sentByCommand: stats.sentByCommand }
+      if (stats.cache !== null && stats.cache !== undefined) {
+        result.cacheHits = stats.cache.hits
+        result.cacheMisses = stats.cache.misses
+        result.cacheHitRatio = stats.cache.hitRatio
+      }
       if (probe !== null) {
         const commands = diffCalls(calls, await commandCalls(probe))
         result.redisCommands = commands.total
@@ -182,10 +215,11 @@ function summarize (runs, keys) {
     for (const key of keys) {
       const mine = runs.filter((r) => r.variant === key && r.connections === connections)
       if (mine.length === 0) continue
-      const ratioTo = (other) => median(mine.map((run) => {
-        const peer = runs.find((r) => r.variant === other && r.connections === connections && r.round === run.round)
-        return peer === undefined ? null : run.reqPerSec / peer.reqPerSec
-      }))
+      const ratio = (other, field) => ratioOverRounds(runs, key, other, connections, field)
+      const toBare = ratio('bare')
+      const toFloor = ratio('floor')
+      const toSecureSession = ratio('secureSession')
+      const p99ToFloor = ratio('floor', 'p99Ms')
       const med = (field) => median(mine.map((r) => r[field]))
       summary.push({
         variant: key,
@@ -194,16 +228,23 @@ function summarize (runs, keys) {
         rounds: mine.length,
         reqPerSec: med('reqPerSec'),
         reqPerSecPerRound: mine.map((r) => Math.round(r.reqPerSec)),
-        ratioToBare: ratioTo('bare'),
-        ratioToFloor: ratioTo('floor'),
-        ratioToFastifySession: ratioTo('fastifySession'),
+        ratioToBare: toBare.median,
+        ratioToBareSpread: toBare.spread,
+        ratioToFloor: toFloor.median,
+        ratioToFloorSpread: toFloor.spread,
+        ratioToSecureSession: toSecureSession.median,
+        ratioToSecureSessionSpread: toSecureSession.spread,
+        ratioToFastifySession: ratio('fastifySession').median,
         p50Ms: med('p50Ms'),
         p99Ms: med('p99Ms'),
+        p99RatioToFloor: p99ToFloor.median,
+        p99RatioToFloorSpread: p99ToFloor.spread,
         roundTripsPerRequest: med('roundTripsPerRequest'),
         redisCommandsPerRequest: med('redisCommandsPerRequest'),
         serverCpuMicrosPerRequest: med('serverCpuMicrosPerRequest'),
         redisCpuMicrosPerRequest: med('redisCpuMicrosPerRequest'),
         busyPercent: med('busyPercent'),
+        cacheHitRatio: med('cacheHitRatio'),
         roundTripsByCommand: mine.at(-1).roundTripsByCommand,
         redisCommandsByName: mine.at(-1).redisCommandsByName
       })
@@ -252,11 +293,14 @@ async function measureCreate (server, probe) {
 
 async function main () {
   const startedAt = Date.now()
+  const unknown = WANTED.filter((key) => !VARIANTS.some((v) => v.key === key))
+  if (unknown.length > 0) throw new Error(`bench: unknown BENCH_VARIANTS ${unknown.join(', ')} (known: ${VARIANTS.map((v) => v.key).join(', ')})`)
+  const variants = VARIANTS.filter((v) => WANTED.includes(v.key))
+  installAnchors(variants)
   const redis = await startRedis()
   const probe = new Redis(redis.url)
   const serverInfo = await info(probe, 'server')
   log(`redis-server ${serverInfo.redis_version} on port ${redis.port}`)
-  const variants = VARIANTS.filter((v) => WANTED.includes(v.key))
   const servers = []
   const results = {
     startedAt: new Date(startedAt).toISOString(),
