@@ -9,10 +9,14 @@ function settle (reason: () => unknown): unknown {
   }
 }
 
+/**
+ * One bounded call. `expire` is dropped as soon as the call settles: the queue keeps an entry until the sweep after
+ * its deadline, and an entry that still held the closure would keep the call's promise and its value (a whole
+ * session) alive that long, long enough for the garbage collector to promote them to the old generation.
+ */
 interface Entry {
   deadline: number
-  done: boolean
-  expire: () => void
+  expire: (() => void) | null
 }
 
 const MIN_TICK_MS = 5
@@ -39,17 +43,16 @@ export class DeadlineQueue {
     return new Promise<T>((resolve, reject) => {
       const entry: Entry = {
         deadline: performance.now() + this.timeoutMs,
-        done: false,
         expire: () => reject(settle(onTimeout))
       }
       this.push(entry)
       promise.then((value) => {
-        if (entry.done) return
-        entry.done = true
+        if (entry.expire === null) return
+        entry.expire = null
         resolve(value)
       }, (error: unknown) => {
-        if (entry.done) return
-        entry.done = true
+        if (entry.expire === null) return
+        entry.expire = null
         reject(settle(() => onError(error)))
       })
     })
@@ -73,10 +76,11 @@ export class DeadlineQueue {
     let head = this.head
     while (head < entries.length) {
       const entry = entries[head] as Entry
-      if (!entry.done) {
+      const expire = entry.expire
+      if (expire !== null) {
         if (entry.deadline > now) break
-        entry.done = true
-        entry.expire()
+        entry.expire = null
+        expire()
       }
       head++
     }
