@@ -77,18 +77,16 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
     ['GET', `${prefix}/profile`], ['POST', `${prefix}/logout`], ['GET', `${prefix}/sessions`],
     ['DELETE', `${prefix}/sessions/:id`], ['DELETE', `${prefix}/sessions`]
   ], (route) => (route.config as Record<symbol, unknown> | undefined)?.[kBuiltIn] === true)
-  // Before validation, so an anonymous request gets 401 whatever its parameters.
-  const preValidation = requireSession
   const config = { session: true, [kBuiltIn]: true }
-  // Every answer of these routes is about the user's own sessions (ids, IPs, devices): never kept by a cache.
-  const onRequest = function noStore (_request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  // Before validation, so an anonymous request gets 401 whatever its parameters. Every answer of these routes is
+  // about the user's own sessions (ids, IPs, devices), refusals included: never kept by a cache. One hook does both.
+  const preValidation = function requireSessionNoStore (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     reply.header('cache-control', 'no-store')
-    done()
+    requireSession(request, reply, done)
   }
 
   app.get(`${prefix}/profile`, {
     config,
-    onRequest,
     preValidation,
     schema: { response: withErrors(Type.Object({ userId: Type.String(), sessionId: Type.String() })) }
   }, async (request) => {
@@ -98,8 +96,8 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.post(`${prefix}/logout`, {
     config,
-    onRequest,
-    preValidation: function requireEndableSession (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+    preValidation: function requireEndableSession (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+      reply.header('cache-control', 'no-store')
       if (handler.endable(request) !== null) done()
       else RequestHandler.requireSession(request, done)
     },
@@ -111,7 +109,6 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.get(`${prefix}/sessions`, {
     config,
-    onRequest,
     preValidation,
     schema: { response: withErrors(Type.Object({ sessions: Type.Array(SessionView) })) }
   }, async (request) => {
@@ -133,7 +130,6 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.delete<{ Params: { id: string } }>(`${prefix}/sessions/:id`, {
     config,
-    onRequest,
     preValidation,
     schema: { params: SessionIdParams, response: withErrors(Revoked) }
   }, async (request, reply) => {
@@ -150,7 +146,6 @@ export function registerRoutes (app: FastifyInstance, handler: RequestHandler, p
 
   app.delete(`${prefix}/sessions`, {
     config,
-    onRequest,
     preValidation,
     schema: { response: withErrors(Revoked) }
   }, async (request) => {
