@@ -152,9 +152,10 @@ test('a near-cache hit is counted, parsed once, and hands each request its own m
   // A handler that changes its request's session in place: the change must stay with that request.
   app.get('/scribble', { preHandler: app.requireSession }, async (request) => {
     const metadata = request.session?.metadata as { prefs: { theme: string }, plan: string }
-    const seen = { theme: metadata.prefs.theme, plan: metadata.plan }
+    const seen = { theme: metadata.prefs.theme, plan: metadata.plan, added: (metadata as Record<string, unknown>).added ?? null }
     metadata.prefs.theme = 'scribbled'
     metadata.plan = 'scribbled'
+    ;(metadata as Record<string, unknown>).added = 'scribbled'
     return seen
   })
   await app.ready()
@@ -163,7 +164,7 @@ test('a near-cache hit is counted, parsed once, and hands each request its own m
   const { token } = (await app.inject({ method: 'POST', url: '/login', headers: BROWSER })).json() as { token: string }
   const headers = { ...BROWSER, 'x-session-id': token }
   for (let n = 0; n < 5; n++) {
-    t.same((await app.inject({ url: '/scribble', headers })).json(), { theme: 'dark', plan: 'pro' }, `request ${n + 1} reads the stored metadata`)
+    t.same((await app.inject({ url: '/scribble', headers })).json(), { theme: 'dark', plan: 'pro', added: null }, `request ${n + 1} reads the stored metadata`)
   }
   const stats = app.sessions.cacheStats()
   t.same(stats, { hits: 4, misses: 1, hitRatio: 0.8 }, 'the first read went to Redis, the next four were hits')

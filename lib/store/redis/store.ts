@@ -158,10 +158,10 @@ export class RedisStore implements Store {
     if (entry === undefined) return undefined
     if (entry.parsed === undefined) entry.parsed = parseRecord(sessionId, entry.record)
     const parsed = entry.parsed as LoadResult
-    // Metadata values may be objects: each request gets its own copy, so a handler changing its session's
-    // metadata cannot change what the next request reads.
-    if (parsed === null || typeof parsed !== 'object' || !('metadata' in parsed) || isFlat(parsed.metadata)) return parsed
-    return { ...parsed, metadata: JSON.parse(JSON.stringify(parsed.metadata)) as Record<string, unknown> }
+    if (parsed === null || typeof parsed !== 'object' || !('metadata' in parsed)) return parsed
+    // Each request gets its own metadata object (the session hands it to the handler as it is): a handler changing
+    // its session's metadata cannot change what the next request reads.
+    return { ...parsed, metadata: copyMetadata(parsed.metadata) }
   }
 
   cacheStats (): CacheStats | null {
@@ -409,13 +409,14 @@ function auditSettings (config: StoreConfig): string {
   return `${config.auditRetentionMs}/${config.auditMaxEventsPerUser ?? DEFAULT_AUDIT_MAX_EVENTS_PER_USER}/${config.auditFeed === true ? 1 : 0}`
 }
 
-/** Whether every metadata value is a primitive (nothing a handler could change in place). */
-function isFlat (metadata: Record<string, unknown>): boolean {
+/** A copy of parsed metadata that shares nothing mutable with it (values are JSON: a deep copy only for objects). */
+function copyMetadata (metadata: Record<string, unknown>): Record<string, unknown> {
+  const copy: Record<string, unknown> = {}
   for (const key in metadata) {
     const value = metadata[key]
-    if (value !== null && typeof value === 'object') return false
+    copy[key] = value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value
   }
-  return true
+  return copy
 }
 
 function tagOf (sessionId: string): string {
