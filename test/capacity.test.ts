@@ -69,6 +69,9 @@ test('the plan of a fixed input matches the arithmetic done by hand', async (t) 
   t.equal(result.redis.masters, 3)
   t.equal(result.redis.replicas, 3)
   t.ok(isClose(result.redis.memoryPerMasterBytes, 9_452_500_000))
+  // Three masters with contiguous slot ranges hold 1349 to 1376 of the 4096 tags: the busiest 1376 / (4096 / 3).
+  t.equal(result.redis.busiestMasterShare, 1.0078125)
+  t.ok(isClose(result.redis.busiestMasterBytes, 9_452_500_000 * 1.0078125))
   // Node: 10,000 x 40 + 100 x 100 (login) + 20 x 50 (logout) = 411,000 us/s, 0.822 cores at 50%: one instance.
   t.equal(result.node.usPerS, 411_000)
   t.equal(result.node.cores, 0.822)
@@ -103,6 +106,17 @@ test('explicit parameters override the defaults: eviction, audit events, core sp
   t.equal(result.redis.masters, 1)
   t.equal(result.redis.replicas, 1)
   t.ok(result.memory.totalBytes < 64 * GIB)
+})
+
+test('masters are added until the busiest one, by its share of the shard tags, fits', async (t) => {
+  const { plan } = await loadModel()
+  // 28,357,500,000 B over three masters of 8.85 GiB (9,502,615,142 B): the mean (9,452,500,000) fits, the busiest
+  // (x 1.0078125 = 9,526,347,656) does not; four masters, the busiest holding 1030 of 1024 tags on average, do.
+  const result = plan({ ...INPUT, maxMemoryPerMasterGiB: 8.85 }, UNITS)
+  t.equal(result.redis.mastersForMemory, 3)
+  t.equal(result.redis.masters, 4)
+  t.equal(result.redis.busiestMasterShare, 1030 / 1024)
+  t.ok(isClose(result.redis.busiestMasterBytes, 28_357_500_000 / 4 * 1030 / 1024))
 })
 
 test('saturation throughput and predicted memory of the validation', async (t) => {

@@ -89,7 +89,7 @@ export function format (result, units, unitsPath) {
   add(`Redis CPU: ${round(redis.cpuUsPerS / 1e6, 2)} cores busy, ${round(redis.roundTripsPerS)} round trips/s; at ${round(p.targetUtilization * 100)}% target utilisation ${round(redis.cores, 2)} cores`)
   add(`  masters needed: ${redis.mastersForCpu} for CPU, ${redis.mastersForMemory} for memory (at most ${p.maxMemoryPerMasterGiB} GiB each)`)
   add(redis.isCluster
-    ? `  => Redis Cluster: ${redis.masters} masters + ${redis.replicas} replicas, ${bytes(redis.memoryPerMasterBytes)} per node`
+    ? `  => Redis Cluster: ${redis.masters} masters + ${redis.replicas} replicas, ${bytes(redis.memoryPerMasterBytes)} per node on average; the busiest master holds ${round(redis.busiestMasterShare * 100, 1)}% of the mean (its share of the 4096 shard tags): ${bytes(redis.busiestMasterBytes)}, ${round(redis.busiestMasterUtilization * 100)}% of a core`
     : `  => one Redis (standalone or Sentinel) + ${redis.replicas} replica(s), ${bytes(redis.memoryPerMasterBytes)}`)
   add()
   add(`App: ${round(node.usPerRequest, 1)} us Node CPU per request + store-side CPU of other operations = ${round(node.cores, 2)} cores at ${round(p.targetUtilization * 100)}%  => ${node.appInstances} instance(s) of ${p.nodeCoresPerInstance} core(s)`)

@@ -27,6 +27,7 @@ const FLAG = { users: 'users', sessionsPerUser: 'sessions-per-user', rps: 'rps',
 const n = (value, digits = 0) => Number(value.toFixed(digits)).toLocaleString('en-US', { maximumFractionDigits: digits })
 const GIB = 1024 ** 3
 const gib = (bytes) => bytes >= GIB ? `${n(bytes / GIB, 1)} GiB` : `${n(bytes / 1024 ** 2, 0)} MiB`
+const mib = (bytes) => `${n(bytes / 1024 ** 2, 1)} MiB`
 const pct = (value) => `${value >= 0 ? '+' : ''}${n(value * 100, 1)}%`
 const commandLine = (input) => `npm run capacity -- ${Object.entries(input).map(([key, value]) => `--${FLAG[key]} ${value}`).join(' ')}`
 
@@ -66,9 +67,9 @@ function unitsTable () {
     ['a user with 5 sessions (5 devices)', memory.userWith5Sessions],
     ['each further session of a user', memory.perExtraSession],
     ['a user with 1 session, audit and known devices off', memory.sessionWithoutAuditOrDevices],
-    ['the first audit event of a user (the timeline key)', memory.firstAuditEvent],
-    ['each further audit event (a login or a logout)', memory.perAuditEvent],
     ['the first remembered device of a user', memory.perDevice],
+    ['the first audit event of a user (the timeline key): the first row less the two above', memory.userWith1Session - memory.sessionWithoutAuditOrDevices - memory.perDevice],
+    ['each further audit event (an entry the size of a login event)', memory.perAuditEvent],
     ['an ended-session tombstone (kept 24 h)', memory.perTombstone],
     ['a key in the near cache\'s tracking table', memory.trackingPerKey]
   ]
@@ -94,11 +95,11 @@ function deploymentsTable () {
     row('memory: audit beyond the logins', (p) => `${gib(p.memory.auditBytes)} (${n(p.memory.auditEventsPerUser, 1)} events/user)`),
     row('memory: tombstones (24 h)', (p) => gib(p.memory.tombstoneBytes)),
     row('memory: data + 25% overhead + 50% headroom', (p) => `**${gib(p.memory.totalBytes)}**`),
-    row('Redis CPU busy (cores)', (p) => n(p.redis.cpuUsPerS / 1e6, 2)),
+    row('Redis CPU busy (cores)', (p) => n(p.redis.cpuUsPerS / 1e6, 3)),
     row('Redis round trips/s', (p) => n(p.redis.roundTripsPerS)),
     row('Redis at 50% utilisation', (p) => p.redis.isCluster ? `**Cluster, ${p.redis.masters} masters + ${p.redis.replicas} replicas**` : '**1 primary + 1 replica**'),
-    row('memory per Redis node', (p) => gib(p.redis.memoryPerMasterBytes)),
-    row('app instances (1 core, 50%)', (p) => `**${n(p.node.appInstances)}** (${n(p.node.cores, 1)} cores)`),
+    row('memory per Redis node (mean; busiest)', (p) => p.redis.isCluster ? `${gib(p.redis.memoryPerMasterBytes)}; ${gib(p.redis.busiestMasterBytes)}` : gib(p.redis.memoryPerMasterBytes)),
+    row('app instances (1 core, 50%)', (p) => `**${n(p.node.appInstances)}** (${n(p.node.cores, 2)} cores)`),
     row('cleanup per hour: expired / Redis CPU / lock held', (p) => `${n(p.cleanupPerHour.expired)} / ${n(p.cleanupPerHour.redisCpuSeconds, 1)} s / ${n(p.cleanupPerHour.lockSeconds ?? 0, 1)} s`),
     row('audit per hour: events / bytes written', (p) => `${n(p.auditPerHour.events)} / ${gib(p.auditPerHour.bytesWritten)}`),
     row('share of Redis CPU: requests / touches / logins / cleanup', (p) => [p.operations.request, p.operations.requestTouch, p.operations.login, p.operations.cleanup].map((o) => `${n(o.share * 100, 0)}%`).join(' / '))
@@ -120,7 +121,7 @@ function clusterTable () {
   return [
     `- **${masters} masters, ${big.redis.replicas} replicas** (one per master, in another zone); ${gib(big.redis.memoryPerMasterBytes)} per node with overhead and headroom (${gib(big.memory.dataBytes / masters)} of data).`,
     `- Per master: ${n(big.redis.cpuUsPerS / 1e6 / masters * 100, 0)}% of one core on average at peak, ${n(big.redis.roundTripsPerS / masters)} round trips/s.`,
-    `- Tags per master: ${s.min} to ${s.max} (mean ${n(s.mean, 1)}), so the busiest master holds ${n(s.maxOverMean * 100, 1)}% of the mean load and data: ${n(usersPerTag)} users per tag on average.`
+    `- Tags per master: ${s.min} to ${s.max} (mean ${n(s.mean, 1)}), so the busiest master holds ${n(s.maxOverMean * 100, 1)}% of the mean load and data (${gib(big.redis.busiestMasterBytes)}, ${n(big.redis.busiestMasterUtilization * 100, 0)}% of a core at peak); the model adds masters until that one fits. ${n(usersPerTag)} users per tag on average.`
   ].join('\n')
 }
 
@@ -148,7 +149,7 @@ function validationTable () {
     '|---|---:|---:|---:|'
   ]
   if (memory !== undefined) {
-    lines.push(`| used_memory, ${n(memory.sessions)} users with one session | ${gib(memory.predictedBytes)} | ${gib(memory.measuredBytes)} (${n(memory.measuredBytes / memory.sessions)} B/user) | ${pct(memory.error)} |`)
+    lines.push(`| used_memory, ${n(memory.sessions)} users with one session | ${mib(memory.predictedBytes)} | ${mib(memory.measuredBytes)} (${n(memory.measuredBytes / memory.sessions)} B/user) | ${pct(memory.error)} |`)
   }
   lines.push(`| operations per second of one Redis core, the mix below | ${n(throughput.predictedPerCore)} | ${n(throughput.measuredPerCore)} | ${pct(throughput.error)} |`)
   lines.push('')
@@ -169,9 +170,9 @@ const SECTIONS = { units: unitsTable, deployments: deploymentsTable, cluster: cl
 
 let doc = fs.readFileSync(DOC, 'utf8')
 for (const [name, render] of Object.entries(SECTIONS)) {
-  const pattern = new RegExp(`(<!-- capacity:${name} -->\\n)[\\s\\S]*?(\\n<!-- /capacity:${name} -->)`)
+  const pattern = new RegExp(`(<!-- capacity:${name} -->)[\\s\\S]*?(<!-- /capacity:${name} -->)`)
   if (!pattern.test(doc)) throw new Error(`docs/capacity.md: no <!-- capacity:${name} --> ... <!-- /capacity:${name} --> section`)
-  doc = doc.replace(pattern, (_, open, close) => `${open}${render()}${close}`)
+  doc = doc.replace(pattern, (_, open, close) => `${open}\n${render()}\n${close}`)
 }
 fs.writeFileSync(DOC, doc)
 console.log(`docs/capacity.md: ${Object.keys(SECTIONS).join(', ')} regenerated from ${units.generatedAt}${validation === null ? '' : ` and the validation of ${validation.generatedAt}`}`)

@@ -169,7 +169,10 @@ async function memoryUnits (url, probe) {
       userWith5Sessions: five.bytes,
       perExtraSession: (five.bytes - one.bytes) / 4,
       sessionWithoutAuditOrDevices: bare.bytes,
-      firstAuditEvent,
+      // What the defaults' user holds beyond the bare session and the device (the phases' sum, the figure shown);
+      // measured alone in its own batch as firstAuditEventAlone.
+      firstAuditEvent: one.bytes - withDevices.bytes,
+      firstAuditEventAlone: firstAuditEvent,
       perAuditEvent,
       perDevice: withDevices.bytes - bare.bytes,
       perTombstone: tombstone,

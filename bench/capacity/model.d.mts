@@ -33,7 +33,7 @@ export interface Plan {
     endedPerS: number
   }
   operations: Record<string, OperationPlan>
-  redis: { cpuUsPerS: number, roundTripsPerS: number, cores: number, mastersForCpu: number, mastersForMemory: number, masters: number, isCluster: boolean, replicas: number, memoryPerMasterBytes: number }
+  redis: { cpuUsPerS: number, roundTripsPerS: number, cores: number, mastersForCpu: number, mastersForMemory: number, masters: number, isCluster: boolean, replicas: number, memoryPerMasterBytes: number, busiestMasterShare: number, busiestMasterBytes: number, busiestMasterUtilization: number }
   memory: { sessionsBytes: number, auditBytes: number, tombstoneBytes: number, trackingBytes: number, sessions: number, tombstones: number, auditEventsPerUser: number, dataBytes: number, overheadBytes: number, headroomBytes: number, totalBytes: number }
   node: { usPerRequest: number, usPerS: number, cores: number, appInstances: number }
   cleanupPerHour: { expired: number, redisCpuSeconds: number, roundTrips: number, lockSeconds: number | null }

@@ -1,6 +1,7 @@
 // The capacity model (issue 17): pure arithmetic from measured unit costs (bench/results/capacity-units.json, written
 // by `npm run capacity:measure`) and a deployment's load to memory, Redis cores / Cluster masters and app cores.
 // No I/O here: the CLI (bench/capacity/cli.mjs), the doc generator and test/capacity.test.ts all call `plan()`.
+import { spread } from './slots.mjs'
 
 /** The operation types the model prices, in the order it prints them. */
 export const OPERATIONS = ['request', 'requestTouch', 'nearCacheHit', 'login', 'loginEvict', 'logout', 'list', 'revokeAll', 'auditQuery', 'cleanup']
@@ -171,12 +172,22 @@ export function plan (input, units) {
   const headroomBytes = (dataBytes + overheadBytes) * p.headroom
   const totalBytes = dataBytes + overheadBytes + headroomBytes
 
+  const maxBytesPerMaster = p.maxMemoryPerMasterGiB * GB
   const mastersForCpu = Math.ceil(redisCores)
-  const mastersForMemory = Math.ceil(totalBytes / (p.maxMemoryPerMasterGiB * GB))
-  const masters = Math.max(1, mastersForCpu, mastersForMemory)
-  // A Cluster needs three masters for a majority to survive one failure.
-  const isCluster = masters > 1
-  const clusterMasters = isCluster ? Math.max(3, masters) : 1
+  const mastersForMemory = Math.ceil(totalBytes / maxBytesPerMaster)
+  // A Cluster needs three masters for a majority to survive one failure. Its masters are not equally loaded: each
+  // holds the users of its shard tags, and the 4096 tags fall unevenly on contiguous slot ranges (slots.mjs), so
+  // masters are added until the busiest one fits both limits.
+  const isCluster = Math.max(1, mastersForCpu, mastersForMemory) > 1
+  let clusterMasters = isCluster ? Math.max(3, mastersForCpu, mastersForMemory) : 1
+  let skew = isCluster ? spread(clusterMasters).maxOverMean : 1
+  const isBusiestTooBig = () => totalBytes / clusterMasters * skew > maxBytesPerMaster || redisCores / clusterMasters * skew > 1
+  if (isCluster) {
+    while (isBusiestTooBig()) {
+      clusterMasters++
+      skew = spread(clusterMasters).maxOverMean
+    }
+  }
 
   const cleanupRate = units.cleanup?.expiredPerSecond
   const cleanupPerHour = {
@@ -205,7 +216,10 @@ export function plan (input, units) {
       masters: clusterMasters,
       isCluster,
       replicas: clusterMasters * p.replicasPerMaster,
-      memoryPerMasterBytes: totalBytes / clusterMasters
+      memoryPerMasterBytes: totalBytes / clusterMasters,
+      busiestMasterShare: skew,
+      busiestMasterBytes: totalBytes / clusterMasters * skew,
+      busiestMasterUtilization: redisUsPerS / 1e6 / clusterMasters * skew
     },
     memory: { ...memory, sessions, tombstones, auditEventsPerUser, dataBytes, overheadBytes, headroomBytes, totalBytes },
     node: { usPerRequest: nodeUsPerRequest, usPerS: nodeUsPerS, cores: nodeCores, appInstances },
