@@ -1,9 +1,10 @@
 // Unit costs for the capacity model (issue 17), measured on the built package against a redis-server of its own:
 //   npm run capacity:measure        (builds, then writes bench/results/capacity-units.json)
 // Sizes by environment: CAPACITY_USERS (memory phases, default 10000), CAPACITY_OPS (operations timed per type,
-// default 4000), CAPACITY_CLEANUP (expired sessions cleaned, default 20000), CAPACITY_CONCURRENCY (operations in
-// flight, default 32), CAPACITY_OUT (output path). Nothing here knows the key layout: memory is used_memory deltas
-// over many users, and the per-key breakdown lists whatever keys a user's session left.
+// default 4000, in CAPACITY_ROUNDS rounds whose median is kept, default 3), CAPACITY_CLEANUP (expired sessions
+// cleaned, default 20000), CAPACITY_CONCURRENCY (operations in flight, default 32), CAPACITY_OUT (output path).
+// Nothing here knows the key layout: memory is used_memory deltas over many users, and the per-key breakdown lists
+// whatever keys a user's session left.
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -17,6 +18,7 @@ const USERS = Number(process.env.CAPACITY_USERS ?? 10_000)
 const OPS = Number(process.env.CAPACITY_OPS ?? 4000)
 const CLEANUP = Number(process.env.CAPACITY_CLEANUP ?? 20_000)
 const CONCURRENCY = Number(process.env.CAPACITY_CONCURRENCY ?? 32)
+const ROUNDS = Number(process.env.CAPACITY_ROUNDS ?? 3)
 const OUT = process.env.CAPACITY_OUT ?? path.join(here, '..', 'results', 'capacity-units.json')
 const LATEST = path.join(here, '..', 'results', 'latest.json')
 const EXTRA_EVENTS = 10
@@ -37,7 +39,7 @@ export function sessionData (n, k = 0) {
   return { ...SESSION_SHAPE, ipAddress: `10.${k}.${(n >> 8) & 255}.${n & 255}` }
 }
 
-for (const [name, value] of Object.entries({ CAPACITY_USERS: USERS, CAPACITY_OPS: OPS, CAPACITY_CLEANUP: CLEANUP, CAPACITY_CONCURRENCY: CONCURRENCY })) {
+for (const [name, value] of Object.entries({ CAPACITY_USERS: USERS, CAPACITY_OPS: OPS, CAPACITY_CLEANUP: CLEANUP, CAPACITY_CONCURRENCY: CONCURRENCY, CAPACITY_ROUNDS: ROUNDS })) {
   if (!Number.isInteger(value) || value < 1) {
     console.error(`${name}: a positive integer, got ${JSON.stringify(process.env[name])}`)
     process.exit(2)
@@ -206,11 +208,11 @@ async function operationUnits (url, probe) {
   const client = new Redis(url)
   const clock = { now: Date.now() }
   const manager = managerOn(client, clock)
-  const run = (operation, count = OPS) => measure(probe, { count, concurrency: CONCURRENCY, operation })
+  const run = (operation, count = OPS) => measure(probe, { count, concurrency: CONCURRENCY, operation, rounds: ROUNDS })
   const ops = {}
   const report = (name, result) => {
     ops[name] = result
-    log(`  ${name.padEnd(13)} ${result.usedCpuUs.toFixed(1).padStart(7)} us used_cpu, ${result.execUs.toFixed(1).padStart(7)} us exec, ${result.roundTrips.toFixed(2)} round trips, node ${result.nodeCpuUs.toFixed(0)} us, ${Math.round(result.perSecond)}/s`)
+    log(`  ${name.padEnd(13)} ${result.usedCpuUs.toFixed(1).padStart(7)} us used_cpu (rounds ${result.usedCpuUsRounds.join(' ')}), ${result.execUs.toFixed(1).padStart(7)} us exec, ${result.roundTrips.toFixed(2)} round trips, node ${result.nodeCpuUs.toFixed(0)} us, ${Math.round(result.perSecond)}/s`)
   }
   try {
     await probe.flushall()
@@ -322,6 +324,7 @@ function priced (ops) {
       execUs: op.execUs,
       composedUs: op.execUs + op.roundTrips * perRoundTripUs,
       nodeCpuUs: op.nodeCpuUs,
+      usedCpuUsRounds: op.usedCpuUsRounds,
       commands: op.commands,
       perSecondOneClient: op.perSecond
     }
@@ -354,6 +357,7 @@ async function main () {
         opsPerType: OPS,
         cleanupSessions: CLEANUP,
         concurrency: CONCURRENCY,
+        rounds: ROUNDS,
         manager: 'defaults (idle 30 min, touchInterval 60 s, 5 sessions per user, evict-oldest, audit 7 d, known devices on)',
         session: { ...SESSION_SHAPE, ipAddress: '10.<login>.<user>', metadata: JSON.stringify(SESSION_SHAPE.metadata) },
         cases: {

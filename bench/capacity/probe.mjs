@@ -84,7 +84,7 @@ const SCRIPT_COMMANDS = new Set(['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fc
  * the client sent is priced at its usec_per_call, since the same name may also run inside scripts), round trips and
  * commands counted on the client, Node CPU of this process, and the wall rate.
  */
-export async function measure (probe, { count, concurrency, operation }) {
+async function measureOnce (probe, { from, count, concurrency, operation }) {
   await probe.config('RESETSTAT')
   const cpuBefore = await redisCpuUs(probe)
   const nodeBefore = process.cpuUsage()
@@ -92,7 +92,7 @@ export async function measure (probe, { count, concurrency, operation }) {
   counter.byName = {}
   counter.isOn = true
   const startedAt = performance.now()
-  await runConcurrently(count, concurrency, operation)
+  await runConcurrently(count, concurrency, (i) => operation(from + i))
   const seconds = (performance.now() - startedAt) / 1000
   counter.isOn = false
   const node = process.cpuUsage(nodeBefore)
@@ -114,6 +114,30 @@ export async function measure (probe, { count, concurrency, operation }) {
     nodeCpuUs: (node.user + node.system) / count,
     perSecond: count / seconds
   }
+}
+
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/**
+ * `measureOnce` over `rounds` consecutive slices of the `count` operations (operation n always gets index n, so
+ * operations that use up their input, such as a logout, never repeat one), and the median of the rounds: a burst of
+ * other work on the machine moves one round, not the figure.
+ */
+export async function measure (probe, { count, concurrency, operation, rounds = 1 }) {
+  const results = []
+  const perRound = Math.floor(count / rounds)
+  for (let round = 0; round < rounds; round++) {
+    const from = round * perRound
+    results.push(await measureOnce(probe, { from, count: round === rounds - 1 ? count - from : perRound, concurrency, operation }))
+  }
+  const result = { ...results.at(-1), count, rounds }
+  for (const field of ['roundTrips', 'execUs', 'usedCpuUs', 'nodeCpuUs', 'perSecond']) result[field] = median(results.map((r) => r[field]))
+  result.usedCpuUsRounds = results.map((r) => Math.round(r.usedCpuUs * 10) / 10)
+  return result
 }
 
 export async function machine (probe) {
