@@ -111,7 +111,7 @@ export function format (result, units, unitsPath) {
   add(`  redis-overhead ${p.redisOverhead} (fragmentation, buffers), headroom ${p.headroom} (copy-on-write during a save or full sync), target-utilization ${p.targetUtilization}, core-speed ${p.coreSpeed}`)
   add(`  cleanup-interval-s ${p.cleanupIntervalS}, tombstone-hours ${p.tombstoneHours}, replicas-per-master ${p.replicasPerMaster}`)
   add('Sources')
-  add(`  unit costs: ${unitsPath}, measured ${units.generatedAt} by ${units.command ?? 'npm run capacity:measure'} on ${units.machine?.cpus} x ${units.machine?.cpuModel}, node ${units.machine?.node}, redis ${units.machine?.redis}, load average ${units.machine?.loadAverage?.join(' ')}`)
+  add(`  unit costs: ${path.relative(process.cwd(), unitsPath) || unitsPath}, measured ${units.generatedAt} by ${units.command ?? 'npm run capacity:measure'} on ${units.machine?.cpus} x ${units.machine?.cpuModel}, node ${units.machine?.node}, redis ${units.machine?.redis}, load average ${units.machine?.loadAverage?.join(' ')}`)
   add(`  Redis CPU per operation: ${units.settings?.redisCpuUs ?? 'see the units file'}`)
   add(`  Node CPU per request: ${p.nodeUsPerRequest === null ? units.node?.source : '--node-us-per-request'}`)
   return lines.join('\n')
