@@ -110,7 +110,12 @@ test('parseRecord and the scripts accept and refuse the same records, and comput
     ['surrogate pair in metadata', JSON.stringify(record({ m: { k: '"\\ud83d\\ude00"' } }))],
     ['NUL in metadata', JSON.stringify(record({ m: { k: '"a\\u0000b"' } }))],
     ['unknown field kept', JSON.stringify(record({ z: { deep: [1, 2] } }))],
-    ['lone surrogate in an unknown field', JSON.stringify(record()).replace('"s":0', '"s":0,"z":"\\udfff"')]
+    ['lone surrogate in an unknown field', JSON.stringify(record()).replace('"s":0', '"s":0,"z":"\\udfff"')],
+    // The store leaves i, g, f and s out at their defaults and writes slashes plain (encode in scripts.ts).
+    ['defaults left out', JSON.stringify({ ...record(), i: undefined, g: undefined, f: undefined, s: undefined })],
+    ['slashes escaped, as cjson writes them', JSON.stringify(record({ g: 'Mozilla/5.0 (X11) a\\/b' })).replaceAll('/', '\\/')],
+    ['slashes plain', JSON.stringify(record({ g: 'Mozilla/5.0 (X11) a\\/b' }))],
+    ['flags of the wrong type', JSON.stringify(record({ s: '3' }))]
   ]
   for (const [name, raw] of variants) {
     const sid = await plant(client, prefix, tag, 'plant', raw)
@@ -131,6 +136,29 @@ test('parseRecord and the scripts accept and refuse the same records, and comput
     await client.set(sessionKey(prefix, sid), raw, 'PX', 3_600_000)
     t.equal((await store.touch(sid, deadline, 0, null)).status, 'gone', `${label}: gone for Lua at the TS deadline`)
   }
+})
+
+test('the record as the scripts write it: defaults left out, slashes plain; both sides read back what was stored', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const { m, prefix } = setup(client, { touchInterval: 0 })
+  const userAgent = 'Mozilla/5.0 (X11) \\/ a\\\\/b /\\'
+  const bare = await m.create('writer')
+  const bareRaw = await client.get(sessionKey(prefix, bare.session.id)) as string
+  t.same(Object.keys(JSON.parse(bareRaw)).sort(), ['a', 'c', 'h', 'l', 'u'], `no IP, user agent, fingerprint, flags or metadata: ${bareRaw.length} bytes`)
+  const full = await m.create('writer', { ipAddress: '192.0.2.1', userAgent, deviceFingerprint: 'v1.a/b', metadata: { path: '/x/y' } })
+  const raw = await client.get(sessionKey(prefix, full.session.id)) as string
+  t.notMatch(raw, /(?<!\\)(?:\\\\)*\\\//, 'no escaped slash is stored (a backslash of the text may precede a plain one)')
+  t.equal(JSON.parse(raw).g, userAgent, 'the user agent reads back exactly')
+  const parsed = parseRecord(full.session.id, raw)
+  if (parsed === null || parsed === 'corrupt' || 'ended' in parsed) throw new Error('the stored record is refused')
+  t.same([parsed.userAgent, parsed.deviceFingerprint, parsed.metadata, parsed.concurrencyFlags], [userAgent, 'v1.a/b', { path: '/x/y' }, 0])
+  // A script reads it (readRec), changes it and writes it again (encode): nothing drifts.
+  t.ok(await m.update(full.session.id, { metadata: { n: 1 } }))
+  const listed = (await m.list('writer')).find((session) => session.id === full.session.id)
+  t.same([listed?.userAgent, listed?.deviceFingerprint, listed?.metadata], [userAgent, 'v1.a/b', { path: '/x/y', n: 1 }], 'after a script rewrote it')
+  t.equal((await m.get(full.token))?.userAgent, userAgent, 'and the request path reads the same')
 })
 
 /** Overwrites `key` with a value of `type`. */

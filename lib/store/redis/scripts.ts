@@ -14,7 +14,9 @@ import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
  *
  * Key layout (P = key prefix, T = shard tag, uid = user id, sid = public session id):
  *   P{T}:s:<sid>   string  one session record (JSON, below), PEXPIRE at its deadline
- *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity; PEXPIRE at the latest absolute deadline
+ *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity, and '~' .. device key -> last login for each known
+ *                          device (see rememberDevice); PEXPIRE at the latest absolute deadline, or the known-devices
+ *                          window after the last login when that is later
  *   P{T}:x         zset    the shard's expiry queue: sid..uid -> deadline (no TTL; drained by the scripts)
  *   P{T}:a2:u:<uid> list   the user's audit timeline, newest first: entries 't|type|#sid|sid..data' (t = writer's
  *                          clock), at most maxEventsPerUser (LTRIM), expired entries popped from the tail by each
@@ -26,7 +28,7 @@ import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
  *
  * A session record is one JSON object, so the request path reads it with one GET: u user id, h SHA-256 of the
  * token secret, c created, l last activity, a absolute deadline, i IP, g user agent, f device fingerprint,
- * s concurrency flags, m metadata as { key: JSON text of the value } (the scripts merge keys without ever
+ * s concurrency flags (i, g, f and s left out at their defaults '' and 0: see encode), m metadata as { key: JSON text of the value } (the scripts merge keys without ever
  * decoding a value, so cjson cannot alter what the application stored).
  *
  * Common arguments, added by the store to every call (KEYS[1] is always P{T}:x; the script derives the other
@@ -63,6 +65,8 @@ local serverNow = nil
 
 local function skey(sid) return base .. 's:' .. sid end
 local function ukey(uid) return base .. 'u:' .. uid end
+-- The user's index also holds the user's known devices, as '~' .. device key (no session id starts with '~').
+local function isDevice(member) return string.byte(member, 1) == 126 end
 
 -- Audit layout ${AUDIT_LAYOUT}: the user's timeline (a list, newest first), the cap marker, the shard's opt-in feed.
 local AUDIT_BASE = base .. 'a${AUDIT_LAYOUT}:'
@@ -205,9 +209,19 @@ local function readRec(sid)
   return rec, raw
 end
 
+-- The record as stored: fields at their default (no metadata, flags 0, an empty IP, user agent or fingerprint) are
+-- left out, and each slash, which cjson escapes as backslash-slash, is written plain (JSON reads both alike; cjson
+-- escapes every slash, so each one follows a backslash of its own). Every byte is Redis memory and request-path work.
+local ESCAPED_SLASH = string.char(92) .. '/'
+local OPTIONAL = { i = '', g = '', f = '', s = 0 }
 local function encode(rec)
+  local kept = {}
   if next(rec.m) == nil then rec.m = nil end
-  local json = cjson.encode(rec)
+  for k, default in pairs(OPTIONAL) do
+    if rec[k] == default then kept[k] = default; rec[k] = nil end
+  end
+  local json = (string.gsub(cjson.encode(rec), ESCAPED_SLASH, '/'))
+  for k, v in pairs(kept) do rec[k] = v end
   if rec.m == nil then rec.m = {} end
   return json
 end
@@ -356,8 +370,11 @@ local function loadLive(uid)
   local sids = redis.call('ZRANGE', u, 0, -1)
   local live = {}
   for _, sid in ipairs(sids) do
-    local rec, raw = readRec(sid)
-    if rec == nil then
+    local rec, raw = nil, nil
+    if not isDevice(sid) then rec, raw = readRec(sid) end
+    if isDevice(sid) then
+      -- A known device (rememberDevice), not a session.
+    elseif rec == nil then
       removeSession(sid, uid, 'expired', reason('timeout'))
       liveExpired = liveExpired + 1
     elseif rec == false then
@@ -482,18 +499,35 @@ local function sweep(limit)
   return expired + liveExpired - before, orphaned, #due
 end
 
--- Known devices (issue 14): remembers that the user used device \`dev\` now, in P{T}:d:<uid> (a zset device key ->
--- last seen, at most MAX_KNOWN_DEVICES members, PEXPIRE window). True, with a security audit record, when the user
--- has known devices and this is not one of them.
+-- Known devices (issue 14): remembers that the user used device \`dev\` now, as the member '~' .. dev of the user's
+-- index (score = last seen; one key fewer per user than a zset of its own), at most MAX_KNOWN_DEVICES of them, the
+-- index kept for at least the window. True, with a security audit record, when the user has known devices and this
+-- is not one of them. The index is a zset here: CREATE has loaded the user's sessions (ensureIndex) before.
 local function rememberDevice(uid, dev, window, sid, data)
-  local dkey = base .. 'd:' .. uid
-  if redis.call('TYPE', dkey)['ok'] ~= 'zset' then redis.call('DEL', dkey) end
-  redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - window)
-  local isNew = redis.call('ZCARD', dkey) > 0 and not redis.call('ZSCORE', dkey, dev)
-  redis.call('ZADD', dkey, now, dev)
-  local excess = redis.call('ZCARD', dkey) - ${MAX_KNOWN_DEVICES}
-  if excess > 0 then redis.call('ZREMRANGEBYRANK', dkey, 0, excess - 1) end
-  redis.call('PEXPIRE', dkey, window)
+  local u = ukey(uid)
+  local member = '~' .. dev
+  local others, isKnown = {}, false
+  local all = redis.call('ZRANGE', u, 0, -1, 'WITHSCORES')
+  for n = 1, #all, 2 do
+    local m, seen = all[n], tonumber(all[n + 1])
+    if isDevice(m) then
+      if seen < now - window then
+        redis.call('ZREM', u, m)
+      elseif m == member then
+        isKnown = true
+      else
+        others[#others + 1] = { m = m, seen = seen }
+      end
+    end
+  end
+  local isNew = #others > 0 and not isKnown
+  redis.call('ZADD', u, now, member)
+  local excess = #others + 1 - ${MAX_KNOWN_DEVICES}
+  if excess > 0 then
+    table.sort(others, function(a, b) return a.seen < b.seen or (a.seen == b.seen and a.m < b.m) end)
+    for n = 1, excess do redis.call('ZREM', u, others[n].m) end
+  end
+  extendTtl(u, window)
   if isNew then audit(uid, sid, 'security', data) end
   return isNew
 end
