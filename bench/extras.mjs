@@ -83,9 +83,10 @@ const QUEUE_MEMBERS_AT_1M = Math.round(1_000_000 / 4096)
 
 /**
  * MEMORY USAGE of every key of one user with one session, found by SCAN (keys of the shard that end in the user id or
- * the session id, so whatever the layout of the build measured): its record, the user's index, known devices and audit timeline, any key outside the shard
- * (0.1.0's tag key `P t:<uid>`), and the session's share of its shard's expiry queue at 1,000,000 sessions (a copy
- * of the queue filled to that density with members of the same length, divided by its members).
+ * the session id, so whatever the layout of the build measured): its record, the user's index, known devices and
+ * audit timeline, 0.1.0's tag key `Pt:<uid>` when there is one, and the session's share of its shard's expiry queue
+ * at 1,000,000 sessions (a copy of the queue filled to that density with members of the same length, divided by its
+ * members).
  * Also the named fields bench/report.mjs prints.
  */
 export async function keyBreakdown (client, prefix, token, userId) {

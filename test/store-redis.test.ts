@@ -112,3 +112,35 @@ test("upgrade from 0.1.0: a session under the user's old random tag keeps workin
   t.equal(await client.zcard(`${prefix}{${oldTag}}:u:${userId}`), 0, 'and leaves the old index')
   t.equal(await client.get(`${prefix}t:${userId}`), oldTag, 'the 0.1.0 tag key is left alone: nothing reads it, it expires by its TTL')
 })
+
+test('every operation addressed by user id is one script call, from an instance that has never seen the user', async (t) => {
+  const server = await startRedis(t)
+  const warm = new Redis(server.url)
+  const client = new Redis(server.url)
+  t.teardown(() => { warm.disconnect(); client.disconnect() })
+  // Loads every script into Redis' script cache, so the counted calls are EVALSHAs that need no EVAL fallback.
+  const warmManager = new SessionManager({ store: new RedisStore({ client: warm, prefix: 'rt:' }) })
+  const warmed = await warmManager.create('someone-else')
+  await warmManager.list('someone-else')
+  await warmManager.recordSecurityEvent('someone-else', warmed.session.id, { rule: 'warm' })
+  await warmManager.auditLog('someone-else')
+  await warmManager.invalidateAll('someone-else')
+  await client.ping()
+  const sent: string[] = []
+  const send = client.sendCommand.bind(client)
+  client.sendCommand = ((command: { name: string }) => { sent.push(command.name); return send(command as never) }) as typeof client.sendCommand
+  const manager = new SessionManager({ store: new RedisStore({ client, prefix: 'rt:' }) })
+  const count = async (operation: () => Promise<unknown>): Promise<string[]> => {
+    sent.length = 0
+    await operation()
+    return [...sent]
+  }
+  const user = 'fresh-user'
+  t.same(await count(() => manager.create(user)), ['evalsha'], 'create')
+  t.same(await count(() => manager.list(user)), ['evalsha'], 'list')
+  t.same(await count(() => manager.recordSecurityEvent(user, '', { rule: 'x' })), ['evalsha'], 'a security event')
+  t.same(await count(() => manager.auditLog(user)), ['evalsha'], 'the audit log')
+  t.same(await count(() => manager.invalidateAll(user)), ['evalsha'], 'invalidateAll')
+  t.same(await count(() => manager.list('never-seen')), ['evalsha'], 'list of a user who has no session')
+  t.same(await client.keys('rt:t:*'), [], 'no tag key is written')
+})
