@@ -28,7 +28,8 @@ import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
  *
  * A session record is one JSON object, so the request path reads it with one GET: u user id, h SHA-256 of the
  * token secret, c created, l last activity, a absolute deadline, i IP, g user agent, f device fingerprint,
- * s concurrency flags (i, g, f and s left out at their defaults '' and 0: see encode), m metadata as { key: JSON text of the value } (the scripts merge keys without ever
+ * s concurrency flags (i, g, f and s are left out at their defaults '' and 0: see encode), m metadata as
+ * { key: JSON text of the value } (the scripts merge keys without ever
  * decoding a value, so cjson cannot alter what the application stored).
  *
  * Common arguments, added by the store to every call (KEYS[1] is always P{T}:x; the script derives the other
@@ -370,22 +371,22 @@ local function loadLive(uid)
   local sids = redis.call('ZRANGE', u, 0, -1)
   local live = {}
   for _, sid in ipairs(sids) do
-    local rec, raw = nil, nil
-    if not isDevice(sid) then rec, raw = readRec(sid) end
-    if isDevice(sid) then
-      -- A known device (rememberDevice), not a session.
-    elseif rec == nil then
-      removeSession(sid, uid, 'expired', reason('timeout'))
-      liveExpired = liveExpired + 1
-    elseif rec == false then
-      removeSession(sid, uid, 'corrupt', reason('malformed'))
-    elseif rec.u ~= uid then
-      redis.call('ZREM', u, sid)
-    elseif deadline(rec) <= now then
-      removeSession(sid, uid, 'expired', reason('timeout'))
-      liveExpired = liveExpired + 1
-    else
-      live[#live + 1] = { sid = sid, rec = rec, raw = raw }
+    -- A member starting with '~' is a known device (rememberDevice), not a session.
+    if not isDevice(sid) then
+      local rec, raw = readRec(sid)
+      if rec == nil then
+        removeSession(sid, uid, 'expired', reason('timeout'))
+        liveExpired = liveExpired + 1
+      elseif rec == false then
+        removeSession(sid, uid, 'corrupt', reason('malformed'))
+      elseif rec.u ~= uid then
+        redis.call('ZREM', u, sid)
+      elseif deadline(rec) <= now then
+        removeSession(sid, uid, 'expired', reason('timeout'))
+        liveExpired = liveExpired + 1
+      else
+        live[#live + 1] = { sid = sid, rec = rec, raw = raw }
+      end
     end
   end
   return live
