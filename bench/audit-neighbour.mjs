@@ -1,8 +1,9 @@
 // The shard-neighbour scenario of issue 12, through the public API only: a victim and a noisy neighbour share a
-// shard tag (planted in the tag key before their first login); the neighbour logs in and out until it has written
+// shard tag (ids picked to share one); the neighbour logs in and out until it has written
 // NEIGHBOUR_EVENTS audit events; then the victim's auditLog is queried. Run it against any build:
 //   node bench/audit-neighbour.mjs [distDir]   (default ./dist; BEFORE figures: a build of 0.1.0)
 // Environment: NEIGHBOUR_EVENTS (52000), QUERIES (200).
+import { createHash } from 'node:crypto'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { Redis } from 'ioredis'
@@ -14,20 +15,28 @@ const NEIGHBOUR_EVENTS = Number(process.env.NEIGHBOUR_EVENTS ?? 52_000)
 const QUERIES = Number(process.env.QUERIES ?? 200)
 const CONCURRENCY = 64
 const TAG = 'Qx'
+/** The first `<base>-<n>` whose shard tag (the first two base64url characters of SHA-256(id)) is `tag`. */
+function userOnTag (tag, base) {
+  for (let n = 0; ; n++) if (createHash('sha256').update(`${base}-${n}`).digest('base64url').startsWith(tag)) return `${base}-${n}`
+}
+const VICTIM = userOnTag(TAG, 'victim')
+const NEIGHBOUR = userOnTag(TAG, 'neighbour')
 
 const redis = await startRedis()
 const client = new Redis(redis.url)
 try {
-  await client.set('sess:t:victim', TAG, 'PX', 30 * 86_400_000)
-  await client.set('sess:t:neighbour', TAG, 'PX', 30 * 86_400_000)
+  // On one shard in every layout: 0.1.0 reads a user's tag from `P t:<uid>`, later builds hash the user id (these
+  // ids are picked to hash to TAG; the keys are then unused).
+  await client.set(`sess:t:${VICTIM}`, TAG, 'PX', 30 * 86_400_000)
+  await client.set(`sess:t:${NEIGHBOUR}`, TAG, 'PX', 30 * 86_400_000)
   const manager = new SessionManager({ store: new RedisStore({ client }), maxSessionsPerUser: 1000 })
-  await manager.create('victim', { ipAddress: '198.51.100.1', userAgent: 'victim-browser' })
+  await manager.create(VICTIM, { ipAddress: '198.51.100.1', userAgent: 'victim-browser' })
   const startedAt = performance.now()
   let written = 0
   const worker = async () => {
     while (written < NEIGHBOUR_EVENTS) {
       written += 2
-      const { session } = await manager.create('neighbour', { ipAddress: '203.0.113.9', userAgent: 'Mozilla/5.0 (X11; Linux x86_64)' })
+      const { session } = await manager.create(NEIGHBOUR, { ipAddress: '203.0.113.9', userAgent: 'Mozilla/5.0 (X11; Linux x86_64)' })
       await manager.invalidate(session.id)
     }
   }
@@ -40,7 +49,7 @@ try {
   let found = -1
   for (let n = 0; n < QUERIES; n++) {
     const t0 = performance.now()
-    const log = await manager.auditLog('victim', { limit: 50 })
+    const log = await manager.auditLog(VICTIM, { limit: 50 })
     times.push(performance.now() - t0)
     found = log.length
   }

@@ -16,7 +16,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { RedisStore, SessionManager } from '../dist/index.js'
-import { ALL_TAGS } from '../dist/store/redis/store.js'
+import { shardTag } from '../dist/core/token.js'
 import { RECORD } from '../dist/store/redis/scripts.js'
 import { LatencyHistogram } from './load.mjs'
 import { exitOnSignals, info, startRedis } from './redis.mjs'
@@ -35,7 +35,8 @@ const DEFAULT_CAP = 5000
 const USERS_PER_CALL = Math.max(1, Math.floor(1000 / EVENTS))
 const IN_FLIGHT = 64
 const HEAVY_TAG = 'Hv'
-const HEAVY_USER = 'heavy'
+/** A user on HEAVY_TAG: the shard tag is a hash of the user id, so the id is picked for it. */
+const HEAVY_USER = userOnTag(HEAVY_TAG, 'heavy')
 const CREATED = JSON.stringify({ ip: '203.0.113.7', userAgent: 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36' })
 const LOGOUT = JSON.stringify({ reason: 'logout' })
 
@@ -59,7 +60,12 @@ function log (message) {
 }
 
 const userId = (n) => `user-${n}`
-const tagOfUser = (n) => ALL_TAGS[n % ALL_TAGS.length]
+const tagOfUser = (n) => shardTag(userId(n))
+
+/** The first `<base>-<n>` whose shard tag is `tag`. */
+function userOnTag (tag, base) {
+  for (let n = 0; ; n++) if (shardTag(`${base}-${n}`) === tag) return `${base}-${n}`
+}
 
 async function usedMemory (client) {
   return Number((await info(client, 'memory')).used_memory)
@@ -197,13 +203,13 @@ async function measureQueries (client, manager, pickUser, label) {
     slowlogOver2ms: slow.length,
     slowestMs: slow.length === 0 ? null : Math.max(...slow.map((entry) => Number(entry[2]))) / 1000,
     loadAverage: os.loadavg()[0],
-    // Which calls were slow: a script of the query (its KEYS[1] is a shard's :x key) or the tag lookup (Pt:<uid>).
+    // Which calls were slow: a script of the query (its KEYS[1] is a shard's :x key) or anything else.
     slowCalls: slow.map((entry) => {
       const args = entry[3]
       return { ms: Number(entry[2]) / 1000, command: String(args[0]).toLowerCase(), key: String((String(args[0]).toLowerCase() === 'evalsha' ? args[3] : args[1]) ?? '') }
     })
   }
-  log(`  ${label}: p50 ${result.clientP50Ms} ms, p99 ${result.clientP99Ms} ms (client, tag lookup + query), ` +
+  log(`  ${label}: p50 ${result.clientP50Ms} ms, p99 ${result.clientP99Ms} ms (client: one script call), ` +
     `Redis ${result.redisUsecPerScriptCall} us per script call (p50 ${result.redisP50Usec}, p99 ${result.redisP99Usec}, p99.9 ${result.redisP999Usec} us), ` +
     `${result.slowlogOver2ms} calls over 2 ms, ${result.meanEventsReturned} events per answer`)
   return result
@@ -218,13 +224,7 @@ try {
   const settings = `${RETENTION_MS}/${DEFAULT_CAP}/0`
   const manager = new SessionManager({ store: new RedisStore({ client, prefix: PREFIX }) })
 
-  // Users grouped by shard so one loader call writes one slot; the tag keys first, so their memory is not counted.
-  log(`tag keys for ${USERS} users`)
-  await pipelined(Math.ceil(USERS / 1000), async (batch) => {
-    const pipeline = client.pipeline()
-    for (let n = batch * 1000; n < Math.min(USERS, (batch + 1) * 1000); n++) pipeline.set(`${PREFIX}t:${userId(n)}`, tagOfUser(n), 'PX', RETENTION_MS * 2)
-    await pipeline.exec()
-  })
+  // Users grouped by shard (their tag is a hash of their id) so one loader call writes one slot.
   const byTag = new Map()
   for (let n = 0; n < USERS; n++) {
     const tag = tagOfUser(n)
@@ -276,7 +276,6 @@ try {
   // One user of the shard HEAVY_TAG holds HEAVY_EVENTS events (its cap raised to hold them), and the shard's feed
   // as many entries (audit.feed on for that user's writes).
   log(`one user of shard ${HEAVY_TAG} writes ${HEAVY_EVENTS} events, feed on`)
-  await client.set(`${PREFIX}t:${HEAVY_USER}`, HEAVY_TAG)
   const heavySettings = `${RETENTION_MS}/${HEAVY_EVENTS}/1`
   startedAt = performance.now()
   await pipelined(Math.ceil(HEAVY_EVENTS / 1000), () => load(client, HEAVY_TAG, heavySettings, 1000, [HEAVY_USER]))

@@ -52,22 +52,95 @@ async function timeEach (samples, operation) {
   return { samples, p50Ms: histogram.quantile(0.5), p99Ms: histogram.quantile(0.99) }
 }
 
-/** MEMORY USAGE of the keys of one session (its record, its user's index, tag and audit timeline, its share of the shard's expiry queue). */
-async function keyBreakdown (client, prefix, token, userId) {
+/** The session attributes of `npm run bench`'s store measurements (`fingerprint` = fingerprintFromHeaders of the build). */
+export function benchSessionData (fingerprint, headers = BENCH_HEADERS) {
+  return {
+    ipAddress: '203.0.113.7',
+    userAgent: headers['user-agent'],
+    deviceFingerprint: fingerprint(headers),
+    metadata: { plan: 'free' }
+  }
+}
+
+/** The browser headers of bench/run.mjs (BROWSER_HEADERS). */
+const BENCH_HEADERS = {
+  'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36',
+  'accept-language': 'en-GB,en;q=0.9',
+  'accept-encoding': 'gzip, deflate, br'
+}
+
+/** What each key of a user is, by what follows the shard (or, for 0.1.0's tag key, the prefix). */
+const KEY_KINDS = [
+  ['s:', 'record'],
+  ['u:', 'user index (zset)'],
+  ['d:', 'known devices (zset)'],
+  ['a', 'audit'],
+  ['t:', 'user tag (string, 0.1.0)']
+]
+
+/** Members per shard expiry queue at 1,000,000 sessions over 4096 shard tags (a skiplist: more than 128 members). */
+const QUEUE_MEMBERS_AT_1M = Math.round(1_000_000 / 4096)
+
+/**
+ * MEMORY USAGE of every key of one user with one session, found by SCAN (keys of the shard that end in the user id or
+ * the session id, so whatever the layout of the build measured): its record, the user's index, known devices and
+ * audit timeline, 0.1.0's tag key `Pt:<uid>` when there is one, and the session's share of its shard's expiry queue
+ * at 1,000,000 sessions (a copy of the queue filled to that density with members of the same length, divided by its
+ * members).
+ * Also the named fields bench/report.mjs prints.
+ */
+export async function keyBreakdown (client, prefix, token, userId) {
   const sid = token.slice(0, 24)
   const shard = `${prefix}{${sid.slice(0, 2)}}:`
   const usage = async (key) => Number(await client.memory('USAGE', key, 'SAMPLES', '0')) || 0
+  const keys = {}
+  const scan = async (pattern) => {
+    let cursor = '0'
+    const found = []
+    do {
+      const [next, batch] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = next
+      found.push(...batch)
+    } while (cursor !== '0')
+    return found
+  }
   const queue = `${shard}x`
-  const queueEntries = await client.zcard(queue)
+  // Only this user's and this session's keys: the shard holds other users' too.
+  const found = [...await scan(`${shard}*:${userId}`), ...await scan(`${shard}*:${sid}`), ...await scan(`${prefix}t:${userId}`)]
+  for (const key of new Set(found)) {
+    if (key === queue) continue
+    const kind = KEY_KINDS.find(([infix]) => key.startsWith(infix === 't:' ? prefix + infix : shard + infix))?.[1] ?? key.slice(prefix.length)
+    keys[kind] = (keys[kind] ?? 0) + await usage(key)
+  }
+  const members = await client.zrange(queue, 0, -1, 'WITHSCORES')
+  let queueShare = 0
+  if (members.length > 0) {
+    const scratch = `${prefix}scratch-queue`
+    const [member, score] = members
+    const args = []
+    for (let n = 0; n < QUEUE_MEMBERS_AT_1M; n++) {
+      // Same length and shape as the real member: only the random part of the session id differs.
+      const filler = String(n).padStart(6, '0')
+      args.push(Number(score) + n, member.slice(0, 2) + filler + member.slice(8))
+    }
+    await client.zadd(scratch, ...args)
+    queueShare = Math.round(await usage(scratch) / QUEUE_MEMBERS_AT_1M)
+    await client.del(scratch)
+  }
+  keys[`expiry queue share (at ${QUEUE_MEMBERS_AT_1M}/shard)`] = queueShare
   const timeline = `${shard}a2:u:${userId}`
   return {
+    keys,
+    total: Object.values(keys).reduce((sum, bytes) => sum + bytes, 0),
+    sessionRecordLength: (await client.get(`${shard}s:${sid}`))?.length ?? 0,
     sessionRecordEncoding: await client.object('ENCODING', `${shard}s:${sid}`),
-    sessionRecord: await usage(`${shard}s:${sid}`),
-    userIndex: await usage(`${shard}u:${userId}`),
-    userTag: await usage(`${prefix}t:${userId}`),
+    sessionRecord: keys.record ?? 0,
+    userIndex: keys['user index (zset)'] ?? 0,
+    userTag: keys['user tag (string, 0.1.0)'] ?? 0,
+    knownDevices: keys['known devices (zset)'] ?? 0,
     auditTimelineEntries: await client.llen(timeline),
     auditTimeline: await usage(timeline),
-    expiryQueueShare: queueEntries === 0 ? 0 : Math.round(await usage(queue) / queueEntries)
+    expiryQueueShare: queueShare
   }
 }
 
@@ -143,12 +216,7 @@ async function measureCleanup ({ client, count, sessionData }) {
 export async function runStoreMeasurements ({ log, memorySessions, latencySizes, cleanupSessions, headers }) {
   const redis = await startRedis()
   const client = new Redis(redis.url)
-  const sessionData = {
-    ipAddress: '203.0.113.7',
-    userAgent: headers['user-agent'],
-    deviceFingerprint: fingerprintFromHeaders(headers),
-    metadata: { plan: 'free' }
-  }
+  const sessionData = benchSessionData(fingerprintFromHeaders, headers)
   const sizes = [...new Set([...memorySessions, ...latencySizes])].sort((a, b) => a - b)
   try {
     log('store: keyspace growth with audit entries (default retention)')

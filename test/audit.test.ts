@@ -1,6 +1,8 @@
 import { test, type Test } from 'tap'
 import { Cluster, Redis } from 'ioredis'
-import { auditCapKey, auditFeedKey, auditTimelineKey, tagKey } from '../lib/store/redis/keys'
+import { auditCapKey, auditFeedKey, auditTimelineKey } from '../lib/store/redis/keys'
+import { shardTag } from '../lib/core/token'
+import { userOnTag } from './helpers/tags'
 import { SessionManager, type AuditEvent, type SessionManagerOptions } from '../lib/core/manager'
 import { MemoryStore } from '../lib/store/memory/store'
 import { RedisStore } from '../lib/store/redis/store'
@@ -224,15 +226,11 @@ test("a user's audit log stays reachable for the whole retention, after every se
   const { client, manager } = setup(t, server, { absoluteTimeout: '1h', audit: { retention: '7d' } })
   const { session } = await manager.create('grace')
   await manager.invalidate(session.id)
-  const ttl = await client.pttl(tagKey(PREFIX, 'grace'))
-  t.ok(ttl > 7 * 86_400_000, `the user's tag key outlives the retention (${Math.round(ttl / 3_600_000)} h)`)
+  // The timeline is found by the user id alone (the shard tag is a hash of it): nothing else has to outlive it.
+  const ttl = await client.pttl(auditTimelineKey(PREFIX, shardTag('grace'), 'grace'))
+  t.ok(ttl > 7 * 86_400_000 - 60_000, `the user's timeline lives for the retention (${Math.round(ttl / 3_600_000)} h)`)
   t.same((await manager.auditLog('grace')).map((event) => event.type), ['invalidated', 'created'])
 })
-
-/** Two users planted on one shard tag before their first login (tags are random per user and kept in Pt:<uid>). */
-async function shareTag (client: Redis | Cluster, tag: string, ...userIds: string[]): Promise<void> {
-  for (const userId of userIds) await client.set(tagKey(PREFIX, userId), tag, 'PX', 30 * 86_400_000)
-}
 
 /** `count` security events for `userId`, written `batch` at a time (each one the RECORD script, as in production). */
 async function flood (manager: SessionManager, userId: string, count: number, batch = 500): Promise<void> {
@@ -243,26 +241,27 @@ async function flood (manager: SessionManager, userId: string, count: number, ba
 }
 
 async function victimSurvivesNeighbour (t: Test, client: Redis | Cluster, neighbourEvents: number): Promise<void> {
-  await shareTag(client, 'Vn', 'victim', 'neighbour')
+  // Two users on one shard tag (the tag is a hash of the user id: these ids were picked for it).
+  const [victimId, neighbourId] = [userOnTag('Vn', 'victim'), userOnTag('Vn', 'neighbour')]
   let clock = Date.now()
   const manager = new SessionManager({ store: new RedisStore({ client, prefix: PREFIX }), now: () => clock, maxSessionsPerUser: 100, audit: { maxEventsPerUser: 1000 } })
-  const victim = await manager.create('victim', { ipAddress: '198.51.100.1', userAgent: 'UA/victim' })
+  const victim = await manager.create(victimId, { ipAddress: '198.51.100.1', userAgent: 'UA/victim' })
   clock += 1
-  const neighbour = await manager.create('neighbour')
+  const neighbour = await manager.create(neighbourId)
   t.equal(neighbour.session.id.slice(0, 2), victim.session.id.slice(0, 2), 'the two users share a shard')
   clock += 1
-  await flood(manager, 'neighbour', neighbourEvents)
+  await flood(manager, neighbourId, neighbourEvents)
   clock += 1
   await manager.invalidate(victim.session.id, { reason: 'logout' })
 
-  const page = await manager.auditLogPage('victim', { limit: 50 })
+  const page = await manager.auditLogPage(victimId, { limit: 50 })
   t.same(page.events.map((event) => [event.type, event.sessionId]), [['invalidated', victim.session.id], ['created', victim.session.id]],
     "every event of the victim, after the neighbour's volume")
   t.equal(page.truncated, false)
-  const noisy = await manager.auditLogPage('neighbour', { limit: 3 })
+  const noisy = await manager.auditLogPage(neighbourId, { limit: 3 })
   t.same(noisy.events.map((event) => event.data.n), [neighbourEvents - 1, neighbourEvents - 2, neighbourEvents - 3], 'the neighbour sees its newest')
   t.equal(noisy.truncated, true, 'and is told that its cap dropped older events')
-  t.equal(await client.llen(auditTimelineKey(PREFIX, 'Vn', 'neighbour')), 1000, 'the neighbour holds no more than its cap')
+  t.equal(await client.llen(auditTimelineKey(PREFIX, 'Vn', neighbourId)), 1000, 'the neighbour holds no more than its cap')
 }
 
 test("a victim's events survive a shard neighbour's volume (Redis)", async (t) => {
@@ -310,8 +309,8 @@ for (const kind of ['redis', 'memory'] as const) {
     t.same(recent, { events: recent.events, truncated: false }, 'a window the cap did not reach is complete')
     t.equal(recent.events.length, 5)
     if (client !== null) {
-      t.equal(await client.llen(auditTimelineKey(PREFIX, (await client.get(tagKey(PREFIX, 'ivan'))) as string, 'ivan')), 5)
-      t.equal(await client.pttl(auditCapKey(PREFIX, (await client.get(tagKey(PREFIX, 'ivan'))) as string, 'ivan')) <= 3_600_000, true, 'the marker expires with the retention')
+      t.equal(await client.llen(auditTimelineKey(PREFIX, shardTag('ivan'), 'ivan')), 5)
+      t.equal(await client.pttl(auditCapKey(PREFIX, shardTag('ivan'), 'ivan')) <= 3_600_000, true, 'the marker expires with the retention')
     }
     clock += 3_600_000 - 3000
     const later = await manager.auditLogPage('ivan')
@@ -363,8 +362,7 @@ test('with audit.feed every event also goes to the shard feed, which a consumer 
 test('a timeline key of another type is replaced by the next write, and the change it audits is made', async (t) => {
   const server = await startRedis(t)
   const { client, manager } = setup(t, server)
-  await shareTag(client, 'Dm', 'mallory')
-  await client.set(auditTimelineKey(PREFIX, 'Dm', 'mallory'), 'not a list')
+  await client.set(auditTimelineKey(PREFIX, shardTag('mallory'), 'mallory'), 'not a list')
   t.same(await manager.auditLog('mallory'), [], 'the query answers, without the damaged key')
   const emitted: string[] = []
   manager.on('audit', (event) => { emitted.push(`${event.type}:${String(event.data.reason ?? '')}`) })
@@ -373,16 +371,16 @@ test('a timeline key of another type is replaced by the next write, and the chan
   t.same((await manager.auditLog('mallory')).map((event) => [event.type, event.data]), [['created', { ip: '', userAgent: '' }], ['corrupt', { reason: 'audit_log' }]],
     'the repair is audited under the created event')
   t.ok(emitted.includes('corrupt:audit_log'), 'and reported to the manager (which logs it)')
-  await client.set(auditCapKey(PREFIX, 'Dm', 'mallory'), 'not a time')
+  await client.set(auditCapKey(PREFIX, shardTag('mallory'), 'mallory'), 'not a time')
   t.same(await manager.auditLogPage('mallory'), { events: (await manager.auditLogPage('mallory')).events, truncated: false }, 'a marker that is not a time is ignored')
 })
 
 test("0.1.0's shard stream is not read: an upgrade starts each user's timeline empty and the old stream expires", async (t) => {
   const server = await startRedis(t)
   const { client, manager } = setup(t, server)
-  await shareTag(client, 'Up', 'nina')
-  const oldStream = `${PREFIX}{Up}:a`
-  await client.xadd(oldStream, '*', 't', String(Date.now()), 'e', 'created', 'u', 'nina', 's', 'Up0000000000000000000000', 'd', '{}')
+  const tag = shardTag('nina')
+  const oldStream = `${PREFIX}{${tag}}:a`
+  await client.xadd(oldStream, '*', 't', String(Date.now()), 'e', 'created', 'u', 'nina', 's', `${tag}0000000000000000000000`, 'd', '{}')
   await client.pexpire(oldStream, 7 * 86_400_000)
   await manager.create('nina')
   t.same((await manager.auditLog('nina')).map((event) => event.type), ['created'])

@@ -3,6 +3,7 @@ import { test } from 'tap'
 import { SessionManager } from '../lib/core/manager'
 import { browserFamily, deviceKey, ipNetwork, MAX_KNOWN_DEVICES } from '../lib/security/stepup'
 import { RedisStore } from '../lib/store/redis/store'
+import { shardTag } from '../lib/core/token'
 import { startRedis, startRedisCluster } from './helpers/redis'
 
 const DAY = 86_400_000
@@ -24,29 +25,36 @@ test('a device is its browser family and IP network: browser updates and a new a
   t.match(deviceKey(CHROME, '203.0.113.7'), /^[A-Za-z0-9_-]{16}$/, 'a hash: no address or header is stored')
 })
 
-test('known devices on Redis: one zset per user in the user\'s slot, capped, with a TTL of the window; a damaged key is replaced', async (t) => {
+test('known devices on Redis: members of the user\'s index (no key of their own), capped, the index kept for the window; a damaged index is replaced', async (t) => {
   const server = await startRedis(t)
   const client = new Redis(server.url)
   t.teardown(() => client.quit())
   const clock = { now: Date.now() }
   const m = new SessionManager({ store: new RedisStore({ client, prefix: 'k:' }), now: () => clock.now, maxSessionsPerUser: 100, security: { knownDevices: '90d', rapidCreationWindow: 0 } })
   for (let n = 0; n < 30; n++) await m.create('ann', { ipAddress: `10.${n}.0.1`, userAgent: CHROME })
-  const [key] = await client.keys('k:{*}:d:ann')
-  t.ok(key)
-  const [tag] = /\{..\}/.exec(key as string) ?? []
-  t.ok((await client.keys(`k:${tag as string}:u:ann`)).length === 1, 'next to the user\'s index, in the same slot')
-  t.equal(await client.type(key as string), 'zset')
-  t.equal(await client.zcard(key as string), MAX_KNOWN_DEVICES)
-  const pttl = await client.pttl(key as string)
-  t.ok(pttl > 89 * DAY && pttl <= 90 * DAY, `PTTL ${pttl}`)
-  const bytes = Number(await client.call('MEMORY', 'USAGE', key as string, 'SAMPLES', '0'))
-  t.comment(`MEMORY USAGE of a user's known devices at the cap (${MAX_KNOWN_DEVICES}): ${bytes} B`)
-  t.ok(bytes < 2048, `${bytes} bytes per user at most`)
-  t.notMatch(JSON.stringify(await client.zrange(key as string, '0', '-1')), /10\./, 'no address is stored')
+  const key = `k:{${shardTag('ann')}}:u:ann`
+  t.same((await client.keys('k:*:ann')).sort(), [key, `k:{${shardTag('ann')}}:a2:u:ann`].sort(), 'no devices key: the index (and the audit timeline)')
+  const members = await client.zrange(key, '0', '-1')
+  const devices = members.filter((member) => member.startsWith('~'))
+  t.equal(devices.length, MAX_KNOWN_DEVICES, 'at most MAX_KNOWN_DEVICES devices')
+  t.equal(members.length - devices.length, 30, 'next to the 30 sessions')
+  t.ok(devices.includes(`~${deviceKey(CHROME, '10.29.0.1')}`) && !devices.includes(`~${deviceKey(CHROME, '10.0.0.1')}`), 'the least recently seen went first')
+  t.equal((await m.list('ann')).length, 30, 'a device is never listed as a session')
+  const pttl = await client.pttl(key)
+  t.ok(pttl > 89 * DAY && pttl <= 90 * DAY, `the index lives for the window after the last login: PTTL ${pttl}`)
+  const bytes = Number(await client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'))
+  t.comment(`MEMORY USAGE of a user's index with 30 sessions and ${MAX_KNOWN_DEVICES} devices: ${bytes} B`)
+  t.ok(bytes < 4096, `${bytes} bytes`)
+  t.notMatch(JSON.stringify(devices), /10\./, 'no address is stored')
+  t.equal((await m.create('ann', { ipAddress: '10.29.0.2', userAgent: CHROME })).newDevice, false, 'a known device')
+  t.equal((await m.create('ann', { ipAddress: '10.0.0.1', userAgent: CHROME })).newDevice, true, 'one dropped by the cap is new again')
 
-  await client.set(key as string, 'damaged')
-  t.equal((await m.create('ann', { ipAddress: '10.200.0.1', userAgent: CHROME })).newDevice, false, 'a damaged key is replaced: the device is the first again')
-  t.equal(await client.type(key as string), 'zset')
+  await client.set(key, 'damaged')
+  t.equal((await m.create('ann', { ipAddress: '10.200.0.1', userAgent: CHROME })).newDevice, false, 'a damaged index is replaced: the device is the first again')
+  t.equal(await client.type(key), 'zset')
+  clock.now += 91 * DAY
+  t.equal((await m.create('ann', { ipAddress: '10.201.0.1', userAgent: CHROME })).newDevice, false, 'after the window no device is known: none is new')
+  t.same((await client.zrange(key, '0', '-1')).filter((member) => member.startsWith('~')), [`~${deviceKey(CHROME, '10.201.0.1')}`], 'the expired ones are gone')
 })
 
 test('known devices and ended sessions on Redis Cluster: every new key lives in the user\'s slot', async (t) => {

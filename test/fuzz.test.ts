@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
 import { Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import sessionPlugin from '../lib/index'
-import { auditFeedKey, auditTimelineKey, sessionKey, shardKey, tagKey } from '../lib/store/redis/keys'
+import { auditFeedKey, auditTimelineKey, sessionKey, shardKey } from '../lib/store/redis/keys'
 import { startRedis } from './helpers/redis'
 
 // Same seed, same requests: a failure names its seed and request number, and FUZZ_SEED=<seed> replays it.
@@ -168,7 +168,7 @@ test(`fuzz: ${REQUESTS} hostile requests through the Redis-backed app (seed ${SE
   const damage = async (): Promise<void> => {
     const victim = pick.one(pool)
     const tag = victim.sessionId.slice(0, 2)
-    const key = pick.one([shardKey('sess:', tag), `sess:{${tag}}:u:${victim.user}`, tagKey('sess:', victim.user), auditTimelineKey('sess:', tag, victim.user), auditFeedKey('sess:', tag), sessionKey('sess:', victim.sessionId)])
+    const key = pick.one([shardKey('sess:', tag), `sess:{${tag}}:u:${victim.user}`, auditTimelineKey('sess:', tag, victim.user), auditFeedKey('sess:', tag), sessionKey('sess:', victim.sessionId)])
     const type = pick.one(['string', 'hash', 'list', 'set', 'zset', 'stream'])
     await client.del(key)
     if (type === 'string') await client.set(key, pick.unicode(8))

@@ -185,7 +185,8 @@ async function shapeOf (client: Redis, manager: SessionManager, prefix: string):
       shape.sessions.set(rest as string, owner)
       users.add(owner)
     }
-    if (kind === 'u') for (const sid of await client.zrange(key, '0', '-1')) shape.index.add(`${sid}${rest}`)
+    // The index also holds the user's known devices ('~' + device key): only its sessions are entries.
+    if (kind === 'u') for (const sid of await client.zrange(key, '0', '-1')) if (!sid.startsWith('~')) shape.index.add(`${sid}${rest}`)
     if (kind === 'x') for (const member of await client.zrange(key, '0', '-1')) shape.queue.add(member)
   }
   for (const entry of [...shape.index, ...shape.queue]) users.add(entry.slice(24))
@@ -206,7 +207,7 @@ test('a create cut off by a frozen Redis and a dropped connection leaves each se
   const client = failFastClient(t, server)
   const app = await buildApp(t, { redis: client, storeTimeout: 200, maxSessionsPerUser: 100 })
   const users = Array.from({ length: 20 }, (_, n) => `cut${n}`)
-  // Half the users have logged in before: their shard tag is cached and a create is one script call.
+  // Half the users have logged in before (their index and known device exist), half have not.
   await Promise.all(users.slice(0, 10).map((user) => login(app, user)))
 
   server.kill('SIGSTOP')

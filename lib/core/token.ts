@@ -4,8 +4,12 @@ import { hash, randomBytes } from 'node:crypto'
  * Token format: `<sessionId>.<secret>`.
  *
  * - `sessionId` (24 base64url characters) is public: it appears in lists, logs and the audit trail.
- *   Its first TAG_LENGTH characters are the routing tag (the Redis hash tag of the user's shard), the rest
- *   are 132 random bits. It carries nothing derived from the user id.
+ *   Its first TAG_LENGTH characters are the routing tag (the Redis hash tag of the user's shard): `shardTag`, the
+ *   first 12 bits of SHA-256(user id). The rest are 132 random bits. So a session id carries 12 bits of a hash of
+ *   its user's id: it lets someone holding a session id test a guessed user id, with one false match in 4096. That
+ *   is acceptable because a session id is never shown without its user (lists, the audit log and the logs name
+ *   both) and is no secret (the token's secret is), and 12 bits single out nobody among more than a few thousand
+ *   users. Deriving the tag is what lets every operation addressed by user id find the shard without a lookup.
  * - `secret` (43 base64url characters) is 256 bits from the CSPRNG. Only its SHA-256 is stored.
  */
 export const TAG_LENGTH = 2
@@ -18,6 +22,14 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/
 export interface ParsedToken {
   sessionId: string
   secret: string
+}
+
+/**
+ * The shard tag of a user: the first TAG_LENGTH base64url characters of SHA-256(user id), one of 4096. The Redis store
+ * files every key of the user (index, audit, known devices) and every session id of the user under it.
+ */
+export function shardTag (userId: string): string {
+  return hash('sha256', userId, 'base64url').slice(0, TAG_LENGTH)
 }
 
 /** Random base64url string of `length` characters. */

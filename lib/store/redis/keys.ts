@@ -38,10 +38,6 @@ export function auditFeedKey (prefix: string, tag: string): string {
   return `${prefix}{${tag}}:a${AUDIT_LAYOUT}:f`
 }
 
-export function tagKey (prefix: string, userId: string): string {
-  return `${prefix}t:${userId}`
-}
-
 export function lockKey (prefix: string, name: string): string {
   return `${prefix}lock:${name}`
 }

@@ -9,11 +9,14 @@ import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
 
 /**
  * Lua scripts of the Redis store. Each one is a single atomic step whose keys all live in one hash slot:
- * the slot of the shard tag `{T}` that is the first two characters of every session id.
+ * the slot of the shard tag `{T}` that is the first two characters of every session id, derived from the user id
+ * (core/token.ts shardTag), so a user's keys and sessions share one slot and no script looks the tag up.
  *
  * Key layout (P = key prefix, T = shard tag, uid = user id, sid = public session id):
  *   P{T}:s:<sid>   string  one session record (JSON, below), PEXPIRE at its deadline
- *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity; PEXPIRE at the latest absolute deadline
+ *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity, and '~' .. device key -> last login for each known
+ *                          device (see rememberDevice); PEXPIRE at the latest absolute deadline, or the known-devices
+ *                          window after the last login when that is later
  *   P{T}:x         zset    the shard's expiry queue: sid..uid -> deadline (no TTL; drained by the scripts)
  *   P{T}:a2:u:<uid> list   the user's audit timeline, newest first: entries 't|type|#sid|sid..data' (t = writer's
  *                          clock), at most maxEventsPerUser (LTRIM), expired entries popped from the tail by each
@@ -22,11 +25,11 @@ import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
  *   P{T}:a2:f       stream  the shard's SIEM feed (fields t, e, u, s, d), only with audit.feed; MINID trim,
  *                          PEXPIRE = retention
  *   ('a2' is the version of the audit layout; 0.1.0 wrote one stream per shard, P{T}:a, which nothing reads now)
- *   Pt:<uid>       string  the user's shard tag (a different slot; see redis/store.ts)
  *
  * A session record is one JSON object, so the request path reads it with one GET: u user id, h SHA-256 of the
  * token secret, c created, l last activity, a absolute deadline, i IP, g user agent, f device fingerprint,
- * s concurrency flags, m metadata as { key: JSON text of the value } (the scripts merge keys without ever
+ * s concurrency flags (i, g, f and s are left out at their defaults '' and 0: see encode), m metadata as
+ * { key: JSON text of the value } (the scripts merge keys without ever
  * decoding a value, so cjson cannot alter what the application stored).
  *
  * Common arguments, added by the store to every call (KEYS[1] is always P{T}:x; the script derives the other
@@ -63,6 +66,8 @@ local serverNow = nil
 
 local function skey(sid) return base .. 's:' .. sid end
 local function ukey(uid) return base .. 'u:' .. uid end
+-- The user's index also holds the user's known devices, as '~' .. device key (no session id starts with '~').
+local function isDevice(member) return string.byte(member, 1) == 126 end
 
 -- Audit layout ${AUDIT_LAYOUT}: the user's timeline (a list, newest first), the cap marker, the shard's opt-in feed.
 local AUDIT_BASE = base .. 'a${AUDIT_LAYOUT}:'
@@ -205,9 +210,19 @@ local function readRec(sid)
   return rec, raw
 end
 
+-- The record as stored: fields at their default (no metadata, flags 0, an empty IP, user agent or fingerprint) are
+-- left out, and each slash, which cjson escapes as backslash-slash, is written plain (JSON reads both alike; cjson
+-- escapes every slash, so each one follows a backslash of its own). Every byte is Redis memory and request-path work.
+local ESCAPED_SLASH = string.char(92) .. '/'
+local OPTIONAL = { i = '', g = '', f = '', s = 0 }
 local function encode(rec)
+  local kept = {}
   if next(rec.m) == nil then rec.m = nil end
-  local json = cjson.encode(rec)
+  for k, default in pairs(OPTIONAL) do
+    if rec[k] == default then kept[k] = default; rec[k] = nil end
+  end
+  local json = (string.gsub(cjson.encode(rec), ESCAPED_SLASH, '/'))
+  for k, v in pairs(kept) do rec[k] = v end
   if rec.m == nil then rec.m = {} end
   return json
 end
@@ -356,19 +371,22 @@ local function loadLive(uid)
   local sids = redis.call('ZRANGE', u, 0, -1)
   local live = {}
   for _, sid in ipairs(sids) do
-    local rec, raw = readRec(sid)
-    if rec == nil then
-      removeSession(sid, uid, 'expired', reason('timeout'))
-      liveExpired = liveExpired + 1
-    elseif rec == false then
-      removeSession(sid, uid, 'corrupt', reason('malformed'))
-    elseif rec.u ~= uid then
-      redis.call('ZREM', u, sid)
-    elseif deadline(rec) <= now then
-      removeSession(sid, uid, 'expired', reason('timeout'))
-      liveExpired = liveExpired + 1
-    else
-      live[#live + 1] = { sid = sid, rec = rec, raw = raw }
+    -- A member starting with '~' is a known device (rememberDevice), not a session.
+    if not isDevice(sid) then
+      local rec, raw = readRec(sid)
+      if rec == nil then
+        removeSession(sid, uid, 'expired', reason('timeout'))
+        liveExpired = liveExpired + 1
+      elseif rec == false then
+        removeSession(sid, uid, 'corrupt', reason('malformed'))
+      elseif rec.u ~= uid then
+        redis.call('ZREM', u, sid)
+      elseif deadline(rec) <= now then
+        removeSession(sid, uid, 'expired', reason('timeout'))
+        liveExpired = liveExpired + 1
+      else
+        live[#live + 1] = { sid = sid, rec = rec, raw = raw }
+      end
     end
   end
   return live
@@ -482,18 +500,35 @@ local function sweep(limit)
   return expired + liveExpired - before, orphaned, #due
 end
 
--- Known devices (issue 14): remembers that the user used device \`dev\` now, in P{T}:d:<uid> (a zset device key ->
--- last seen, at most MAX_KNOWN_DEVICES members, PEXPIRE window). True, with a security audit record, when the user
--- has known devices and this is not one of them.
+-- Known devices (issue 14): remembers that the user used device \`dev\` now, as the member '~' .. dev of the user's
+-- index (score = last seen; one key fewer per user than a zset of its own), at most MAX_KNOWN_DEVICES of them, the
+-- index kept for at least the window. True, with a security audit record, when the user has known devices and this
+-- is not one of them. The index is a zset here: CREATE has loaded the user's sessions (ensureIndex) before.
 local function rememberDevice(uid, dev, window, sid, data)
-  local dkey = base .. 'd:' .. uid
-  if redis.call('TYPE', dkey)['ok'] ~= 'zset' then redis.call('DEL', dkey) end
-  redis.call('ZREMRANGEBYSCORE', dkey, '-inf', now - window)
-  local isNew = redis.call('ZCARD', dkey) > 0 and not redis.call('ZSCORE', dkey, dev)
-  redis.call('ZADD', dkey, now, dev)
-  local excess = redis.call('ZCARD', dkey) - ${MAX_KNOWN_DEVICES}
-  if excess > 0 then redis.call('ZREMRANGEBYRANK', dkey, 0, excess - 1) end
-  redis.call('PEXPIRE', dkey, window)
+  local u = ukey(uid)
+  local member = '~' .. dev
+  local others, isKnown = {}, false
+  local all = redis.call('ZRANGE', u, 0, -1, 'WITHSCORES')
+  for n = 1, #all, 2 do
+    local m, seen = all[n], tonumber(all[n + 1])
+    if isDevice(m) then
+      if seen < now - window then
+        redis.call('ZREM', u, m)
+      elseif m == member then
+        isKnown = true
+      else
+        others[#others + 1] = { m = m, seen = seen }
+      end
+    end
+  end
+  local isNew = #others > 0 and not isKnown
+  redis.call('ZADD', u, now, member)
+  local excess = #others + 1 - ${MAX_KNOWN_DEVICES}
+  if excess > 0 then
+    table.sort(others, function(a, b) return a.seen < b.seen or (a.seen == b.seen and a.m < b.m) end)
+    for n = 1, excess do redis.call('ZREM', u, others[n].m) end
+  end
+  extendTtl(u, window)
   if isNew then audit(uid, sid, 'security', data) end
   return isNew
 end
@@ -513,19 +548,18 @@ function luaTable (table: Readonly<Record<string, string>>): string {
 
 /**
  * create: ARGV[7] sid, [8] uid, [9] token hash, [10] absolute deadline, [11] max sessions,
- * [12] policy ('evict-oldest' | 'deny'), [13] ip, [14] user agent, [15] fingerprint, [16] '1' when the
- * tag came from a cache and must be confirmed by an existing index, [17] audit data, [18] the session's idle
- * timeout (ms) or '' for the store's, [19] the id of a session to end in the same step ('' for none; only sent when
- * it is on this shard), [20] its audit data, [21] metadata as one JSON object (key -> JSON text), [22] the device key
- * to remember ('' for none), [23] how long devices stay known (ms), [24] the audit data of a new device.
+ * [12] policy ('evict-oldest' | 'deny'), [13] ip, [14] user agent, [15] fingerprint, [16] audit data, [17] the
+ * session's idle timeout (ms) or '' for the store's, [18] the id of a session to end in the same step ('' for none;
+ * only sent when it is on this shard), [19] its audit data, [20] metadata as one JSON object (key -> JSON text),
+ * [21] the device key to remember ('' for none), [22] how long devices stay known (ms), [23] the audit data of a
+ * new device.
  * The limit is checked (with the replaced session not counted) before anything is written.
  * -> { 'OK', { evicted sids, record, '1' when the replaced session was ended, '1' when the device is new } }
- *    | { 'LIMIT' } | { 'STALE' }
+ *    | { 'LIMIT' }
  */
 export const CREATE = script(`
-local sid, uid, replace = ARGV[7], ARGV[8], ARGV[19]
+local sid, uid, replace = ARGV[7], ARGV[8], ARGV[18]
 local u = ukey(uid)
-if ARGV[16] == '1' and redis.call('EXISTS', u) == 0 then return { 'STALE', {}, events } end
 sweep(16)
 local live = loadLive(uid)
 local replaced = nil
@@ -545,9 +579,9 @@ if counted >= max and ARGV[12] == 'deny' then return { 'LIMIT', {}, events } end
 local hasReplaced = '0'
 if replaced ~= nil then
   if replaced == false then
-    dropCorrupt(replace, 'invalidated', ARGV[20])
+    dropCorrupt(replace, 'invalidated', ARGV[19])
   else
-    removeSession(replace, replaced.u, 'invalidated', ARGV[20])
+    removeSession(replace, replaced.u, 'invalidated', ARGV[19])
     if replaced.u == uid then
       local kept = {}
       for _, entry in ipairs(live) do
@@ -575,9 +609,9 @@ if #live >= max then
   live = kept
 end
 local abs = tonumber(ARGV[10])
-local meta = cjson.decode(ARGV[21])
+local meta = cjson.decode(ARGV[20])
 local rec = { u = uid, h = ARGV[9], c = now, l = now, a = abs, i = ARGV[13], g = ARGV[14], f = ARGV[15], s = 0, m = meta }
-if ARGV[18] ~= '' then rec.d = tonumber(ARGV[18]) end
+if ARGV[17] ~= '' then rec.d = tonumber(ARGV[17]) end
 local d = deadline(rec)
 redis.call('SET', skey(sid), encode(rec), 'PX', d - now + ENDED_MS)
 redis.call('ZADD', u, now, sid)
@@ -586,9 +620,9 @@ redis.call('ZADD', xkey, d, sid .. uid)
 clearAcks(live)
 live[#live + 1] = { sid = sid, rec = rec }
 applyFlags(live)
-audit(uid, sid, 'created', ARGV[17])
+audit(uid, sid, 'created', ARGV[16])
 local isNewDevice = '0'
-if ARGV[22] ~= '' and rememberDevice(uid, ARGV[22], tonumber(ARGV[23]), sid, ARGV[24]) then isNewDevice = '1' end
+if ARGV[21] ~= '' and rememberDevice(uid, ARGV[21], tonumber(ARGV[22]), sid, ARGV[23]) then isNewDevice = '1' end
 return { 'OK', { evicted, encode(rec), hasReplaced, isNewDevice }, events }
 `)
 
@@ -679,12 +713,11 @@ return { 'OK', uid, events }
 `)
 
 /**
- * invalidateAll: ARGV[7] uid, [8] sid to keep or '', [9] audit data, [10] '1' to require an existing index.
- * -> { 'OK', count } | { 'STALE' }
+ * invalidateAll: ARGV[7] uid, [8] sid to keep or '', [9] audit data.
+ * -> { 'OK', count }
  */
 export const INVALIDATE_ALL = script(`
 local uid, keep = ARGV[7], ARGV[8]
-if ARGV[10] == '1' and redis.call('EXISTS', ukey(uid)) == 0 then return { 'STALE', 0, events } end
 local live = loadLive(uid)
 local count = 0
 local kept = {}
@@ -702,12 +735,11 @@ return { 'OK', count, events }
 `)
 
 /**
- * list: ARGV[7] uid, [8] '1' to require an existing index.
- * -> { 'OK', { sid, record, sid, record, ... } newest activity first } | { 'STALE' }
+ * list: ARGV[7] uid.
+ * -> { 'OK', { sid, record, sid, record, ... } newest activity first }
  */
 export const LIST = script(`
 local uid = ARGV[7]
-if ARGV[8] == '1' and redis.call('EXISTS', ukey(uid)) == 0 then return { 'STALE', {}, events } end
 local live = loadLive(uid)
 applyFlags(live)
 local out = {}
@@ -807,13 +839,6 @@ return { 'OK', { expired, orphaned, examined }, events }
 `)
 
 /**
- * resolveTag, the only script outside a shard's slot. KEYS[1] = Pt:<uid>; ARGV[1] candidate tag,
- * ARGV[2] minimum TTL (ms), ARGV[3] '1' to create when missing (and extend the TTL).
- * A key that is not a string holding a tag (damaged by hand or by another program) is replaced; the third element
- * of the reply is then 1, so the store can audit it.
- * -> { tag, pttl, repaired } | { '', 0, repaired } when the user has no tag
- */
-/**
  * Compare-and-delete of a lock: deletes it only while it still holds the caller's owner value, so a claim that
  * expired and was taken by another owner is never removed.
  * KEYS[1] the lock key; ARGV[1] the owner value. -> 1 when deleted, 0 when the lock is not the caller's.
@@ -821,24 +846,6 @@ return { 'OK', { expired, orphaned, examined }, events }
 export const RELEASE_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-`
-
-export const RESOLVE_TAG = `
-local cur = redis.pcall('GET', KEYS[1])
-local repaired = 0
-if type(cur) == 'table' or (cur and not string.match(cur, '^[%w_%-][%w_%-]$')) then
-  redis.call('DEL', KEYS[1])
-  cur = false
-  repaired = 1
-end
-local ttl = tonumber(ARGV[2])
-if not cur then
-  if ARGV[3] ~= '1' then return { '', 0, repaired } end
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-  return { ARGV[1], ttl, repaired }
-end
-if ARGV[3] == '1' and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return { cur, redis.call('PTTL', KEYS[1]), repaired }
 `
 
 // ---- step-up (issue 14): new scripts ----

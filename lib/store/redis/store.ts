@@ -1,8 +1,8 @@
 import { Redis, type Cluster } from 'ioredis'
-import { DEFAULT_KEY_PREFIX, lockKey, sessionKey, shardKey, tagKey } from './keys'
+import { DEFAULT_KEY_PREFIX, lockKey, sessionKey, shardKey } from './keys'
 import { rateLimited, warningLogger, type SessionLogger } from '../../core/logger'
 import { FORBIDDEN_KEYS, isWellFormed } from '../../core/metadata'
-import { randomId, SESSION_ID_LENGTH, TAG_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
+import { randomId, SESSION_ID_LENGTH, shardTag, TAG_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
 import { errors } from '../../core/errors'
 import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
@@ -30,8 +30,8 @@ export interface RedisStoreOptions {
    */
   nearCache?: boolean | NearCacheOptions
   /**
-   * Where the store reports what it repairs and, for a client it created from a URL, connection errors (at most
-   * one line per 10 s, with the number left out). @default process warnings
+   * Where the store reports the connection errors of a client it created from a URL (at most one line per 10 s,
+   * with the number left out). @default process warnings
    */
   logger?: SessionLogger
 }
@@ -69,15 +69,12 @@ const TAG_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 /** Every shard tag: 4096 of them, spread over the cluster's slots. */
 export const ALL_TAGS: readonly string[] = Array.from(TAG_ALPHABET, (a) => Array.from(TAG_ALPHABET, (b) => a + b)).flat()
 
-/** How long a cached user -> tag entry must still outlive the session it is used for. */
-const TAG_SLACK_MS = 60_000
-const TAG_CACHE_SIZE = 10_000
 const CLEANUP_CONCURRENCY = 32
 const UNCHANGED = '\0'
 
 /**
- * Sessions in Redis or Redis Cluster. Every method is one Lua script on one hash slot, except that an operation
- * addressed by user id first resolves the user's shard tag when it is not cached (see docs/design.md).
+ * Sessions in Redis or Redis Cluster. Every method is one Lua script on one hash slot: the slot of the session id's
+ * first characters, or for an operation addressed by user id, of the user's shard tag (`shardTag`, a hash of the id).
  */
 export class RedisStore implements Store {
   readonly client: Client
@@ -86,15 +83,13 @@ export class RedisStore implements Store {
   private config: StoreConfig | null = null
   /** The near cache, when enabled. */
   readonly nearCache: NearCache | null
-  private readonly tags = new Map<string, { tag: string, expiresAt: number }>()
-  private readonly logger: SessionLogger
 
   constructor (options: RedisStoreOptions) {
-    this.logger = options.logger ?? warningLogger
+    const logger = options.logger ?? warningLogger
     if (typeof options.client === 'string') {
       this.client = new Redis(options.client, { maxRetriesPerRequest: 1 })
       // Without a listener ioredis prints "Unhandled error event" with a stack on every failed retry.
-      this.client.on('error', rateLimited(this.logger, 'fastify-distributed-session: Redis connection error'))
+      this.client.on('error', rateLimited(logger, 'fastify-distributed-session: Redis connection error'))
       this.ownsClient = true
     } else {
       this.client = options.client as unknown as Client
@@ -109,7 +104,6 @@ export class RedisStore implements Store {
     for (const [name, lua] of Object.entries(COMMANDS)) {
       this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
     }
-    this.client.defineCommand(COMMAND_PREFIX + 'tag', { numberOfKeys: 1, lua: scripts.RESOLVE_TAG })
     this.client.defineCommand(COMMAND_PREFIX + 'releaseLock', { numberOfKeys: 1, lua: scripts.RELEASE_LOCK })
   }
 
@@ -118,25 +112,18 @@ export class RedisStore implements Store {
   }
 
   async create (input: CreateInput): Promise<CreateResult> {
-    const sessionTtl = input.absoluteDeadline - input.now
-    const metadata = JSON.stringify(input.metadata)
     const replace = input.replace
-    let sessionId = ''
-    let isReplacedHere = false
-    const run = (tag: string, cached: boolean): Promise<Reply> => {
-      sessionId = tag + randomId(SESSION_ID_LENGTH - TAG_LENGTH)
-      // The previous session ends inside CREATE when it lives on the same shard (one slot, one atomic step).
-      isReplacedHere = replace !== undefined && tagOf(replace.sessionId) === tag
-      return this.call('create', tag, input.now, sessionId, input.userId, input.tokenHash,
-        String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, input.userAgent,
-        input.deviceFingerprint, cached ? '1' : '0', input.auditData,
-        input.idleTimeoutMs === undefined ? '' : String(input.idleTimeoutMs),
-        isReplacedHere ? (replace as { sessionId: string }).sessionId : '', replace?.auditData ?? '', metadata,
-        input.device?.key ?? '', String(input.device?.windowMs ?? 0), input.device?.auditData ?? '')
-    }
-    const reply = await this.withTag(input.userId, sessionTtl, run)
-    const events = reply === null ? [] : this.eventsOf(reply, ...(isReplacedHere && replace !== undefined ? [replace.sessionId] : []))
-    if (reply === null || reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
+    const tag = shardTag(input.userId)
+    const sessionId = tag + randomId(SESSION_ID_LENGTH - TAG_LENGTH)
+    // The previous session ends inside CREATE when it lives on the same shard (one slot, one atomic step).
+    const isReplacedHere = replace !== undefined && tagOf(replace.sessionId) === tag
+    const reply = await this.call('create', tag, input.now, sessionId, input.userId, input.tokenHash,
+      String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, input.userAgent,
+      input.deviceFingerprint, input.auditData, input.idleTimeoutMs === undefined ? '' : String(input.idleTimeoutMs),
+      isReplacedHere ? replace.sessionId : '', replace?.auditData ?? '', JSON.stringify(input.metadata),
+      input.device?.key ?? '', String(input.device?.windowMs ?? 0), input.device?.auditData ?? '')
+    const events = this.eventsOf(reply, ...(isReplacedHere ? [replace.sessionId] : []))
+    if (reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
     const [evicted, record, replacedFlag, newDeviceFlag] = reply[1] as [string[], string, string, string]
     const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the record it has just written */
@@ -205,16 +192,12 @@ export class RedisStore implements Store {
   }
 
   async invalidateAll (userId: string, now: number, exceptSessionId: string | null, auditData: string): Promise<RemoveResult> {
-    const reply = await this.withTag(userId, null, (tag, cached) =>
-      this.call('invalidateAll', tag, now, userId, exceptSessionId ?? '', auditData, cached ? '1' : '0'))
-    if (reply === null) return { count: 0, events: [] }
+    const reply = await this.call('invalidateAll', shardTag(userId), now, userId, exceptSessionId ?? '', auditData)
     return { count: Number(reply[1]), events: this.eventsOf(reply) }
   }
 
   async list (userId: string, now: number): Promise<{ sessions: StoredSession[], events: RawAuditEvent[] }> {
-    const reply = await this.withTag(userId, null, (tag, cached) =>
-      this.call('list', tag, now, userId, cached ? '1' : '0'))
-    if (reply === null) return { sessions: [], events: [] }
+    const reply = await this.call('list', shardTag(userId), now, userId)
     const flat = reply[1] as string[]
     const sessions: StoredSession[] = []
     for (let n = 0; n < flat.length; n += 2) {
@@ -235,16 +218,11 @@ export class RedisStore implements Store {
   }
 
   async recordEvent (event: RawAuditEvent): Promise<void> {
-    const reply = await this.withTag(event.userId, 0, (tag) =>
-      this.call('record', tag, event.timestamp, event.userId, event.sessionId, event.type, event.data))
-    /* c8 ignore next -- resolving with create=true always yields a tag */
-    if (reply === null) throw new Error('fastify-distributed-session: no shard tag for the audit event')
+    await this.call('record', shardTag(event.userId), event.timestamp, event.userId, event.sessionId, event.type, event.data)
   }
 
   async auditLog (userId: string, options: { since: number, limit: number, now: number }): Promise<AuditPage> {
-    const reply = await this.withTag(userId, null, (tag) =>
-      this.call('auditQuery', tag, options.now, userId, String(options.since), String(options.limit)))
-    if (reply === null) return { events: [], droppedAt: null }
+    const reply = await this.call('auditQuery', shardTag(userId), options.now, userId, String(options.since), String(options.limit))
     const [flat, dropped] = reply[1] as [string[], string]
     const events: RawAuditEvent[] = []
     for (let n = 0; n + 3 < flat.length; n += 4) {
@@ -361,46 +339,6 @@ export class RedisStore implements Store {
     return command.call(this.client, shardKey(this.prefix, tag), String(now), String(config.idleTimeoutMs),
       auditSettings(config), String(config.rules.maxDistinctIps),
       String(config.rules.maxDistinctUserAgents), String(config.rules.rapidCreationWindowMs), ...args)
-  }
-
-  /**
-   * Runs an operation addressed by user id on the user's shard. A cached tag is confirmed by the script itself
-   * (it answers STALE when the user's index is missing), so the common case is one round trip.
-   * `sessionTtl` !== null creates the tag when the user has none.
-   */
-  private async withTag (userId: string, sessionTtl: number | null, run: (tag: string, cached: boolean) => Promise<Reply>): Promise<Reply | null> {
-    const first = await this.resolveTag(userId, sessionTtl)
-    if (first === null) return null
-    const reply = await run(first.tag, first.cached)
-    if (reply[0] !== 'STALE') return reply
-    this.tags.delete(userId)
-    const fresh = await this.resolveTag(userId, sessionTtl)
-    if (fresh === null) return null
-    return await run(fresh.tag, false)
-  }
-
-  private async resolveTag (userId: string, sessionTtl: number | null): Promise<{ tag: string, cached: boolean } | null> {
-    const cached = this.tags.get(userId)
-    if (cached !== undefined && (sessionTtl === null || cached.expiresAt > Date.now() + sessionTtl + TAG_SLACK_MS)) {
-      return { tag: cached.tag, cached: true }
-    }
-    const create = sessionTtl !== null
-    // The tag outlives every session of the user (twice the new session's lifetime, so cached creates stay valid)
-    // and the user's audit events, which are found through it.
-    const ttl = create ? 2 * sessionTtl + (this.config?.auditRetentionMs ?? 0) + TAG_SLACK_MS : 0
-    const command = (this.client as unknown as Record<string, (...args: string[]) => Promise<[string, number, number]>>)[COMMAND_PREFIX + 'tag'] as (...args: string[]) => Promise<[string, number, number]>
-    const candidate = ALL_TAGS[Math.floor(Math.random() * ALL_TAGS.length)] as string
-    const [tag, pttl, repaired] = await command.call(this.client, tagKey(this.prefix, userId), candidate, String(ttl), create ? '1' : '0')
-    if (Number(repaired) === 1) {
-      // The user's tag key held something else and was replaced: sessions filed under a lost tag still work by
-      // token and expire, but are no longer listed for the user. Logged and audited on the user's (new) shard.
-      this.logger.warn({ userId, key: 'tag' }, 'fastify-distributed-session: a damaged user tag key was replaced')
-      if (tag !== '') await this.call('record', tag, Date.now(), userId, '', 'corrupt', '{"reason":"tag_key"}')
-    }
-    if (tag === '') return null
-    if (this.tags.size >= TAG_CACHE_SIZE) this.tags.delete(this.tags.keys().next().value as string)
-    this.tags.set(userId, { tag, expiresAt: Date.now() + Number(pttl) })
-    return { tag, cached: false }
   }
 }
 
