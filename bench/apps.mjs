@@ -5,6 +5,7 @@
 // bench/run.mjs installs it on demand; their builders load it only when they run.
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
+import path from 'node:path'
 import { createRequire } from 'node:module'
 import fastifyCookie from '@fastify/cookie'
 import fastifySession from '@fastify/session'
@@ -82,10 +83,10 @@ async function floor (url) {
 }
 
 /** This package with default options; the plugin's own GET /profile route. */
-async function ours (url, useMemoryStore, nearCache = false) {
+async function ours (url, useMemoryStore, nearCache = false, lib = { MemoryStore, sessionPlugin }) {
   const redis = useMemoryStore ? null : redisClient(url)
   const app = Fastify()
-  await app.register(sessionPlugin, useMemoryStore ? { store: new MemoryStore() } : { redis, nearCache })
+  await app.register(lib.sessionPlugin, useMemoryStore ? { store: new lib.MemoryStore() } : { redis, nearCache })
   app.post('/login', async (request, reply) => {
     const { token } = await reply.startSession(request.body.user, { metadata: { plan: 'free' } })
     return { token }
@@ -255,3 +256,15 @@ export const VARIANTS = [
   { key: 'expressSession', label: 'express-session + connect-redis', auth: 'cookie', redis: true, build: (url) => expressSessionApp(url) },
   { key: 'naive', label: 'naive 7 commands', auth: 'header', redis: true, build: (url) => naive(url) }
 ]
+
+// BENCH_BASELINE=<another build's dist/index.js>: the same three variants of this package built from that build, in
+// the same run (a change measured against the code before it, ratios within each round like every other variant).
+const BASELINE = process.env.BENCH_BASELINE
+if (BASELINE !== undefined && BASELINE !== '') {
+  const baseline = () => import(path.resolve(BASELINE))
+  VARIANTS.push(
+    { key: 'baseline', label: 'baseline build, Redis', auth: 'header', redis: true, build: async (url) => ours(url, false, false, await baseline()) },
+    { key: 'baselineMemory', label: 'baseline build, memory store', auth: 'header', redis: false, build: async (url) => ours(url, true, false, await baseline()) },
+    { key: 'baselineNearCache', label: 'baseline build, Redis + near cache', auth: 'header', redis: true, build: async (url) => ours(url, false, true, await baseline()) }
+  )
+}

@@ -4,7 +4,8 @@
 //
 // Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3),
 // BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
-// BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000).
+// BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000),
+// BENCH_BASELINE (another build's dist/index.js: adds baseline, baselineMemory, baselineNearCache to compare a change in one run).
 // The anchor variants (secureSession, jwt) need bench/anchors/ installed: it is, on first use (installAnchors).
 import { fork, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
