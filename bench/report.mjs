@@ -177,7 +177,14 @@ function oneSessionUserBytes (store) {
   return {
     bytes: without.bytesPerUser ?? without.bytesPerSession,
     sessions: without.sessions,
-    withAuditBytes: withAudit === undefined ? null : withAudit.bytesPerUser ?? withAudit.bytesPerSession
+    withAuditBytes: withAudit === undefined ? null : withAudit.bytesPerUser ?? withAudit.bytesPerSession,
+    // The keys of one user (record, index with its devices, share of the expiry queue), without the audit timeline.
+    keysBytes: (() => {
+      const breakdown = store?.withAudit?.find((p) => p.breakdown !== undefined)?.breakdown
+      if (breakdown?.total === undefined) return null
+      const audit = Object.entries(breakdown.keys).filter(([kind]) => /audit/.test(kind)).reduce((sum, [, bytes]) => sum + bytes, 0)
+      return breakdown.total - audit
+    })()
   }
 }
 
@@ -213,8 +220,9 @@ function goalsTable (results) {
     goalRow('Redis memory, a user with one session (no audit entries)', `<= ${GOAL_BYTES_PER_ONE_SESSION_USER} B`,
       memoryBytes === null
         ? null
-        : `${int(memoryBytes.bytes)} B at ${int(memoryBytes.sessions)} users` +
-          (memoryBytes.withAuditBytes === null ? '' : ` (${int(memoryBytes.withAuditBytes)} B with audit)`),
+        : `${int(memoryBytes.bytes)} B at ${int(memoryBytes.sessions)} users (used_memory)` +
+          (memoryBytes.keysBytes === null ? '' : `; MEMORY USAGE of its keys ${int(memoryBytes.keysBytes)} B`) +
+          (memoryBytes.withAuditBytes === null ? '' : `; ${int(memoryBytes.withAuditBytes)} B with audit`),
       memoryBytes === null ? null : memoryBytes.bytes <= GOAL_BYTES_PER_ONE_SESSION_USER)
   ])
 }
@@ -273,7 +281,7 @@ function createSection (create) {
     '',
     `Commands Redis ran per login: ${byCommand(create.redisCommandsByName)}.`,
     '',
-    `Round trips sent per login: ${byCommand(create.roundTripsByCommand)} (the user's shard tag is cached, and an eviction is ` +
+    `Round trips sent per login: ${byCommand(create.roundTripsByCommand)} (the user's shard tag is a hash of the user id, and an eviction is ` +
     'audited by the create script itself).'
   ].join('\n')
 }
@@ -290,16 +298,16 @@ function memorySection (store) {
   const shape = store.sessionShape
   const largest = store.withAudit.filter((p) => p.bytesPerSession !== undefined).at(-1)
   return [
-    'One user per session (each session pays for its user\'s index, tag and audit log), session attributes as the plugin stores them: ' +
+    'One user per session (each session pays for its user\'s index, which also holds its known devices, and audit log), session attributes as the plugin stores them: ' +
     `IP, a ${shape.userAgent.length}-character user agent, a device fingerprint, metadata \`${shape.metadata}\`. ` +
-    'Bytes per session = INFO memory `used_memory` delta / sessions, so it includes the user index, the expiry-queue entry, the tag key and the audit log.',
+    'Bytes per session = INFO memory `used_memory` delta / sessions, so it includes the user index, the expiry-queue entry, the audit log and Redis\' own overhead per key (its hash tables).',
     '',
     table(['run', 'sessions', 'used_memory delta MiB', 'bytes / session', 'keys'], rows),
     '',
     sample === undefined
       ? ''
       : `MEMORY USAGE of one session's keys (bytes): session record ${sample.sessionRecord} (encoding \`${sample.sessionRecordEncoding}\`), ` +
-        `user index ${sample.userIndex}, user tag ${sample.userTag}, ` +
+        `user index with its known device ${sample.userIndex}, ` +
         (sample.auditTimeline === undefined
           ? `per entry of the shard's audit stream ${sample.auditStreamPerEntry} (${sample.auditStreamEntries} entries in that stream; the 0.1.0 audit layout), `
           : `the user's audit timeline ${sample.auditTimeline} (${sample.auditTimelineEntries} event), `) +
@@ -342,7 +350,7 @@ function cleanupSection (cleanup) {
       fixed(cleanup.redisCpuSeconds, 2), int(cleanup.keysBefore), int(cleanup.keysAfter)
     ]]),
     '',
-    'Keys left after the cleanup are the users\' tag keys (they expire on their own) and audit timelines (the expiry is audited; they expire after the retention).'
+    'Keys left after the cleanup are the users\' audit timelines (the expiry is audited; they expire after the retention) and indexes that still hold known devices.'
   ].join('\n')
 }
 
@@ -430,14 +438,13 @@ function commentary (results, profiles, decode) {
     const withoutAudit = results.store.withoutAudit.at(-1)
     parts.push('', '### Memory', '',
       `- At default settings a single-session user costs ${int(withAudit.bytesPerSession)} bytes of Redis memory, ${int(withoutAudit?.bytesPerSession)} without audit. ` +
-      `The session record is ${int(b.sessionRecord)} bytes (\`${b.sessionRecordEncoding}\` string), the user's index ${int(b.userIndex)}, ` +
-      `the user's tag key ${int(b.userTag)}. The audit log adds ${int(withAudit.bytesPerSession - (withoutAudit?.bytesPerSession ?? 0))} bytes per session at ` +
+      `The session record is ${int(b.sessionRecord)} bytes (\`${b.sessionRecordEncoding}\` string), the user's index with its known device ${int(b.userIndex)}. ` +
+      `The audit log adds ${int(withAudit.bytesPerSession - (withoutAudit?.bytesPerSession ?? 0))} bytes per session at ` +
       `${int(withAudit.sessions)} sessions (one \`created\` event each` +
       (b.auditTimeline === undefined
         ? ', measured with the 0.1.0 layout of 4096 shard streams; the per-user timelines are measured by `npm run bench:audit`, below). '
         : `, in the user's audit timeline of ${int(b.auditTimeline)} bytes). `) +
-      'The goal of 512 bytes per session with its index is not met for a user with a single session: the index and tag keys are ' +
-      'per user and cost their key overhead; users with several sessions share them (see docs/design.md).')
+      'The user index is per user and costs its key overhead; users with several sessions share it (see docs/design.md).')
   }
   return parts.join('\n')
 }
