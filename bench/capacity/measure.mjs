@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { RedisStore, SessionManager, fingerprintFromHeaders } from '../../dist/index.js'
 import { exitOnSignals, info, startRedis } from '../redis.mjs'
-import { machine, measure, probeClient, runConcurrently, steadyMemory, usedMemory } from './probe.mjs'
+import { allKeys, machine, measure, probeClient, runConcurrently, steadyMemory, usedMemory } from './probe.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const USERS = Number(process.env.CAPACITY_USERS ?? 10_000)
@@ -89,25 +89,20 @@ async function keyBreakdown (probe, sampleUser, sampleSessionId, allSessionIds, 
   const own = {}
   let sharedBytes = 0
   let sharedKeys = 0
-  let cursor = '0'
-  do {
-    const [next, keys] = await probe.scan(cursor, 'COUNT', 1000)
-    cursor = next
-    for (const key of keys) {
-      const ids = key.match(/[A-Za-z0-9_-]{24}/g) ?? []
-      const isMine = isSampleUser.test(key) || ids.includes(sampleSessionId)
-      const isShared = !isMine && !/cap-[0-9]/.test(key) && !ids.some((id) => sessionIds.has(id))
-      if (!isMine && !isShared) continue
-      const bytes = Number(await probe.memory('USAGE', key, 'SAMPLES', '0'))
-      if (isShared) {
-        sharedBytes += bytes
-        sharedKeys++
-        continue
-      }
-      const name = key.replace(isSampleUser, '<user>').replace(sampleSessionId, '<id>')
-      own[name] = { bytes, type: await probe.type(key), encoding: await probe.object('ENCODING', key) }
+  for await (const key of allKeys(probe)) {
+    const ids = key.match(/[A-Za-z0-9_-]{24}/g) ?? []
+    const isMine = isSampleUser.test(key) || ids.includes(sampleSessionId)
+    const isShared = !isMine && !/cap-[0-9]/.test(key) && !ids.some((id) => sessionIds.has(id))
+    if (!isMine && !isShared) continue
+    const bytes = Number(await probe.memory('USAGE', key, 'SAMPLES', '0'))
+    if (isShared) {
+      sharedBytes += bytes
+      sharedKeys++
+      continue
     }
-  } while (cursor !== '0')
+    const name = key.replace(isSampleUser, '<user>').replace(sampleSessionId, '<id>')
+    own[name] = { bytes, type: await probe.type(key), encoding: await probe.object('ENCODING', key) }
+  }
   return { userKeys: own, sharedKeys, sharedBytesPerUser: sharedBytes / users }
 }
 
@@ -191,16 +186,11 @@ async function memoryUnits (url, probe) {
 async function bytesOfKeys (probe, isWanted) {
   let bytes = 0
   let keys = 0
-  let cursor = '0'
-  do {
-    const [next, batch] = await probe.scan(cursor, 'COUNT', 1000)
-    cursor = next
-    for (const key of batch) {
-      if (!isWanted(key)) continue
-      bytes += Number(await probe.memory('USAGE', key, 'SAMPLES', '0'))
-      keys++
-    }
-  } while (cursor !== '0')
+  for await (const key of allKeys(probe)) {
+    if (!isWanted(key)) continue
+    bytes += Number(await probe.memory('USAGE', key, 'SAMPLES', '0'))
+    keys++
+  }
   return { bytes, keys }
 }
 

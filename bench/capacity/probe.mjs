@@ -152,3 +152,13 @@ export async function machine (probe) {
     loadAverage: os.loadavg().map((value) => Math.round(value * 100) / 100)
   }
 }
+
+/** Every key of the server, by SCAN (the measurement's own redis-server: nothing else writes to it). */
+export async function * allKeys (probe) {
+  let cursor = '0'
+  do {
+    const [next, batch] = await probe.scan(cursor, 'COUNT', 1000)
+    cursor = next
+    yield * batch
+  } while (cursor !== '0')
+}
