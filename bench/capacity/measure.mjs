@@ -2,7 +2,8 @@
 //   npm run capacity:measure        (builds, then writes bench/results/capacity-units.json)
 // Sizes by environment: CAPACITY_USERS (memory phases, default 10000), CAPACITY_OPS (operations timed per type,
 // default 4000, in CAPACITY_ROUNDS rounds whose median is kept, default 3), CAPACITY_CLEANUP (expired sessions
-// cleaned, default 20000), CAPACITY_CONCURRENCY (operations in flight, default 32), CAPACITY_OUT (output path).
+// cleaned, default 20000), CAPACITY_CONCURRENCY (operations in flight, default 32), CAPACITY_WORKERS and
+// CAPACITY_LOADED_SECONDS (the processes and seconds of the under-load pricing, default 2 and 5), CAPACITY_OUT.
 // Nothing here knows the key layout: memory is used_memory deltas over many users, and the per-key breakdown lists
 // whatever keys a user's session left.
 import fs from 'node:fs'
@@ -11,7 +12,8 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { RedisStore, SessionManager, fingerprintFromHeaders } from '../../dist/index.js'
 import { exitOnSignals, info, startRedis } from '../redis.mjs'
-import { allKeys, machine, measure, probeClient, runConcurrently, steadyMemory, usedMemory } from './probe.mjs'
+import { allKeys, machine, measure, probeClient, redisCpuUs, runConcurrently, steadyMemory, usedMemory } from './probe.mjs'
+import { MIX, startWorkers } from './validate.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const USERS = Number(process.env.CAPACITY_USERS ?? 10_000)
@@ -19,6 +21,8 @@ const OPS = Number(process.env.CAPACITY_OPS ?? 4000)
 const CLEANUP = Number(process.env.CAPACITY_CLEANUP ?? 20_000)
 const CONCURRENCY = Number(process.env.CAPACITY_CONCURRENCY ?? 32)
 const ROUNDS = Number(process.env.CAPACITY_ROUNDS ?? 3)
+const WORKERS = Number(process.env.CAPACITY_WORKERS ?? 2)
+const LOADED_SECONDS = Number(process.env.CAPACITY_LOADED_SECONDS ?? 5)
 const OUT = process.env.CAPACITY_OUT ?? path.join(here, '..', 'results', 'capacity-units.json')
 const LATEST = path.join(here, '..', 'results', 'latest.json')
 const EXTRA_EVENTS = 10
@@ -303,13 +307,14 @@ function nodeUnits (ops) {
  * the networking. `composedUs` rebuilds the figure as execution + round trips x what a PING costs beyond its own
  * execution, as a cross-check.
  */
-function priced (ops) {
+function priced (ops, loaded) {
   const perRoundTripUs = Math.max(0, ops.ping.usedCpuUs - ops.ping.execUs)
   const result = {}
   for (const [name, op] of Object.entries(ops)) {
     if (name === 'ping') continue
     result[name] = {
-      redisCpuUs: op.usedCpuUs,
+      redisCpuUs: loaded[name]?.redisCpuUs ?? op.usedCpuUs,
+      ...(loaded[name] === undefined ? {} : { redisCpuUsAlone: op.usedCpuUs, loaded: loaded[name] }),
       roundTrips: op.roundTrips,
       execUs: op.execUs,
       composedUs: op.execUs + op.roundTrips * perRoundTripUs,
@@ -320,6 +325,33 @@ function priced (ops) {
     }
   }
   return { perRoundTripUs, ops: result }
+}
+
+/**
+ * Redis CPU per operation with Redis under load: the validation's worker processes (bench/capacity/validate.mjs) run
+ * each type of its mix alone. A busy Redis reads several commands per system call, so an operation's networking
+ * costs less than with one client at a quarter of a core; capacity is planned for a busy Redis.
+ */
+async function loadedUnits (url, probe) {
+  const workers = startWorkers(url)
+  const result = {}
+  try {
+    await Promise.all(workers.map((w) => w.ready))
+    await Promise.all(workers.map((w) => w.ask('prepare')))
+    for (const name of Object.keys(MIX)) {
+      const cpuBefore = await redisCpuUs(probe)
+      const startedAt = performance.now()
+      const counts = await Promise.all(workers.map((w) => w.ask('run', { seconds: LOADED_SECONDS, only: name })))
+      const seconds = (performance.now() - startedAt) / 1000
+      const cpuUs = await redisCpuUs(probe) - cpuBefore
+      const operations = counts.reduce((sum, count) => sum + count[name], 0)
+      result[name] = { redisCpuUs: cpuUs / operations, operations, seconds, redisUtilization: cpuUs / 1e6 / seconds }
+      log(`  ${name.padEnd(13)} ${result[name].redisCpuUs.toFixed(1).padStart(7)} us used_cpu, ${operations} operations, Redis at ${(result[name].redisUtilization * 100).toFixed(0)}% of a core`)
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.ask('close')))
+  }
+  return result
 }
 
 async function main () {
@@ -336,7 +368,9 @@ async function main () {
     const cleanup = await cleanupUnits(redis.url, probe)
     log('memory:')
     const memory = await memoryUnits(redis.url, probe)
-    const { perRoundTripUs, ops: pricedOps } = priced(ops)
+    log(`under load (${WORKERS} worker processes x ${CONCURRENCY} in flight, each type alone for ${LOADED_SECONDS} s):`)
+    const loaded = await loadedUnits(redis.url, probe)
+    const { perRoundTripUs, ops: pricedOps } = priced(ops, loaded)
     const units = {
       generatedAt: startedAt.toISOString(),
       command: 'npm run capacity:measure',
@@ -362,7 +396,7 @@ async function main () {
           nearCacheHit: 'manager.get through a near-cache store, entry cached',
           cleanup: 'manager.cleanup() over expired sessions, one per user'
         },
-        redisCpuUs: 'INFO used_cpu_user + used_cpu_sys of redis-server over the run / operations (networking included); execUs: INFO commandstats usec (wall time of execution only); composedUs: execUs + round trips x perRoundTripUs (PING: used_cpu beyond its execution, same concurrency)'
+        redisCpuUs: `for the types of the validation mix (${Object.keys(MIX).join(', ')}): INFO used_cpu of redis-server / operations with Redis under load, ${WORKERS} worker processes x ${CONCURRENCY} in flight running that type alone (redisCpuUsAlone: the same with one client, ${CONCURRENCY} in flight); for the other types the one-client figure. Networking included. execUs: INFO commandstats usec (wall time of execution only); composedUs: execUs + round trips x perRoundTripUs (PING: used_cpu beyond its execution, same concurrency)`
       },
       perRoundTripUs,
       ops: { ...pricedOps, cleanup: { ...cleanup.perExpired, redisCpuUs: cleanup.perExpired.redisCpuUs } },

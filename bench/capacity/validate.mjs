@@ -66,6 +66,7 @@ async function worker () {
     async create ({ from, count }) {
       await runConcurrently(count, CONCURRENCY * 4, (i) => plain.create(`v-${from + i}`, sessionData(from + i)))
     },
+    async close () {},
     async prepare () {
       await runConcurrently(POOL, CONCURRENCY, async (n) => {
         tokens[n] = (await plain.create(`w${id}-p${n}`, sessionData(n))).token
@@ -74,10 +75,11 @@ async function worker () {
         endable.push((await plain.create(`w${id}-e${n}`, sessionData(n))).session.id)
       })
     },
-    async run ({ seconds }) {
-      const cycle = schedule()
+    // `only`: that one operation type instead of the mix (capacity:measure prices each type under this load).
+    async run ({ seconds, only }) {
+      const cycle = only === undefined ? schedule() : [only]
       touchClock += 61_000
-      const counts = Object.fromEntries(Object.keys(MIX).map((name) => [name, 0]))
+      const counts = Object.fromEntries((only === undefined ? Object.keys(MIX) : [only]).map((name) => [name, 0]))
       let next = 0
       let touched = 0
       const deadline = performance.now() + seconds * 1000
@@ -96,6 +98,8 @@ async function worker () {
         while (performance.now() < deadline) {
           const n = next++
           const name = cycle[n % cycle.length]
+          // Logouts end sessions logged in before: when none is left, this worker's run is over.
+          if (name === 'logout' && endable.length === 0) break
           await operations[name](n)
           counts[name]++
         }
@@ -107,7 +111,7 @@ async function worker () {
   process.on('message', async (message) => {
     const result = await handlers[message.cmd](message)
     process.send({ cmd: message.cmd, result })
-    if (message.cmd === 'run') {
+    if (message.cmd === 'close') {
       client.disconnect()
       process.disconnect()
     }
@@ -117,7 +121,7 @@ async function worker () {
 
 // ---- parent ---------------------------------------------------------------------------------------------------
 
-function startWorkers (url) {
+export function startWorkers (url) {
   return Array.from({ length: WORKERS }, (_, n) => {
     const child = fork(SELF, [], { env: { ...process.env, CAPACITY_ROLE: 'worker', CAPACITY_REDIS_URL: url, CAPACITY_WORKER_ID: String(n) } })
     const waiting = new Map()
@@ -190,6 +194,7 @@ async function main () {
     }
     console.log(`throughput, mix ${Object.entries(MIX).map(([name, share]) => `${name} ${share * 100}%`).join(', ')}:`)
     console.log(`  predicted ${Math.round(predicted)} operations per second of one Redis core; measured ${total} operations in ${seconds.toFixed(1)} s (${Math.round(total / seconds)}/s) for ${cpuSeconds.toFixed(2)} s of Redis CPU (${(cpuSeconds / seconds * 100).toFixed(0)}% of a core) = ${Math.round(perCoreSecond)} per core-second, error ${percent(result.throughput.error)}`)
+    await Promise.all(workers.map((w) => w.ask('close')))
     result.machine.loadAverageAtEnd = (await machine(probe)).loadAverage
     fs.writeFileSync(OUT, JSON.stringify(result, null, 2) + '\n')
     console.log(`wrote ${path.relative(process.cwd(), OUT)} (load average at end ${result.machine.loadAverageAtEnd.join(' ')})`)
