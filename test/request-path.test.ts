@@ -46,8 +46,8 @@ test('the request path answers without a promise when the store can, and the sam
   }
 })
 
-test('a store whose loadNow throws is a store failure: 503 with the documented code, or anonymous under failOpen', async (t) => {
-  for (const failOpen of [false, true]) {
+test('a store whose loadNow or load throws (instead of rejecting) is a store failure: 503 with the documented code, or anonymous under fail-open', async (t) => {
+  for (const [failOpen, broken] of [[false, 'loadNow'], [true, 'loadNow'], [false, 'load'], [true, 'load']] as const) {
     const store = new MemoryStore()
     const app = Fastify()
     t.teardown(() => app.close())
@@ -56,16 +56,37 @@ test('a store whose loadNow throws is a store failure: 503 with the documented c
     app.get('/me', async (request) => ({ anonymous: request.session === null }))
     await app.ready()
     const { token } = (await app.inject({ method: 'POST', url: '/login', headers: BROWSER })).json() as { token: string }
-    store.loadNow = () => { throw new Error('the cache is broken') }
+    if (broken === 'loadNow') {
+      store.loadNow = () => { throw new Error('the cache is broken') }
+    } else {
+      Object.assign(store, { loadNow: undefined })
+      store.load = () => { throw new Error('the cache is broken') }
+    }
     const response = await app.inject({ url: '/me', headers: { ...BROWSER, 'x-session-id': token } })
     if (failOpen) {
-      t.same(response.json(), { anonymous: true }, 'failOpen: served anonymously')
+      t.same(response.json(), { anonymous: true }, `${broken} throws, fail-open: served anonymously`)
     } else {
-      t.equal(response.statusCode, 503)
+      t.equal(response.statusCode, 503, `${broken} throws: 503`)
       t.equal(response.json().code, 'FST_SESSION_STORE_UNAVAILABLE')
       t.notMatch(response.body, /the cache is broken/, 'the cause stays in the log')
     }
   }
+})
+
+test('a custom store whose load returns a thenable rather than a promise still serves the session', async (t) => {
+  const store = new MemoryStore()
+  Object.assign(store, { loadNow: undefined })
+  const load = store.load.bind(store)
+  // A thenable that is not a native promise, as some promise libraries return.
+  store.load = ((sessionId: string) => ({ then: (resolve: (value: unknown) => unknown, reject: (error: unknown) => unknown) => load(sessionId).then(resolve, reject) })) as unknown as typeof store.load
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { store, cleanup: false })
+  app.post('/login', async (_request, reply) => await reply.startSession('hana'))
+  app.get('/me', { preHandler: app.requireSession }, async (request) => ({ user: request.session?.userId }))
+  await app.ready()
+  const { token } = (await app.inject({ method: 'POST', url: '/login', headers: BROWSER })).json() as { token: string }
+  t.same((await app.inject({ url: '/me', headers: { ...BROWSER, 'x-session-id': token } })).json(), { user: 'hana' })
 })
 
 test('a suspicious-session handler runs on the synchronous path, plain or async, and its throw is the response', async (t) => {

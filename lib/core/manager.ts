@@ -534,14 +534,17 @@ export class SessionManager extends EventEmitter {
    */
   resolveParsed (parsed: ParsedToken, touch: boolean): Resolution | Promise<Resolution> {
     let known: LoadResult | undefined
+    let loading: Promise<LoadResult> | undefined
     try {
       known = this.store.loadNow?.(parsed.sessionId)
+      // Promise.resolve: a custom store's thenable becomes a promise (a native one is returned as it is).
+      if (known === undefined) loading = Promise.resolve(this.store.load(parsed.sessionId))
     } catch (error) {
-      // A store failure, reported the way a failed `load` is.
+      // A store that throws instead of rejecting: a store failure all the same.
       return Promise.reject(error)
     }
-    if (known === undefined) return this.store.load(parsed.sessionId).then((stored) => this.settle(parsed, stored, touch))
-    return this.settle(parsed, known, touch)
+    if (loading === undefined) return this.settle(parsed, known as LoadResult, touch)
+    return loading.then((stored) => this.settle(parsed, stored, touch))
   }
 
   /** What a store read means for a token; a promise only when the store must act (repair, expiry, due touch). */
