@@ -13,10 +13,26 @@ test('a call that settles in time settles as it would, and leaves no timer behin
   const queue = new DeadlineQueue(200)
   t.equal(await queue.bound(Promise.resolve(42), () => new Error('timeout'), (e) => e), 42)
   await t.rejects(queue.bound(Promise.reject(new Error('boom')), () => new Error('timeout'), () => new Error('mapped')), { message: 'mapped' })
-  t.equal(queue.size, 2, 'settled calls wait for the next sweep')
+  t.equal(queue.size, 0, 'a settled call leaves the queue at once (nothing of it waits for its deadline)')
+  t.ok(queue.isTicking, 'the timer waits for its next tick')
   // One sweep: the tick of a 200 ms queue is 200 / 8 = 25 ms.
   mock.timers.tick(25)
-  t.equal(queue.size, 0, 'the queue empties and its timer stops')
+  t.notOk(queue.isTicking, 'the sweep finds nothing pending and stops the timer')
+})
+
+test('calls settling out of order leave the queue in any order; the pending ones still time out', async (t) => {
+  mockInterval(t)
+  const queue = new DeadlineQueue(100)
+  const releases: Array<(value: number) => void> = []
+  const bounded = Array.from({ length: 5 }, () => queue.bound(new Promise<number>((resolve) => { releases.push(resolve) }), () => new Error('timeout'), (e) => e))
+  // The middle, the head and the tail settle; the second and the fourth stay pending.
+  for (const n of [2, 0, 4]) releases[n]?.(n)
+  t.same(await Promise.all([bounded[2], bounded[0], bounded[4]]), [2, 0, 4])
+  t.equal(queue.size, 2)
+  releases[3]?.(3)
+  t.equal(await bounded[3], 3)
+  t.equal(queue.size, 1)
+  t.ok(queue.isTicking, 'one call is still pending')
 })
 
 test('a call that never settles is rejected after the timeout, within one tick', async (t) => {
