@@ -43,6 +43,7 @@ const INVALIDATE_CHANNEL = '__redis__:invalidate'
 export class NearCache {
   private readonly reader: Redis
   private readonly listener: Redis
+  /** By session id: a hit is one lookup of the id the token names, no key to build. */
   private readonly entries = new Map<string, NearCacheEntry>()
   private readonly pending = new Map<string, Pending>()
   private readonly maxEntries: number
@@ -55,16 +56,17 @@ export class NearCache {
   private isSetupWanted = false
   /** The listener's connection id once it is subscribed; a new connection needs a new subscription. */
   private listenerId: number | null = null
-  /** Invalidations name keys as Redis sees them: with the client's ioredis `keyPrefix`. */
-  private readonly keyPrefix: string
-
-  constructor (private readonly client: Redis, options: NearCacheOptions = {}, private readonly now: () => number = Date.now) {
+  /**
+   * @param idOfKey the session id of a session key as Redis names it (with the client's ioredis `keyPrefix`): how an
+   * invalidation message finds its entry. Only session keys are read tracked, so every invalidated key is one.
+   */
+  constructor (private readonly client: Redis, private readonly idOfKey: (redisKey: string) => string,
+    options: NearCacheOptions = {}, private readonly now: () => number = Date.now) {
     this.maxEntries = options.maxEntries ?? 10_000
     this.maxAgeMs = options.maxAgeMs ?? 5_000
     // RESP2 for the listener: invalidations then arrive as ordinary messages on the __redis__:invalidate channel.
     this.listener = client.duplicate({ protocol: 2, autoResubscribe: false, lazyConnect: false })
     this.reader = client.duplicate({ lazyConnect: false })
-    this.keyPrefix = client.options.keyPrefix ?? ''
     this.listener.on('close', () => { this.listenerId = null })
     for (const connection of [this.listener, this.reader]) {
       connection.on('error', () => {}) // reported by the commands that fail; the cache just stops being used
@@ -79,47 +81,46 @@ export class NearCache {
   /** Reads that went to Redis (while tracking or not). */
   misses = 0
 
-  /** The cached entry of `key` when it is known to be current, without I/O; undefined otherwise (then call `get`). */
-  peek (key: string): NearCacheEntry | undefined {
+  /** The cached entry of session `id` when it is known to be current, without I/O; undefined otherwise (then call `get`). */
+  peek (id: string): NearCacheEntry | undefined {
     if (!this.isReady) return undefined
-    const entry = this.entries.get(this.keyPrefix + key)
+    const entry = this.entries.get(id)
     if (entry === undefined || this.now() - entry.at >= this.maxAgeMs) return undefined
     this.hits++
     return entry
   }
 
-  /** The record under `key`, from memory when it is known to be current. */
-  get (key: string): Promise<string | null> {
-    const entry = this.peek(key)
+  /** The record of session `id`, stored under `key`, from memory when it is known to be current. */
+  get (id: string, key: string): Promise<string | null> {
+    const entry = this.peek(id)
     if (entry !== undefined) return Promise.resolve(entry.record)
     this.misses++
     // Not tracking (starting, or reconnecting): the store's own connection, as without a near cache.
     if (!this.isReady) return this.client.get(key)
-    const fullKey = this.keyPrefix + key
     const epoch = this.epoch
     return this.reader.get(key).then((first) => {
       if (first === null || epoch !== this.epoch || !this.isReady) return first
-      return this.trackedGet(key, fullKey, epoch)
+      return this.trackedGet(id, key, epoch)
     })
   }
 
   /** Reads a key that holds a record again, tracked this time, and caches it unless it changed meanwhile. */
-  private trackedGet (key: string, fullKey: string, epoch: number): Promise<string | null> {
-    let pending = this.pending.get(fullKey)
+  private trackedGet (id: string, key: string, epoch: number): Promise<string | null> {
+    let pending = this.pending.get(id)
     if (pending === undefined) {
       pending = { count: 0, isInvalidated: false }
-      this.pending.set(fullKey, pending)
+      this.pending.set(id, pending)
     }
     pending.count++
     const inFlight = pending
     const release = (): void => {
-      if (--inFlight.count === 0 && this.pending.get(fullKey) === inFlight) this.pending.delete(fullKey)
+      if (--inFlight.count === 0 && this.pending.get(id) === inFlight) this.pending.delete(id)
     }
     return this.reader.pipeline().client('CACHING', 'YES').get(key).exec().then((results) => {
       const [error, reply] = (results as Array<[Error | null, unknown]>)[1] as [Error | null, unknown]
       if (error !== null) throw error
       const record = reply as string | null
-      if (record !== null && !inFlight.isInvalidated && epoch === this.epoch && this.isReady) this.remember(fullKey, record)
+      if (record !== null && !inFlight.isInvalidated && epoch === this.epoch && this.isReady) this.remember(id, record)
       release()
       return record
     }).catch((error: unknown) => {
@@ -132,10 +133,9 @@ export class NearCache {
    * Drops a key this instance has just changed, without waiting for Redis's message: a request that follows the
    * change on this instance never sees the old record. A read in flight for the key is not cached either.
    */
-  evict (key: string): void {
-    const fullKey = this.keyPrefix + key
-    this.entries.delete(fullKey)
-    const pending = this.pending.get(fullKey)
+  evict (id: string): void {
+    this.entries.delete(id)
+    const pending = this.pending.get(id)
     if (pending !== undefined) pending.isInvalidated = true
   }
 
@@ -156,11 +156,11 @@ export class NearCache {
     this.listener.disconnect()
   }
 
-  private remember (key: string, record: string): void {
-    if (!this.entries.has(key) && this.entries.size >= this.maxEntries) {
+  private remember (id: string, record: string): void {
+    if (!this.entries.has(id) && this.entries.size >= this.maxEntries) {
       this.entries.delete(this.entries.keys().next().value as string)
     }
-    this.entries.set(key, { record, at: this.now(), parsed: undefined })
+    this.entries.set(id, { record, at: this.now(), parsed: undefined })
   }
 
   private invalidate (keys: Buffer[] | null): void {
@@ -170,12 +170,7 @@ export class NearCache {
       if (!this.isClosed) this.setup()
       return
     }
-    for (const raw of keys) {
-      const key = raw.toString()
-      this.entries.delete(key)
-      const pending = this.pending.get(key)
-      if (pending !== undefined) pending.isInvalidated = true
-    }
+    for (const raw of keys) this.evict(this.idOfKey(raw.toString()))
   }
 
   private reset (): void {

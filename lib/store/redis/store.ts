@@ -100,7 +100,7 @@ export class RedisStore implements Store {
     if (near !== false && isCluster(this.client)) {
       throw new errors.INVALID_OPTION('"nearCache": needs a standalone or Sentinel Redis, not a Cluster client')
     }
-    this.nearCache = near === false ? null : new NearCache(this.client as Redis, near === true ? {} : near)
+    this.nearCache = near === false ? null : new NearCache(this.client as Redis, sessionIdOfKey, near === true ? {} : near)
     for (const [name, lua] of Object.entries(COMMANDS)) {
       this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
     }
@@ -141,7 +141,7 @@ export class RedisStore implements Store {
 
   /** A near-cache hit, parsed once per cached record; undefined without a near cache or on a miss. */
   loadNow (sessionId: string): LoadResult | undefined {
-    const entry = this.nearCache?.peek(sessionKey(this.prefix, sessionId))
+    const entry = this.nearCache?.peek(sessionId)
     if (entry === undefined) return undefined
     if (entry.parsed === undefined) entry.parsed = parseRecord(sessionId, entry.record)
     const parsed = entry.parsed as LoadResult
@@ -158,7 +158,7 @@ export class RedisStore implements Store {
   load (sessionId: string): Promise<LoadResult> {
     // The request path: one GET, no script, no extra promise layer.
     const key = sessionKey(this.prefix, sessionId)
-    return (this.nearCache === null ? this.client.get(key) : this.nearCache.get(key)).then(
+    return (this.nearCache === null ? this.client.get(key) : this.nearCache.get(sessionId, key)).then(
       (record) => parseRecord(sessionId, record),
       (error: unknown) => {
         if (error instanceof Error && error.message.startsWith('WRONGTYPE')) return 'corrupt'
@@ -321,7 +321,7 @@ export class RedisStore implements Store {
   /** Keeps the near cache in step with this instance's own writes (see NearCache.evict). */
   private forget (sessionIds: Iterable<string>): void {
     if (this.nearCache === null) return
-    for (const sessionId of sessionIds) this.nearCache.evict(sessionKey(this.prefix, sessionId))
+    for (const sessionId of sessionIds) this.nearCache.evict(sessionId)
   }
 
   /** The audit events of a reply; the sessions they name are dropped from the near cache. */
@@ -355,6 +355,11 @@ function copyMetadata (metadata: Record<string, unknown>): Record<string, unknow
     copy[key] = value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value
   }
   return copy
+}
+
+/** The session id a session key ends with (`sessionKey`); the near cache's invalidations name keys. */
+function sessionIdOfKey (key: string): string {
+  return key.slice(-SESSION_ID_LENGTH)
 }
 
 function tagOf (sessionId: string): string {
