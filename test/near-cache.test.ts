@@ -60,6 +60,32 @@ test('a revocation on another instance reaches the cache within milliseconds', a
   t.ok((delays[delays.length - 1] as number) < 1000, `revocation delays ${delays.map((d) => d.toFixed(1)).join(', ')} ms`)
 })
 
+test('with an ioredis keyPrefix and a store prefix, a revocation elsewhere still reaches the cache', async (t) => {
+  const server = await startRedis(t)
+  const prefixed = async (): Promise<Redis> => {
+    const redis = new Redis(server.url, { keyPrefix: 'app1:' })
+    t.teardown(() => redis.quit())
+    return redis
+  }
+  const cached = await buildApp(t, { redis: await prefixed(), keyPrefix: 'tenant:', nearCache: true })
+  const other = await buildApp(t, { redis: await prefixed(), keyPrefix: 'tenant:' })
+  await nearCacheReady(cached.sessions.store as RedisStore)
+  const { token, sessionId } = await login(other, 'carol')
+  const headers = { ...BROWSER, 'x-session-id': token }
+  t.equal((await cached.inject({ url: '/orders', headers })).statusCode, 200)
+  t.equal((await cached.inject({ url: '/orders', headers })).statusCode, 200)
+  t.equal((cached.sessions.store as RedisStore).nearCache?.size, 1, 'cached')
+  t.equal(await other.sessions.invalidate(sessionId), true)
+  let status = 200
+  const revokedAt = performance.now()
+  while (status === 200 && performance.now() - revokedAt < 2000) {
+    status = (await cached.inject({ url: '/orders', headers })).statusCode
+    // Waits for the real invalidation message: poll.
+    if (status === 200) await sleep(1)
+  }
+  t.equal(status, 401, 'the invalidation, naming the key with both prefixes, dropped the entry')
+})
+
 test('updates, touches and rotation are seen through the cache', async (t) => {
   let clock = Date.now()
   const server = await startRedis(t)
