@@ -4,7 +4,8 @@ import vm from 'node:vm'
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
-import type { SessionManager } from '../lib/core/manager'
+import { SessionManager } from '../lib/core/manager'
+import { MemoryStore } from '../lib/store/memory/store'
 import { RedisStore } from '../lib/store/redis/store'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { sendCommand, startRedis, type RedisServer } from './helpers/redis'
@@ -241,4 +242,80 @@ test('a create cut off by a frozen Redis and a dropped connection leaves each se
   t.comment(`cut-off creates: ${ended} of ${attempts.length} logins answered 503 were applied anyway, then ended`)
   t.equal((await login(app, 'cut0')).sessionId.length, 24, 'logins work again')
   t.same(rejections, [], 'no unhandled rejection')
+})
+
+test('a login answered 503 that reaches Redis later changes nothing: it evicts no session and ends no previous one', async (t) => {
+  const rejections = watchRejections(t)
+  const server = await startRedis(t)
+  t.teardown(() => server.kill('SIGCONT'))
+  const client = failFastClient(t, server)
+  // With the near cache, the device's session is read from memory while Redis is frozen, so its login reaches
+  // startSession (without it, loading the session would answer 503 first).
+  const app = await buildApp(t, { redis: client, storeTimeout: 200, maxSessionsPerUser: 3, nearCache: true })
+  const full = await Promise.all([1, 2, 3].map(() => login(app, 'at-limit')))
+  const device = await login(app, 'device')
+  const cached = app.sessions.cacheStats()?.hits ?? 0
+  for (let n = 0; n < 3; n++) await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': device.token } })
+  t.ok((app.sessions.cacheStats()?.hits ?? 0) > cached, "the device's session is in the near cache")
+  const evictions: string[] = []
+  app.sessions.on('audit', (event) => { if (event.type === 'evicted' || event.type === 'invalidated') evictions.push(`${event.type} ${event.userId}`) })
+
+  server.kill('SIGSTOP')
+  const [atLimit, again] = await Promise.all([
+    // A fourth login of a user at the limit would evict the oldest session ('evict-oldest')...
+    app.inject({ method: 'POST', url: '/login', payload: { user: 'at-limit' } }),
+    // ...and a new login on a signed-in device would end its previous session.
+    app.inject({ method: 'POST', url: '/login', payload: { user: 'device' }, headers: { ...BROWSER, 'x-session-id': device.token } })
+  ])
+  t.same([atLimit.statusCode, again.statusCode], [503, 503], 'both logins answered 503')
+  await sleep(300)
+  server.kill('SIGCONT')
+  // The client's commands reach Redis now, after their deadline.
+  while (client.status !== 'ready') await sleep(20)
+  await sendCommand(server.port, ['PING'])
+  await sleep(300)
+
+  t.equal((await app.sessions.list('at-limit')).length, 3, 'the user at the limit still has their 3 sessions')
+  for (const [n, session] of full.entries()) {
+    t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': session.token } })).statusCode, 200, `session ${n + 1} still works`)
+  }
+  t.equal((await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': device.token } })).statusCode, 200, "the device's previous session still works")
+  t.same((await app.sessions.list('device')).map((s) => s.id), [device.sessionId], 'the device has only its previous session')
+  t.same(evictions, [], 'nothing was evicted or ended')
+  t.same(rejections, [], 'no unhandled rejection')
+})
+
+test('manager.create with notAfter: a deadline already past changes nothing; a store clock ahead is named in the cause', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.disconnect())
+  const manager = new SessionManager({ store: new RedisStore({ client }), maxSessionsPerUser: 1 })
+  t.teardown(() => manager.close())
+  const first = await manager.create('late-user')
+
+  const late = await manager.create('late-user', {}, { notAfter: Date.now() - 1000 }).catch((error: Error) => error)
+  t.match(late, { code: 'FST_SESSION_STORE_UNAVAILABLE', statusCode: 503 }, 'a create past its deadline fails with 503')
+  t.match((late as Error).cause, { message: /reached the store \d+ ms after its deadline/ }, 'the cause says it came late')
+  t.same((await manager.list('late-user')).map((s) => s.id), [first.session.id], 'and evicted nothing (the limit is 1)')
+
+  // This instance's clock 10 s behind Redis's: by its clock the deadline is 2 s away, by Redis's it is past.
+  const realNow = Date.now
+  Date.now = () => realNow() - 10_000
+  let skewed: unknown
+  try {
+    skewed = await manager.create('late-user', {}, { notAfter: Date.now() + 2000 }).catch((error: Error) => error)
+  } finally {
+    Date.now = realNow
+  }
+  t.match(skewed, { code: 'FST_SESSION_STORE_UNAVAILABLE' }, 'a skewed clock fails the create with 503...')
+  t.match((skewed as Error).cause, { message: /store's clock is at least \d+ ms ahead of this instance's; synchronize the clocks/ }, '...and the cause says what to fix')
+  t.same((await manager.list('late-user')).map((s) => s.id), [first.session.id], 'nothing changed')
+
+  t.ok((await manager.create('late-user', {}, { notAfter: Date.now() + 5000 })).token, 'a create within its deadline works')
+  for (const notAfter of [1.5, '1', Number.NaN]) {
+    await t.rejects(manager.create('late-user', {}, { notAfter: notAfter as number }), { code: 'FST_SESSION_INVALID_ARGUMENT', statusCode: 400 }, `notAfter ${String(notAfter)} is refused`)
+  }
+  const memory = new SessionManager({ store: new MemoryStore() })
+  t.teardown(() => memory.close())
+  t.ok((await memory.create('u', {}, { notAfter: Date.now() - 1000 })).token, 'the memory store applies a create at once and ignores notAfter')
 })

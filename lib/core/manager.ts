@@ -60,6 +60,15 @@ export interface CreateOptions {
    * that is refused (limit, invalid input) leaves it alone.
    */
   replace?: string
+  /**
+   * Epoch milliseconds of the real clock (`Date.now()`, whatever the manager's `now` option says) after which the
+   * store must not apply this create: the caller has stopped waiting for it (the plugin passes the moment its
+   * `storeTimeout` answers 503). A create that reaches Redis later changes nothing, evicts nothing and ends no
+   * `replace`d session; the call fails with FST_SESSION_STORE_UNAVAILABLE. Redis compares it with its own clock
+   * (`TIME`), so it needs the instances' clocks within the store timeout of Redis's. The memory store applies a create
+   * at once and ignores it.
+   */
+  notAfter?: number
 }
 
 export interface UpdateOptions {
@@ -256,6 +265,18 @@ function clip (value: unknown, max: number, name = 'a string'): string {
   const last = clipped.charCodeAt(clipped.length - 1)
   if (last >= 0xd800 && last <= 0xdbff) clipped = clipped.slice(0, -1)
   return clipped
+}
+
+/**
+ * The error of a create the store refused as past its `notAfter`. When this instance's clock says the deadline has
+ * not passed, the store's clock is ahead of ours by more than the time left: every such login would fail, so the
+ * cause says what to fix (it reaches the 503's log line, never the client).
+ */
+function lateCreate (storeNow: number, now: number, notAfter: number): Error {
+  const cause = now > notAfter
+    ? new Error(`the create reached the store ${storeNow - notAfter} ms after its deadline (notAfter) and changed nothing`)
+    : new Error(`the store refused a create as past its deadline (notAfter) that this instance's clock has not reached: the store's clock is at least ${storeNow - notAfter} ms ahead of this instance's; synchronize the clocks (NTP)`)
+  return new errors.STORE_UNAVAILABLE({ cause })
 }
 
 function validUserId (userId: unknown): string {
@@ -455,7 +476,8 @@ export class SessionManager extends EventEmitter {
   async create (userId: string, data: SessionData = {}, options: CreateOptions = {}): Promise<{ token: string, session: Session, evicted: string[], replaced: boolean, newDevice: boolean }> {
     validUserId(userId)
     if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('data must be an object')
-    const { ttl: ttlOption, idleTimeout, replace } = optionsObject(options, 'the create options')
+    const { ttl: ttlOption, idleTimeout, replace, notAfter } = optionsObject(options, 'the create options')
+    if (notAfter !== undefined && !Number.isSafeInteger(notAfter)) throw new errors.INVALID_ARGUMENT('notAfter must be epoch milliseconds (an integer)')
     const ttl = duration('ttl', ttlOption, this.absoluteTimeoutMs)
     if (ttl > MAX_SESSION_TTL_MS) throw new errors.INVALID_OPTION(`"ttl": at most 400 days, got ${ttl} ms`)
     const idleTimeoutMs = duration('idleTimeout', idleTimeout, this.idleTimeoutMs)
@@ -485,6 +507,7 @@ export class SessionManager extends EventEmitter {
       auditData: JSON.stringify({ ip: ipAddress, userAgent }),
       ...(idleTimeoutMs === this.idleTimeoutMs ? {} : { idleTimeoutMs }),
       ...(replace === undefined ? {} : { replace: { sessionId: replace, auditData: '{"reason":"new_login"}' } }),
+      ...(notAfter === undefined ? {} : { notAfter }),
       ...(this.knownDevicesMs === 0
         ? {}
         : {
@@ -496,6 +519,7 @@ export class SessionManager extends EventEmitter {
           })
     })
     this.emitEvents(result.events)
+    if (!result.ok && result.reason === 'late') throw lateCreate(result.storeNow, Date.now(), notAfter as number)
     if (!result.ok) throw new errors.LIMIT_REACHED(this.maxSessionsPerUser)
     const session = this.toSession(result.session)
     if (result.isNewDevice) {

@@ -201,8 +201,10 @@ export class RequestHandler {
     const ttlMs = boundedDuration('ttl', data.ttl, this.manager.absoluteTimeoutMs)
     boundedDuration('idleTimeout', data.idleTimeout, this.manager.idleTimeoutMs)
     const previous = this.endable(request)
-    const createOptions: { ttl?: number | string, idleTimeout?: number | string, replace?: string } = {
-      ttl: data.ttl, idleTimeout: data.idleTimeout, replace: previous?.id
+    // notAfter: a create that reaches Redis after this request has answered 503 must change nothing (no eviction of
+    // the user's oldest session, no end of this device's previous one). Real time: Redis compares it with its clock.
+    const createOptions: { ttl?: number | string, idleTimeout?: number | string, replace?: string, notAfter: number } = {
+      ttl: data.ttl, idleTimeout: data.idleTimeout, replace: previous?.id, notAfter: Date.now() + this.options.storeTimeoutMs
     }
     const creating = this.manager.create(userId, {
       ipAddress: request.ip,

@@ -552,12 +552,18 @@ function luaTable (table: Readonly<Record<string, string>>): string {
  * session's idle timeout (ms) or '' for the store's, [18] the id of a session to end in the same step ('' for none;
  * only sent when it is on this shard), [19] its audit data, [20] metadata as one JSON object (key -> JSON text),
  * [21] the device key to remember ('' for none), [22] how long devices stay known (ms), [23] the audit data of a
- * new device.
+ * new device, [24] the caller's deadline (epoch ms) or '' for none.
+ * Past the deadline by Redis's clock nothing is done at all: the caller has answered 503 and ends nothing it reports.
  * The limit is checked (with the replaced session not counted) before anything is written.
  * -> { 'OK', { evicted sids, record, '1' when the replaced session was ended, '1' when the device is new } }
- *    | { 'LIMIT' }
+ *    | { 'LIMIT' } | { 'LATE', Redis's time (ms) }
  */
 export const CREATE = script(`
+if ARGV[24] ~= '' then
+  local t = redis.call('TIME')
+  local redisNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if redisNow > tonumber(ARGV[24]) then return { 'LATE', tostring(redisNow), events } end
+end
 local sid, uid, replace = ARGV[7], ARGV[8], ARGV[18]
 local u = ukey(uid)
 sweep(16)

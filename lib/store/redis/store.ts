@@ -121,9 +121,11 @@ export class RedisStore implements Store {
       String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, input.userAgent,
       input.deviceFingerprint, input.auditData, input.idleTimeoutMs === undefined ? '' : String(input.idleTimeoutMs),
       isReplacedHere ? replace.sessionId : '', replace?.auditData ?? '', JSON.stringify(input.metadata),
-      input.device?.key ?? '', String(input.device?.windowMs ?? 0), input.device?.auditData ?? '')
+      input.device?.key ?? '', String(input.device?.windowMs ?? 0), input.device?.auditData ?? '',
+      input.notAfter === undefined ? '' : String(input.notAfter))
     const events = this.eventsOf(reply, ...(isReplacedHere ? [replace.sessionId] : []))
     if (reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
+    if (reply[0] === 'LATE') return { ok: false, reason: 'late', storeNow: Number(reply[1]), events }
     const [evicted, record, replacedFlag, newDeviceFlag] = reply[1] as [string[], string, string, string]
     const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the record it has just written */
