@@ -3,7 +3,8 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 import { test, type Test } from 'tap'
 import { Redis } from 'ioredis'
-import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
+import Fastify, { type FastifyInstance, type InjectOptions, type LightMyRequestResponse } from 'fastify'
+import { sessionPlugin } from '../lib/plugin/plugin'
 import { SessionManager } from '../lib/core/manager'
 import { MemoryStore } from '../lib/store/memory/store'
 import { RedisStore } from '../lib/store/redis/store'
@@ -244,6 +245,18 @@ test('a create cut off by a frozen Redis and a dropped connection leaves each se
   t.same(rejections, [], 'no unhandled rejection')
 })
 
+/** Requests `url` with `token` until the near cache answers one (its tracking is set up after connecting): true once it does, false after 3 s. */
+async function servedFromNearCache (app: FastifyInstance, url: string, token: string): Promise<boolean> {
+  const startedAt = Date.now()
+  while (Date.now() - startedAt < 3000) {
+    const hits = app.sessions.cacheStats()?.hits ?? 0
+    await app.inject({ url, headers: { ...BROWSER, 'x-session-id': token } })
+    if ((app.sessions.cacheStats()?.hits ?? 0) > hits) return true
+    await sleep(20)
+  }
+  return false
+}
+
 test('a login answered 503 that reaches Redis later changes nothing: it evicts no session and ends no previous one', async (t) => {
   const rejections = watchRejections(t)
   const server = await startRedis(t)
@@ -254,9 +267,7 @@ test('a login answered 503 that reaches Redis later changes nothing: it evicts n
   const app = await buildApp(t, { redis: client, storeTimeout: 200, maxSessionsPerUser: 3, nearCache: true })
   const full = await Promise.all([1, 2, 3].map(() => login(app, 'at-limit')))
   const device = await login(app, 'device')
-  const cached = app.sessions.cacheStats()?.hits ?? 0
-  for (let n = 0; n < 3; n++) await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': device.token } })
-  t.ok((app.sessions.cacheStats()?.hits ?? 0) > cached, "the device's session is in the near cache")
+  t.ok(await servedFromNearCache(app, '/orders', device.token), "the device's session is in the near cache")
   const evictions: string[] = []
   app.sessions.on('audit', (event) => { if (event.type === 'evicted' || event.type === 'invalidated') evictions.push(`${event.type} ${event.userId}`) })
 
@@ -312,10 +323,48 @@ test('manager.create with notAfter: a deadline already past changes nothing; a s
   t.same((await manager.list('late-user')).map((s) => s.id), [first.session.id], 'nothing changed')
 
   t.ok((await manager.create('late-user', {}, { notAfter: Date.now() + 5000 })).token, 'a create within its deadline works')
+  const held = await manager.create('rotating-user')
+  const lateRotation = await manager.rotate(held.token, { notAfter: Date.now() - 1000 }).catch((error: Error) => error)
+  t.match(lateRotation, { code: 'FST_SESSION_STORE_UNAVAILABLE' }, 'a rotation past its deadline fails with 503')
+  t.match((lateRotation as Error).cause, { message: /the rotation reached the store \d+ ms after its deadline/ }, 'the cause says it came late')
+  t.equal((await manager.get(held.token))?.id, held.session.id, 'and the token still opens its session')
+  t.ok(await manager.rotate(held.token, { notAfter: Date.now() + 5000 }), 'a rotation within its deadline works')
+  await t.rejects(manager.rotate(held.token, { notAfter: 'soon' as unknown as number }), { code: 'FST_SESSION_INVALID_ARGUMENT' }, 'a notAfter that is no integer is refused')
   for (const notAfter of [1.5, '1', Number.NaN]) {
     await t.rejects(manager.create('late-user', {}, { notAfter: notAfter as number }), { code: 'FST_SESSION_INVALID_ARGUMENT', statusCode: 400 }, `notAfter ${String(notAfter)} is refused`)
   }
   const memory = new SessionManager({ store: new MemoryStore() })
   t.teardown(() => memory.close())
   t.ok((await memory.create('u', {}, { notAfter: Date.now() - 1000 })).token, 'the memory store applies a create at once and ignores notAfter')
+})
+
+test('a rotation answered 503 that reaches Redis later leaves the token the client holds working', async (t) => {
+  const rejections = watchRejections(t)
+  const server = await startRedis(t)
+  t.teardown(() => server.kill('SIGCONT'))
+  const client = failFastClient(t, server)
+  const app = Fastify()
+  t.teardown(() => app.close())
+  // The near cache serves the session while Redis is frozen, so the request reaches reply.rotateSession().
+  await app.register(sessionPlugin, { redis: client, storeTimeout: 200, nearCache: true, cleanup: false })
+  app.post<{ Body: { user: string } }>('/login', async (request, reply) => ({ token: (await reply.startSession(request.body.user)).token }))
+  app.post('/rotate', { preHandler: app.requireSession }, async (request, reply) => ({ token: (await reply.rotateSession())?.token }))
+  await app.ready()
+  const { token } = (await app.inject({ method: 'POST', url: '/login', payload: { user: 'rotating' } })).json() as { token: string }
+  t.ok(await servedFromNearCache(app, '/profile', token), 'the session is in the near cache')
+
+  server.kill('SIGSTOP')
+  const rotate = await app.inject({ method: 'POST', url: '/rotate', headers: { 'x-session-id': token } })
+  t.equal(rotate.statusCode, 503, 'the rotation answered 503')
+  await sleep(300)
+  server.kill('SIGCONT')
+  while (client.status !== 'ready') await sleep(20)
+  await sendCommand(server.port, ['PING'])
+  await sleep(300)
+  const after = await app.inject({ url: '/profile', headers: { 'x-session-id': token } })
+  t.equal(after.statusCode, 200, 'the token the client still holds works (the late rotation changed nothing)')
+  const rotated = await app.inject({ method: 'POST', url: '/rotate', headers: { 'x-session-id': token } })
+  t.equal(rotated.statusCode, 200, 'a rotation in time works')
+  t.equal((await app.inject({ url: '/profile', headers: { 'x-session-id': (rotated.json() as { token: string }).token } })).statusCode, 200, 'with its new token')
+  t.same(rejections, [], 'no unhandled rejection')
 })

@@ -267,15 +267,19 @@ function clip (value: unknown, max: number, name = 'a string'): string {
   return clipped
 }
 
+function checkNotAfter (notAfter: unknown): void {
+  if (notAfter !== undefined && !Number.isSafeInteger(notAfter)) throw new errors.INVALID_ARGUMENT('notAfter must be epoch milliseconds (an integer)')
+}
+
 /**
- * The error of a create the store refused as past its `notAfter`. When this instance's clock says the deadline has
- * not passed, the store's clock is ahead of ours by more than the time left: every such login would fail, so the
- * cause says what to fix (it reaches the 503's log line, never the client).
+ * The error of a create or rotation the store refused as past its `notAfter`. When this instance's clock says the
+ * deadline has not passed, the store's clock is ahead of ours by more than the time left: every such call would
+ * fail, so the cause says what to fix (it reaches the 503's log line, never the client).
  */
-function lateCreate (storeNow: number, now: number, notAfter: number): Error {
+function pastDeadline (operation: string, storeNow: number, now: number, notAfter: number): Error {
   const cause = now > notAfter
-    ? new Error(`the create reached the store ${storeNow - notAfter} ms after its deadline (notAfter) and changed nothing`)
-    : new Error(`the store refused a create as past its deadline (notAfter) that this instance's clock has not reached: the store's clock is at least ${storeNow - notAfter} ms ahead of this instance's; synchronize the clocks (NTP)`)
+    ? new Error(`the ${operation} reached the store ${storeNow - notAfter} ms after its deadline (notAfter) and changed nothing`)
+    : new Error(`the store refused a ${operation} as past its deadline (notAfter) that this instance's clock has not reached: the store's clock is at least ${storeNow - notAfter} ms ahead of this instance's; synchronize the clocks (NTP)`)
   return new errors.STORE_UNAVAILABLE({ cause })
 }
 
@@ -477,7 +481,7 @@ export class SessionManager extends EventEmitter {
     validUserId(userId)
     if (data === null || typeof data !== 'object') throw new errors.INVALID_ARGUMENT('data must be an object')
     const { ttl: ttlOption, idleTimeout, replace, notAfter } = optionsObject(options, 'the create options')
-    if (notAfter !== undefined && !Number.isSafeInteger(notAfter)) throw new errors.INVALID_ARGUMENT('notAfter must be epoch milliseconds (an integer)')
+    checkNotAfter(notAfter)
     const ttl = duration('ttl', ttlOption, this.absoluteTimeoutMs)
     if (ttl > MAX_SESSION_TTL_MS) throw new errors.INVALID_OPTION(`"ttl": at most 400 days, got ${ttl} ms`)
     const idleTimeoutMs = duration('idleTimeout', idleTimeout, this.idleTimeoutMs)
@@ -519,7 +523,7 @@ export class SessionManager extends EventEmitter {
           })
     })
     this.emitEvents(result.events)
-    if (!result.ok && result.reason === 'late') throw lateCreate(result.storeNow, Date.now(), notAfter as number)
+    if (!result.ok && result.reason === 'late') throw pastDeadline('create', result.storeNow, Date.now(), notAfter as number)
     if (!result.ok) throw new errors.LIMIT_REACHED(this.maxSessionsPerUser)
     const session = this.toSession(result.session)
     if (result.isNewDevice) {
@@ -683,12 +687,15 @@ export class SessionManager extends EventEmitter {
   }
 
   /** A new token for the same session; the old token stops working at once. Null when the token is not valid. */
-  async rotate (token: string): Promise<{ token: string, session: Session } | null> {
+  async rotate (token: string, options: { notAfter?: number } = {}): Promise<{ token: string, session: Session } | null> {
+    const { notAfter } = optionsObject(options, 'the rotate options')
+    checkNotAfter(notAfter)
     const parsed = parseToken(token)
     if (parsed === null) return null
     const secret = newSecret()
-    const result = await this.store.rotate(parsed.sessionId, hashSecret(parsed.secret), hashSecret(secret), this.now(), '{"reason":"rotate"}')
+    const result = await this.store.rotate(parsed.sessionId, hashSecret(parsed.secret), hashSecret(secret), this.now(), '{"reason":"rotate"}', notAfter)
     this.emitEvents(result.events)
+    if (result.lateAt !== undefined) throw pastDeadline('rotation', result.lateAt, Date.now(), notAfter as number)
     if (!result.ok) return null
     const loaded = await this.store.load(parsed.sessionId)
     if (loaded === null || loaded === 'corrupt' || 'ended' in loaded) return null

@@ -259,7 +259,8 @@ export class RequestHandler {
   async rotateSession (request: FastifyRequest, reply: FastifyReply, options: RotateSessionOptions = {}): Promise<{ token: string, session: Session } | null> {
     const token = request[kSessionToken]
     if (request.session === null || token === null) return null
-    const rotated = await this.guard(this.manager.rotate(token))
+    // A rotation that reaches Redis after this request answered 503 must not replace the token the client still holds.
+    const rotated = await this.guard(this.manager.rotate(token, { notAfter: Date.now() + this.options.storeTimeoutMs }))
     if (rotated === null) return null
     request.session = rotated.session
     request[kSessionToken] = rotated.token

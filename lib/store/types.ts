@@ -233,7 +233,11 @@ export interface Store {
   invalidate (sessionId: string, now: number, type: 'invalidated' | 'expired', auditData: string, userId?: string): Promise<RemoveResult>
   invalidateAll (userId: string, now: number, exceptSessionId: string | null, auditData: string): Promise<RemoveResult>
   list (userId: string, now: number): Promise<{ sessions: StoredSession[], events: RawAuditEvent[] }>
-  rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }>
+  /**
+   * `notAfter`: epoch ms after which the rotation must change nothing (the caller has given up on it); the store
+   * then answers `{ ok: false, lateAt }` with its own clock's time. A store that rotates at once may ignore it.
+   */
+  rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string, notAfter?: number): Promise<{ ok: boolean, events: RawAuditEvent[], lateAt?: number }>
   /** Removes data that failed validation. */
   discard (sessionId: string, now: number): Promise<RemoveResult>
   /** Records an event that belongs to no session operation (security events). */

@@ -66,6 +66,21 @@ local serverNow = nil
 
 local function skey(sid) return base .. 's:' .. sid end
 local function ukey(uid) return base .. 'u:' .. uid end
+-- The caller's deadline (epoch ms, '' for none) against Redis's clock: Redis's time when it has passed, else nil.
+-- A call that lands after its caller answered 503 must change nothing (create, rotate).
+-- Redis's clock (ms), read once per script.
+local function redisTime()
+  if not serverNow then
+    local t = redis.call('TIME')
+    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return serverNow
+end
+local function pastDeadline(notAfter)
+  if notAfter == nil or notAfter == '' then return nil end
+  if redisTime() > tonumber(notAfter) then return string.format('%d', serverNow) end
+  return nil
+end
 -- The user's index also holds the user's known devices, as '~' .. device key (no session id starts with '~').
 local function isDevice(member) return string.byte(member, 1) == 126 end
 
@@ -124,11 +139,7 @@ local function audit(uid, sid, kind, data)
   end
   redis.call('PEXPIRE', l, retention)
   if auditFeed then
-    if not serverNow then
-      local t = redis.call('TIME')
-      serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    end
-    local minId = string.format('%d', serverNow - retention)
+    local minId = string.format('%d', redisTime() - retention)
     local added = redis.pcall('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
     if type(added) == 'table' and added.err then
       -- The feed belongs to no user: the repair is reported to the caller (and logged there), not stored.
@@ -559,11 +570,8 @@ function luaTable (table: Readonly<Record<string, string>>): string {
  *    | { 'LIMIT' } | { 'LATE', Redis's time (ms) }
  */
 export const CREATE = script(`
-if ARGV[24] ~= '' then
-  local t = redis.call('TIME')
-  local redisNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if redisNow > tonumber(ARGV[24]) then return { 'LATE', tostring(redisNow), events } end
-end
+local late = pastDeadline(ARGV[24])
+if late then return { 'LATE', late, events } end
 local sid, uid, replace = ARGV[7], ARGV[8], ARGV[18]
 local u = ukey(uid)
 sweep(16)
@@ -757,10 +765,13 @@ return { 'OK', out, events }
 `)
 
 /**
- * rotate: ARGV[7] sid, [8] hash of the presented secret, [9] new hash, [10] audit data.
- * -> { 'OK' | 'GONE' }
+ * rotate: ARGV[7] sid, [8] hash of the presented secret, [9] new hash, [10] audit data, [11] the caller's deadline
+ * (epoch ms) or '' for none: past it by Redis's clock nothing changes (the client keeps its working token).
+ * -> { 'OK' | 'GONE' } | { 'LATE', Redis's time (ms) }
  */
 export const ROTATE = script(`
+local late = pastDeadline(ARGV[11])
+if late then return { 'LATE', late, events } end
 local sid = ARGV[7]
 local rec = readRec(sid)
 if not rec or rec.h ~= ARGV[8] or deadline(rec) <= now then return { 'GONE', '', events } end

@@ -209,9 +209,10 @@ export class RedisStore implements Store {
     return { sessions, events: this.eventsOf(reply) }
   }
 
-  async rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
-    const reply = await this.call('rotate', tagOf(sessionId), now, sessionId, oldHash, newHash, auditData)
-    return { ok: reply[0] === 'OK', events: this.eventsOf(reply, sessionId) }
+  async rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string, notAfter?: number): Promise<{ ok: boolean, events: RawAuditEvent[], lateAt?: number }> {
+    const reply = await this.call('rotate', tagOf(sessionId), now, sessionId, oldHash, newHash, auditData, notAfter === undefined ? '' : String(notAfter))
+    const events = this.eventsOf(reply, sessionId)
+    return reply[0] === 'LATE' ? { ok: false, events, lateAt: Number(reply[1]) } : { ok: reply[0] === 'OK', events }
   }
 
   async discard (sessionId: string, now: number): Promise<RemoveResult> {
