@@ -51,6 +51,25 @@ function watchRejections (t: Test): unknown[] {
   return seen
 }
 
+/**
+ * A redis-server of the test's own that the test may freeze (SIGSTOP; thawed at teardown whatever happens), its
+ * fail-fast client, and the unhandled rejections seen while the test runs.
+ */
+async function freezableRedis (t: Test): Promise<{ rejections: unknown[], server: RedisServer, client: Redis }> {
+  const rejections = watchRejections(t)
+  const server = await startRedis(t)
+  t.teardown(() => server.kill('SIGCONT'))
+  return { rejections, server, client: failFastClient(t, server) }
+}
+
+/** Thaws a frozen server and waits until the client has reconnected and the commands it held have reached Redis. */
+async function thaw (server: RedisServer, client: Redis): Promise<void> {
+  server.kill('SIGCONT')
+  await sendCommand(server.port, ['PING'])
+  while (client.status !== 'ready') await sleep(20)
+  await sleep(300)
+}
+
 /** What a burst of requests got, without keeping the responses (the heap is measured across bursts). */
 interface Tally {
   /** `<status> <code or body>` -> count */
@@ -137,10 +156,7 @@ test('Redis killed: fail-closed answers 503 in time, fail-open serves anonymousl
 })
 
 test('Redis frozen (SIGSTOP): every request is answered within the bound; after SIGCONT all is well', async (t) => {
-  const rejections = watchRejections(t)
-  const server = await startRedis(t)
-  t.teardown(() => server.kill('SIGCONT'))
-  const client = failFastClient(t, server)
+  const { rejections, server, client } = await freezableRedis(t)
   const closed = await buildApp(t, { redis: client, storeTimeout: STORE_TIMEOUT_MS })
   const open = await buildApp(t, { redis: client, storeTimeout: STORE_TIMEOUT_MS, onStoreError: 'fail-open' })
   const { token } = await login(closed, 'frozen')
@@ -203,10 +219,7 @@ async function shapeOf (client: Redis, manager: SessionManager, prefix: string):
 }
 
 test('a create cut off by a frozen Redis and a dropped connection leaves each session whole or absent', async (t) => {
-  const rejections = watchRejections(t)
-  const server = await startRedis(t)
-  t.teardown(() => server.kill('SIGCONT'))
-  const client = failFastClient(t, server)
+  const { rejections, server, client } = await freezableRedis(t)
   const app = await buildApp(t, { redis: client, storeTimeout: 200, maxSessionsPerUser: 100 })
   const users = Array.from({ length: 20 }, (_, n) => `cut${n}`)
   // Half the users have logged in before (their index and known device exist), half have not.
@@ -219,11 +232,8 @@ test('a create cut off by a frozen Redis and a dropped connection leaves each se
   // Drop the connection while the commands sit unread in the frozen server's socket buffer; the client
   // reconnects on its own (and, by ioredis default, sends again the commands that got no reply).
   client.disconnect(true)
-  server.kill('SIGCONT')
-  await sendCommand(server.port, ['PING'])
   // After SIGSTOP/SIGCONT the real client reconnects on its own: poll, then let its queued commands drain.
-  while (client.status !== 'ready') await sleep(20)
-  await sleep(300)
+  await thaw(server, client)
 
   const shape = await shapeOf(client, app.sessions, 'sess:')
   const everySid = new Set([...shape.sessions.keys()].map((sid) => `${sid}${shape.sessions.get(sid)}`))
@@ -258,10 +268,7 @@ async function servedFromNearCache (app: FastifyInstance, url: string, token: st
 }
 
 test('a login answered 503 that reaches Redis later changes nothing: it evicts no session and ends no previous one', async (t) => {
-  const rejections = watchRejections(t)
-  const server = await startRedis(t)
-  t.teardown(() => server.kill('SIGCONT'))
-  const client = failFastClient(t, server)
+  const { rejections, server, client } = await freezableRedis(t)
   // With the near cache, the device's session is read from memory while Redis is frozen, so its login reaches
   // startSession (without it, loading the session would answer 503 first).
   const app = await buildApp(t, { redis: client, storeTimeout: 200, maxSessionsPerUser: 3, nearCache: true })
@@ -280,11 +287,8 @@ test('a login answered 503 that reaches Redis later changes nothing: it evicts n
   ])
   t.same([atLimit.statusCode, again.statusCode], [503, 503], 'both logins answered 503')
   await sleep(300)
-  server.kill('SIGCONT')
   // The client's commands reach Redis now, after their deadline.
-  while (client.status !== 'ready') await sleep(20)
-  await sendCommand(server.port, ['PING'])
-  await sleep(300)
+  await thaw(server, client)
 
   t.equal((await app.sessions.list('at-limit')).length, 3, 'the user at the limit still has their 3 sessions')
   for (const [n, session] of full.entries()) {
@@ -339,10 +343,7 @@ test('manager.create with notAfter: a deadline already past changes nothing; a s
 })
 
 test('a rotation answered 503 that reaches Redis later leaves the token the client holds working', async (t) => {
-  const rejections = watchRejections(t)
-  const server = await startRedis(t)
-  t.teardown(() => server.kill('SIGCONT'))
-  const client = failFastClient(t, server)
+  const { rejections, server, client } = await freezableRedis(t)
   const app = Fastify()
   t.teardown(() => app.close())
   // The near cache serves the session while Redis is frozen, so the request reaches reply.rotateSession().
@@ -357,10 +358,7 @@ test('a rotation answered 503 that reaches Redis later leaves the token the clie
   const rotate = await app.inject({ method: 'POST', url: '/rotate', headers: { 'x-session-id': token } })
   t.equal(rotate.statusCode, 503, 'the rotation answered 503')
   await sleep(300)
-  server.kill('SIGCONT')
-  while (client.status !== 'ready') await sleep(20)
-  await sendCommand(server.port, ['PING'])
-  await sleep(300)
+  await thaw(server, client)
   const after = await app.inject({ url: '/profile', headers: { 'x-session-id': token } })
   t.equal(after.statusCode, 200, 'the token the client still holds works (the late rotation changed nothing)')
   const rotated = await app.inject({ method: 'POST', url: '/rotate', headers: { 'x-session-id': token } })
