@@ -276,10 +276,10 @@ function checkNotAfter (notAfter: unknown): void {
  * deadline has not passed, the store's clock is ahead of ours by more than the time left: every such call would
  * fail, so the cause says what to fix (it reaches the 503's log line, never the client).
  */
-function pastDeadline (operation: string, storeNow: number, now: number, notAfter: number): Error {
+function lateError (operation: string, lateAt: number, now: number, notAfter: number): Error {
   const cause = now > notAfter
-    ? new Error(`the ${operation} reached the store ${storeNow - notAfter} ms after its deadline (notAfter) and changed nothing`)
-    : new Error(`the store refused a ${operation} as past its deadline (notAfter) that this instance's clock has not reached: the store's clock is at least ${storeNow - notAfter} ms ahead of this instance's; synchronize the clocks (NTP)`)
+    ? new Error(`the ${operation} reached the store ${lateAt - notAfter} ms after its deadline (notAfter) and changed nothing`)
+    : new Error(`the store refused a ${operation} as past its deadline (notAfter) that this instance's clock has not reached: the store's clock is at least ${lateAt - notAfter} ms ahead of this instance's; synchronize the clocks (NTP)`)
   return new errors.STORE_UNAVAILABLE({ cause })
 }
 
@@ -523,7 +523,7 @@ export class SessionManager extends EventEmitter {
           })
     })
     this.emitEvents(result.events)
-    if (!result.ok && result.reason === 'late') throw pastDeadline('create', result.storeNow, Date.now(), notAfter as number)
+    if (!result.ok && result.reason === 'late') throw lateError('create', result.lateAt, Date.now(), notAfter as number)
     if (!result.ok) throw new errors.LIMIT_REACHED(this.maxSessionsPerUser)
     const session = this.toSession(result.session)
     if (result.isNewDevice) {
@@ -695,7 +695,7 @@ export class SessionManager extends EventEmitter {
     const secret = newSecret()
     const result = await this.store.rotate(parsed.sessionId, hashSecret(parsed.secret), hashSecret(secret), this.now(), '{"reason":"rotate"}', notAfter)
     this.emitEvents(result.events)
-    if (result.lateAt !== undefined) throw pastDeadline('rotation', result.lateAt, Date.now(), notAfter as number)
+    if (result.lateAt !== undefined) throw lateError('rotation', result.lateAt, Date.now(), notAfter as number)
     if (!result.ok) return null
     const loaded = await this.store.load(parsed.sessionId)
     if (loaded === null || loaded === 'corrupt' || 'ended' in loaded) return null

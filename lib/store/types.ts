@@ -136,7 +136,7 @@ export interface CreateInput {
   device?: { key: string, windowMs: number, auditData: string }
   /**
    * Epoch ms after which the create must change nothing (the caller has given up on it): the store answers
-   * `{ ok: false, reason: 'late', storeNow }` with its own clock's time instead. A store that applies a create at
+   * `{ ok: false, reason: 'late', lateAt }` with its own clock's time instead. A store that applies a create at
    * once may ignore it.
    */
   notAfter?: number
@@ -145,7 +145,7 @@ export interface CreateInput {
 export type CreateResult =
   | { ok: true, session: StoredSession, evicted: string[], events: RawAuditEvent[], replaced: boolean, isNewDevice: boolean }
   | { ok: false, reason: 'limit', events: RawAuditEvent[] }
-  | { ok: false, reason: 'late', storeNow: number, events: RawAuditEvent[] }
+  | { ok: false, reason: 'late', lateAt: number, events: RawAuditEvent[] }
 
 export interface UpdateInput {
   sessionId: string

@@ -66,8 +66,6 @@ local serverNow = nil
 
 local function skey(sid) return base .. 's:' .. sid end
 local function ukey(uid) return base .. 'u:' .. uid end
--- The caller's deadline (epoch ms, '' for none) against Redis's clock: Redis's time when it has passed, else nil.
--- A call that lands after its caller answered 503 must change nothing (create, rotate).
 -- Redis's clock (ms), read once per script.
 local function redisTime()
   if not serverNow then
@@ -76,6 +74,8 @@ local function redisTime()
   end
   return serverNow
 end
+-- The caller's deadline (epoch ms, '' for none) against Redis's clock: Redis's time when it has passed, else nil.
+-- A call that lands after its caller answered 503 must change nothing (create, rotate).
 local function pastDeadline(notAfter)
   if notAfter == nil or notAfter == '' then return nil end
   if redisTime() > tonumber(notAfter) then return string.format('%d', serverNow) end

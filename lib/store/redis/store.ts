@@ -125,7 +125,7 @@ export class RedisStore implements Store {
       input.notAfter === undefined ? '' : String(input.notAfter))
     const events = this.eventsOf(reply, ...(isReplacedHere ? [replace.sessionId] : []))
     if (reply[0] === 'LIMIT') return { ok: false, reason: 'limit', events }
-    if (reply[0] === 'LATE') return { ok: false, reason: 'late', storeNow: Number(reply[1]), events }
+    if (reply[0] === 'LATE') return { ok: false, reason: 'late', lateAt: Number(reply[1]), events }
     const [evicted, record, replacedFlag, newDeviceFlag] = reply[1] as [string[], string, string, string]
     const session = parseRecord(sessionId, record)
     /* c8 ignore next -- the script returns the record it has just written */
