@@ -288,6 +288,20 @@ async function isClusterReady (port, nodeCount) {
   }
 }
 
+/**
+ * Whether this node's view of the cluster (CLUSTER NODES) already shows `masters` masters and `replicas` replicas:
+ * the roles reach the other nodes by gossip, after `--cluster create` has returned and after the replicas synced.
+ */
+async function seesRoles (port, masters, replicas) {
+  try {
+    const roles = String(await sendCommand(port, ['CLUSTER', 'NODES'])).trim().split('\n').map((line) => line.split(' ')[2].split(','))
+    return roles.filter((flags) => flags.includes('master')).length === masters &&
+      roles.filter((flags) => flags.includes('slave')).length === replicas
+  } catch {
+    return false
+  }
+}
+
 /** A master, or a replica whose link to its master is up (its first sync is done). */
 async function isReplicationReady (port) {
   try {
@@ -310,7 +324,8 @@ function runRedisCli (args) {
 
 /**
  * Starts a Redis Cluster of 3 masters and 3 replicas, each its own redis-server, and waits until every node
- * reports cluster_state:ok with all 16384 slots assigned and every replica has synced with its master.
+ * reports cluster_state:ok with all 16384 slots assigned, every replica has synced with its master, and every node
+ * sees 3 masters and 3 replicas.
  * With a tap Test, it is stopped in that test's teardown.
  */
 async function startRedisCluster (t) {
@@ -347,7 +362,8 @@ async function startRedisCluster (t) {
     const deadline = Date.now() + START_TIMEOUT_MS
     while (true) {
       const readiness = await Promise.all(nodes.map(async (node) =>
-        await isClusterReady(node.port, nodeCount) && await isReplicationReady(node.port)))
+        await isClusterReady(node.port, nodeCount) && await isReplicationReady(node.port) &&
+        await seesRoles(node.port, nodeCount / 2, nodeCount / 2)))
       if (readiness.every(Boolean)) break
       if (Date.now() > deadline) throw new Error(`redis cluster not ready within ${START_TIMEOUT_MS} ms`)
       await new Promise((resolve) => setTimeout(resolve, 50))
