@@ -30,7 +30,11 @@ interface Instance {
   store: RedisStore
   manager: SessionManager
   clock: TestClock
-  /** Times at which this instance's manager started a cleanup (a run that was not skipped). */
+  /**
+   * This instance's runs (cleanups that were not skipped), each at the time its claim was sent: the claim decides
+   * which interval a run belongs to (its lock lasts to the end of that interval), and under load the run itself can
+   * start after the interval has ended.
+   */
   runs: number[]
   results: CleanupRunResult[]
 }
@@ -44,9 +48,17 @@ function instance (t: Test, server: RedisServer, prefix = PREFIX): Instance {
   const manager = new SessionManager({ store, now: () => clock.now, maxSessionsPerUser: 5 })
   const runs: number[] = []
   const results: CleanupRunResult[] = []
+  let claimedAt = Number.NaN
+  const tryLock = store.tryLock.bind(store)
+  store.tryLock = async (name: string, owner: string, ttlMs: number) => {
+    const sentAt = manager.now()
+    const granted = await tryLock(name, owner, ttlMs)
+    if (granted) claimedAt = sentAt
+    return granted
+  }
   const cleanup = manager.cleanup.bind(manager)
   manager.cleanup = async (batchSize?: number) => {
-    runs.push(manager.now())
+    runs.push(claimedAt)
     return await cleanup(batchSize)
   }
   manager.on('cleanup', (result: CleanupRunResult) => results.push(result))
