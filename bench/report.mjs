@@ -51,7 +51,7 @@ export function ratioOverRounds (runs, key, other, connections, field = 'reqPerS
  * A ratio with 2 decimals, or 3 when 2 would print the `target` it misses or only just meets (0.897 is not "0.90",
  * next to a target of 0.9 marked not met).
  */
-export function ratioText (value, target) {
+function ratioText (value, target) {
   const short = value.toFixed(2)
   return target !== undefined && value !== target && short === target.toFixed(2) ? value.toFixed(3) : short
 }
