@@ -7,7 +7,12 @@ import { sendCommand } from './helpers/redis'
 import { startSentinelSetup, type SentinelSetup } from './helpers/sentinel'
 
 const STORE_TIMEOUT_MS = 1000
-const RECOVERY_BOUND_MS = 15_000
+// How long the sentinels may take to elect a leader and promote the replica: not this package's doing. An election
+// that splits the votes is retried after twice the failover-timeout (6 s here), so on a loaded machine a kill can
+// take two or three elections. A CI run on Node 24 saw no switch within 15 s of the kill.
+const SWITCH_BOUND_MS = 45_000
+// This package's part: once the sentinels name the new master, the session works through it within this bound.
+const RECOVERY_BOUND_MS = 10_000
 
 /**
  * Runs one failover of the setup's master (`trigger`) under a plugin whose client goes through the sentinels,
@@ -30,24 +35,27 @@ async function survivesFailover (t: Test, trigger: (setup: SentinelSetup) => Pro
   const statuses: number[] = []
   const startedAt = Date.now()
   await trigger(setup)
+  let switchedAt: number | null = null
   let recoveredAt: number | null = null
-  while (Date.now() - startedAt < RECOVERY_BOUND_MS) {
-    const isSwitched = await setup.masterPort().catch(() => 0) === setup.replica.port
+  while (switchedAt === null ? Date.now() - startedAt < SWITCH_BOUND_MS : Date.now() - switchedAt < RECOVERY_BOUND_MS) {
+    if (switchedAt === null && await setup.masterPort().catch(() => 0) === setup.replica.port) switchedAt = Date.now()
     const response = await app.inject({ url: '/orders', headers: { ...BROWSER, 'x-session-id': before.token } })
     statuses.push(response.statusCode)
-    if (isSwitched && response.statusCode === 200) {
+    if (switchedAt !== null && response.statusCode === 200) {
       recoveredAt = Date.now()
       break
     }
     // Sentinel's failover runs on real time (down-after-milliseconds): poll for the recovery.
     await sleep(50)
   }
-  t.not(recoveredAt, null, `the session works on the new master within ${RECOVERY_BOUND_MS} ms`)
+  t.not(switchedAt, null, `the sentinels name the replica as master within ${SWITCH_BOUND_MS} ms`)
+  if (switchedAt === null) return Infinity
+  t.not(recoveredAt, null, `the session works on the new master within ${RECOVERY_BOUND_MS} ms of the switch (switch after ${switchedAt - startedAt} ms; statuses ${statuses.join(',')})`)
   t.ok(statuses.every((status) => status === 200 || status === 503), `only 200 or 503 meanwhile (${statuses.length} requests, ${statuses.filter((s) => s === 503).length} answered 503)`)
 
   // A new login is written to the new master (the old one may be gone or demoted).
   let after: Awaited<ReturnType<typeof login>> | null = null
-  while (after === null && Date.now() - startedAt < RECOVERY_BOUND_MS) {
+  while (after === null && Date.now() - switchedAt < RECOVERY_BOUND_MS) {
     after = await login(app, 'bob').catch(() => null)
     // Real failover in progress: retry the login.
     if (after === null) await sleep(100)
@@ -61,6 +69,7 @@ async function survivesFailover (t: Test, trigger: (setup: SentinelSetup) => Pro
   // An ended session leaves a tombstone (why it ended) under its key, not the record.
   t.match(await sendCommand(setup.replica.port, ['GET', sessionKey('sess:', before.sessionId)]), /^\{(?!.*"u":).*"x":"signed_out"/, 'the logout reached the new master')
   t.equal((await app.inject({ url: '/profile', headers: { 'x-session-id': before.token } })).statusCode, 401)
+  t.comment(`the sentinels switched ${switchedAt - startedAt} ms after the trigger`)
   return (recoveredAt ?? Infinity) - startedAt
 }
 
