@@ -3,6 +3,7 @@
 // and the time manager.cleanup() takes for expired sessions (clock injected, so nothing waits).
 import { Redis } from 'ioredis'
 import { RedisStore, SessionManager, fingerprintFromHeaders } from '../dist/index.js'
+import { EXPIRY_QUEUE_ENTRIES } from '../dist/store/redis/keys.js'
 import { LatencyHistogram } from './load.mjs'
 import { info, redisCpuSeconds, startRedis } from './redis.mjs'
 
@@ -78,7 +79,7 @@ const KEY_KINDS = [
   ['t:', 'user tag (string, 0.1.0)']
 ]
 
-/** Members per shard expiry queue at 1,000,000 sessions over 4096 shard tags (a skiplist: more than 128 members). */
+/** Sessions per shard at 1,000,000 sessions over 4096 shard tags. */
 const QUEUE_MEMBERS_AT_1M = Math.round(1_000_000 / 4096)
 
 /**
@@ -86,10 +87,11 @@ const QUEUE_MEMBERS_AT_1M = Math.round(1_000_000 / 4096)
  * the session id, so whatever the layout of the build measured): its record, the user's index, known devices and
  * audit timeline, 0.1.0's tag key `Pt:<uid>` when there is one, and the session's share of its shard's expiry queue
  * at 1,000,000 sessions (a copy of the queue filled to that density with members of the same length, divided by its
- * members).
+ * members). `queueEntries` is the most members the build puts in one expiry sub-queue (its EXPIRY_QUEUE_ENTRIES;
+ * builds before the split keep one queue per shard: Infinity), so the copy holds what one of its queues would.
  * Also the named fields bench/report.mjs prints.
  */
-export async function keyBreakdown (client, prefix, token, userId) {
+export async function keyBreakdown (client, prefix, token, userId, queueEntries = EXPIRY_QUEUE_ENTRIES) {
   const sid = token.slice(0, 24)
   const shard = `${prefix}{${sid.slice(0, 2)}}:`
   const usage = async (key) => Number(await client.memory('USAGE', key, 'SAMPLES', '0')) || 0
@@ -118,16 +120,18 @@ export async function keyBreakdown (client, prefix, token, userId) {
     const scratch = `${prefix}scratch-queue`
     const [member, score] = members
     const args = []
-    for (let n = 0; n < QUEUE_MEMBERS_AT_1M; n++) {
+    const copied = Math.min(QUEUE_MEMBERS_AT_1M, queueEntries)
+    for (let n = 0; n < copied; n++) {
       // Same length and shape as the real member: only the random part of the session id differs.
       const filler = String(n).padStart(6, '0')
       args.push(Number(score) + n, member.slice(0, 2) + filler + member.slice(8))
     }
     await client.zadd(scratch, ...args)
-    queueShare = Math.round(await usage(scratch) / QUEUE_MEMBERS_AT_1M)
+    queueShare = Math.round(await usage(scratch) / copied)
     await client.del(scratch)
   }
-  keys[`expiry queue share (at ${QUEUE_MEMBERS_AT_1M}/shard)`] = queueShare
+  const split = queueEntries < QUEUE_MEMBERS_AT_1M ? `, sub-queues of ${queueEntries}` : ''
+  keys[`expiry queue share (at ${QUEUE_MEMBERS_AT_1M}/shard${split})`] = queueShare
   const timeline = `${shard}a2:u:${userId}`
   return {
     keys,

@@ -11,6 +11,8 @@ import { keyBreakdown, benchSessionData } from './extras.mjs'
 const dist = resolve(process.argv[2] ?? 'dist')
 const users = Number(process.argv[3] ?? 20_000)
 const { RedisStore, SessionManager, fingerprintFromHeaders } = await import(pathToFileURL(resolve(dist, 'index.js')).href)
+// Builds before the expiry queue was split into sub-queues keep one queue per shard, however long.
+const { EXPIRY_QUEUE_ENTRIES = Infinity } = await import(pathToFileURL(resolve(dist, 'store/redis/keys.js')).href)
 
 const redis = await startRedis()
 const client = new Redis(redis.url)
@@ -18,7 +20,7 @@ try {
   const sessionData = benchSessionData(fingerprintFromHeaders)
   const manager = new SessionManager({ store: new RedisStore({ client }), audit: { retention: 0 } })
   const { token } = await manager.create('user-0', sessionData)
-  const breakdown = await keyBreakdown(client, 'sess:', token, 'user-0')
+  const breakdown = await keyBreakdown(client, 'sess:', token, 'user-0', EXPIRY_QUEUE_ENTRIES)
   await manager.invalidate(token.slice(0, 24))
   const tombstone = Number(await client.memory('USAGE', `sess:{${token.slice(0, 2)}}:s:${token.slice(0, 24)}`, 'SAMPLES', '0'))
   await manager.close()

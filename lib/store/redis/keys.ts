@@ -5,10 +5,18 @@ import { TAG_LENGTH } from '../../core/token'
  * store/redis/scripts.ts for the layout). `prefix` is the store's prefix; an ioredis `keyPrefix` goes in front of it.
  */
 
-/** The shard's expiry queue; also the key every script is routed by. */
 /** The prefix of every key when none is given (RedisStore `prefix`, the plugin's `keyPrefix`). */
 export const DEFAULT_KEY_PREFIX = 'sess:'
 
+/**
+ * Most members of one expiry sub-queue: Redis's default `zset-max-listpack-entries`, up to which a sorted set is one
+ * compact listpack (see scripts.ts). A shard opens sub-queue `P{T}:x1`, `P{T}:x2`, ... as the earlier ones fill.
+ */
+export const EXPIRY_QUEUE_ENTRIES = 128
+/** Most sub-queues per shard (4096 shards x 4096 x 128 = 2.1 billion sessions); past it the last one grows. */
+export const MAX_EXPIRY_QUEUES = 4096
+
+/** The shard's first expiry sub-queue; also the key every script is routed by. */
 export function shardKey (prefix: string, tag: string): string {
   return `${prefix}{${tag}}:x`
 }

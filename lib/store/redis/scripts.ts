@@ -1,4 +1,4 @@
-import { AUDIT_LAYOUT } from './keys'
+import { AUDIT_LAYOUT, EXPIRY_QUEUE_ENTRIES, MAX_EXPIRY_QUEUES } from './keys'
 import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER } from '../types'
 /** How far out of write order two instances' clocks may put a user's events (see AUDIT_QUERY). */
 const AUDIT_CLOCK_SKEW_MS = 1000
@@ -17,7 +17,9 @@ import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
  *   P{T}:u:<uid>   zset    the user's index: sid -> lastActivity, and '~' .. device key -> last login for each known
  *                          device (see rememberDevice); PEXPIRE at the latest absolute deadline, or the known-devices
  *                          window after the last login when that is later
- *   P{T}:x         zset    the shard's expiry queue: sid..uid -> deadline (no TTL; drained by the scripts)
+ *   P{T}:x         zset    the shard's expiry queue: sid..uid -> deadline (no TTL; drained by the scripts), split
+ *   P{T}:x<k>      zset      into sub-queues of at most 128 members (x, x1, x2, ...; see queueSet)
+ *   P{T}:xn        string  how many sub-queues the shard has (absent for one)
  *   P{T}:a2:u:<uid> list   the user's audit timeline, newest first: entries 't|type|#sid|sid..data' (t = writer's
  *                          clock), at most maxEventsPerUser (LTRIM), expired entries popped from the tail by each
  *                          write, PEXPIRE = retention (refreshed by every write)
@@ -83,6 +85,110 @@ local function pastDeadline(notAfter)
 end
 -- The user's index also holds the user's known devices, as '~' .. device key (no session id starts with '~').
 local function isDevice(member) return string.byte(member, 1) == 126 end
+
+-- The shard's expiry queue is split into sub-queues of at most QUEUE_ENTRIES members: P{T}:x, then P{T}:x1,
+-- P{T}:x2, ... (how many: P{T}:xn, absent for one). Redis keeps a sorted set of up to 128 members as a listpack,
+-- ~48 bytes a session here, and a larger one as a skiplist, ~137 bytes: one queue per shard passed 128 members at
+-- about 500,000 sessions. A member is in one sub-queue; creates fill the first one with room.
+local QUEUE_ENTRIES = ${EXPIRY_QUEUE_ENTRIES}
+local MAX_QUEUES = ${MAX_EXPIRY_QUEUES}
+local countKey = xkey .. 'n'
+local checkedQueues = {}
+local queues = nil
+
+local function emitCorrupt(note)
+  -- Emitted as an audit event but not stored: the audit log is per user, and the queue belongs to no user.
+  local n = #events
+  events[n + 1] = 'corrupt'
+  events[n + 2] = ''
+  events[n + 3] = ''
+  events[n + 4] = ARGV[1]
+  events[n + 5] = note
+end
+
+-- Sub-queue k's key. A sub-queue of another type would fail every script of the shard: it is deleted (the sessions
+-- it listed still expire by their keys' TTLs, and their users' scripts drop them) and a 'corrupt' event is emitted.
+local function queueKey(k)
+  local key = xkey
+  if k > 0 then key = xkey .. k end
+  if not checkedQueues[k] then
+    checkedQueues[k] = true
+    local found = redis.call('TYPE', key)['ok']
+    if found ~= 'zset' and found ~= 'none' then
+      redis.call('DEL', key)
+      emitCorrupt('{"reason":"queue"}')
+    end
+  end
+  return key
+end
+
+-- How many sub-queues the shard has. A count that is not one (another type, not a number, out of range) is
+-- rebuilt from the sub-queues that exist, with a 'corrupt' event.
+local function queueCount()
+  if queues then return queues end
+  local raw = redis.pcall('GET', countKey)
+  if not raw then
+    queues = 1
+  elseif type(raw) == 'string' and string.match(raw, '^[1-9]%d*$') and tonumber(raw) <= MAX_QUEUES then
+    queues = tonumber(raw)
+  else
+    redis.call('DEL', countKey)
+    queues = 1
+    for k = 1, MAX_QUEUES - 1 do
+      if redis.call('EXISTS', xkey .. k) == 1 then queues = k + 1 end
+    end
+    if queues > 1 then redis.call('SET', countKey, queues) end
+    emitCorrupt('{"reason":"queue"}')
+  end
+  return queues
+end
+
+local function setQueueCount(n)
+  queues = n
+  if n == 1 then redis.call('DEL', countKey) else redis.call('SET', countKey, n) end
+end
+
+-- Removes member m from whichever sub-queue holds it.
+local function queueRemove(m)
+  for k = 0, queueCount() - 1 do
+    if redis.call('ZREM', queueKey(k), m) == 1 then return end
+  end
+end
+
+-- Sets member m's deadline: in the sub-queue that holds it, else (or at once when \`isNew\`) in the first one with
+-- room, opening a new sub-queue when all are full (the last one takes the excess once there are MAX_QUEUES).
+local function queueSet(m, score, isNew)
+  local n = queueCount()
+  local room = nil
+  for k = 0, n - 1 do
+    local key = queueKey(k)
+    if not isNew and redis.call('ZSCORE', key, m) then
+      redis.call('ZADD', key, score, m)
+      return
+    end
+    if room == nil and redis.call('ZCARD', key) < QUEUE_ENTRIES then
+      room = key
+      if isNew then break end
+    end
+  end
+  if room == nil then
+    if n < MAX_QUEUES then
+      room = queueKey(n)
+      setQueueCount(n + 1)
+    else
+      room = queueKey(n - 1)
+    end
+  end
+  redis.call('ZADD', room, score, m)
+end
+
+-- Forgets the last sub-queues once Redis has deleted them (an emptied sorted set is deleted).
+local function dropEmptyQueues()
+  local n = queueCount()
+  local kept = n
+  while kept > 1 and redis.call('EXISTS', queueKey(kept - 1)) == 0 do kept = kept - 1 end
+  if kept ~= n then setQueueCount(kept) end
+end
 
 -- Audit layout ${AUDIT_LAYOUT}: the user's timeline (a list, newest first), the cap marker, the shard's opt-in feed.
 local AUDIT_BASE = base .. 'a${AUDIT_LAYOUT}:'
@@ -255,18 +361,20 @@ local function globEscape(s)
   return table.concat(out)
 end
 
--- Members of the shard's expiry queue matching a pattern, as { sid, uid } pairs.
+-- Members of the shard's expiry queue (every sub-queue) matching a pattern, as { sid, uid } pairs.
 local function queueMembers(pattern)
   local found = {}
-  local cursor = '0'
-  repeat
-    local r = redis.call('ZSCAN', xkey, cursor, 'MATCH', pattern, 'COUNT', 1000)
-    cursor = r[1]
-    for i = 1, #r[2], 2 do
-      local m = r[2][i]
-      found[#found + 1] = { sid = string.sub(m, 1, SID_LEN), uid = string.sub(m, SID_LEN + 1) }
-    end
-  until cursor == '0'
+  for k = 0, queueCount() - 1 do
+    local cursor = '0'
+    repeat
+      local r = redis.call('ZSCAN', queueKey(k), cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = r[1]
+      for i = 1, #r[2], 2 do
+        local m = r[2][i]
+        found[#found + 1] = { sid = string.sub(m, 1, SID_LEN), uid = string.sub(m, SID_LEN + 1) }
+      end
+    until cursor == '0'
+  end
   return found
 end
 
@@ -333,7 +441,7 @@ local function removeSession(sid, uid, kind, data)
   if kind == 'corrupt' then redis.call('DEL', skey(sid)) else bury(sid, kind, data) end
   ensureIndex(uid)
   redis.call('ZREM', ukey(uid), sid)
-  redis.call('ZREM', xkey, sid .. uid)
+  queueRemove(sid .. uid)
   audit(uid, sid, kind, data)
 end
 
@@ -357,7 +465,7 @@ local function dropCorrupt(sid, kind, data)
   local uid = ownerOf(sid)
   redis.call('DEL', skey(sid))
   for _, entry in ipairs(queueMembers(globEscape(sid) .. '*')) do
-    if entry.sid == sid then redis.call('ZREM', xkey, sid .. entry.uid) end
+    if entry.sid == sid then queueRemove(sid .. entry.uid) end
   end
   if uid then
     ensureIndex(uid)
@@ -458,57 +566,48 @@ local function liveRecord(sid, owner)
   return rec
 end
 
--- A shard expiry queue of another type would fail every script of the shard: it is deleted (the sessions it
--- listed still expire by their keys' TTLs, and their users' scripts drop them), and a 'corrupt' event is emitted.
-local function ensureQueue()
-  local found = redis.call('TYPE', xkey)['ok']
-  if found ~= 'zset' and found ~= 'none' then
-    redis.call('DEL', xkey)
-    -- Emitted as an audit event but not stored: the audit log is per user, and this key belongs to no user.
-    local n = #events
-    events[n + 1] = 'corrupt'
-    events[n + 2] = ''
-    events[n + 3] = ''
-    events[n + 4] = ARGV[1]
-    events[n + 5] = reason('queue')
-  end
-end
-
--- Expires up to \`limit\` due entries of the shard's expiry queue. Returns expired, orphaned and examined counts.
+-- Expires up to \`limit\` due entries of the shard's expiry queue, sub-queue by sub-queue. Returns expired, orphaned
+-- and examined counts.
 local function sweep(limit)
-  local due = redis.call('ZRANGEBYSCORE', xkey, '-inf', now, 'LIMIT', 0, limit)
-  local expired, orphaned = 0, 0
+  local expired, orphaned, examined = 0, 0, 0
   local users = {}
-  for _, m in ipairs(due) do
-    local sid = string.sub(m, 1, SID_LEN)
-    local uid = string.sub(m, SID_LEN + 1)
-    local rec = readRec(sid)
-    if uid == '' then
-      redis.call('ZREM', xkey, m)
-      orphaned = orphaned + 1
-    elseif rec == nil then
-      removeSession(sid, uid, 'expired', reason('timeout'))
-      expired = expired + 1
-      users[uid] = true
-    elseif rec == false or rec.u ~= uid then
-      if rec == false then redis.call('DEL', skey(sid)) end
-      ensureIndex(uid)
-      redis.call('ZREM', ukey(uid), sid)
-      redis.call('ZREM', xkey, m)
-      audit(uid, sid, 'corrupt', reason('malformed'))
-      orphaned = orphaned + 1
-    elseif deadline(rec) <= now then
-      removeSession(sid, uid, 'expired', reason('timeout'))
-      expired = expired + 1
-      users[uid] = true
-    else
-      redis.call('ZADD', xkey, deadline(rec), m)
+  for k = 0, queueCount() - 1 do
+    if examined >= limit then break end
+    local key = queueKey(k)
+    local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, limit - examined)
+    examined = examined + #due
+    for _, m in ipairs(due) do
+      local sid = string.sub(m, 1, SID_LEN)
+      local uid = string.sub(m, SID_LEN + 1)
+      local rec = readRec(sid)
+      if uid == '' then
+        redis.call('ZREM', key, m)
+        orphaned = orphaned + 1
+      elseif rec == nil then
+        removeSession(sid, uid, 'expired', reason('timeout'))
+        expired = expired + 1
+        users[uid] = true
+      elseif rec == false or rec.u ~= uid then
+        if rec == false then redis.call('DEL', skey(sid)) end
+        ensureIndex(uid)
+        redis.call('ZREM', ukey(uid), sid)
+        redis.call('ZREM', key, m)
+        audit(uid, sid, 'corrupt', reason('malformed'))
+        orphaned = orphaned + 1
+      elseif deadline(rec) <= now then
+        removeSession(sid, uid, 'expired', reason('timeout'))
+        expired = expired + 1
+        users[uid] = true
+      else
+        redis.call('ZADD', key, deadline(rec), m)
+      end
     end
   end
+  dropEmptyQueues()
   -- A user's other expired sessions, beyond this batch, are removed by loadLive: they count as expired too.
   local before = liveExpired
   for uid, _ in pairs(users) do applyFlags(loadLive(uid)) end
-  return expired + liveExpired - before, orphaned, #due
+  return expired + liveExpired - before, orphaned, examined
 end
 
 -- Known devices (issue 14): remembers that the user used device \`dev\` now, as the member '~' .. dev of the user's
@@ -543,8 +642,6 @@ local function rememberDevice(uid, dev, window, sid, data)
   if isNew then audit(uid, sid, 'security', data) end
   return isNew
 end
-
-ensureQueue()
 `
 
 /** A script: the prelude's helpers and rules, then `body`. Exported for the Lua/TypeScript parity tests. */
@@ -630,7 +727,7 @@ local d = deadline(rec)
 redis.call('SET', skey(sid), encode(rec), 'PX', d - now + ENDED_MS)
 redis.call('ZADD', u, now, sid)
 extendTtl(u, abs - now)
-redis.call('ZADD', xkey, d, sid .. uid)
+queueSet(sid .. uid, d, true)
 clearAcks(live)
 live[#live + 1] = { sid = sid, rec = rec }
 applyFlags(live)
@@ -655,7 +752,7 @@ rec.l = now
 local d = deadline(rec)
 redis.call('SET', skey(sid), encode(rec), 'PX', d - now + ENDED_MS)
 redis.call('ZADD', ukey(uid), 'XX', now, sid)
-redis.call('ZADD', xkey, d, sid .. uid)
+queueSet(sid .. uid, d, false)
 local live = loadLive(uid)
 applyFlags(live)
 local flags = 0
