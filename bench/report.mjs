@@ -197,9 +197,38 @@ function oneSessionUserBytes (store) {
   }
 }
 
-/** One row of the goals table: goal, target, measured, and met / not met / not measured. */
-function goalRow (goal, target, measured, isMet) {
-  return [goal, target, measured ?? 'not measured', isMet === null ? 'not measured' : isMet ? '**met**' : '**not met**']
+/** One row of the goals table: goal, target, measured, and met / not met / not measured / inconclusive. */
+function goalRow (goal, target, measured, isMet, isInconclusive = false) {
+  const status = isMet === null ? 'not measured' : isInconclusive ? '**inconclusive**' : isMet ? '**met**' : '**not met**'
+  return [goal, target, measured ?? 'not measured', status]
+}
+
+/**
+ * The rounds (50 connections) in which a variant outran bare Fastify, which does strictly less work than any of them:
+ * the machine's speed changed within the round, and its ratios say more about the machine than about the code.
+ */
+function disturbedRounds (runs) {
+  const disturbed = []
+  for (const bare of runs.filter((r) => r.variant === 'bare' && r.connections === 50)) {
+    const faster = runs.filter((r) => r.round === bare.round && r.connections === 50 && r.variant !== 'bare' && r.reqPerSec > bare.reqPerSec)
+    if (faster.length > 0) disturbed.push({ round: bare.round, bare: bare.reqPerSec, faster: faster.map((r) => [r.variant, r.reqPerSec]) })
+  }
+  return disturbed
+}
+
+/** A paragraph and the blank line after it, or nothing for ''. */
+function paragraph (text) {
+  return text === '' ? [] : [text, '']
+}
+
+/** Why the throughput goals of this run are marked inconclusive, or '' when they are not. */
+function disturbedNote (results) {
+  const disturbed = disturbedRounds(results.runs)
+  if (disturbed.length === 0) return ''
+  const rounds = disturbed.map((d) => `round ${d.round + 1}: bare ${int(d.bare)} req/s, ` +
+    d.faster.map(([variant, reqPerSec]) => `${variant} ${int(reqPerSec)}`).join(', ')).join('; ')
+  return `The throughput goals are **inconclusive** in this run: in ${disturbed.length} of its rounds a variant outran bare ` +
+    `Fastify, which does strictly less work (${rounds}). The machine's speed changed within those rounds; run the bench again.`
 }
 
 /** The goals of issue 15, each checked against this run (50 connections, medians of per-round ratios). */
@@ -214,18 +243,19 @@ function goalsTable (results) {
   const p99ToFloor = ratio('ours', 'floor', 'p99Ms')
   const p99 = (key) => fixed(summaryRow(results.summary, key, 50)?.p99Ms, 3)
   const memoryBytes = oneSessionUserBytes(results.store)
+  const isDisturbed = disturbedRounds(results.runs).length > 0
   return table(['goal (issue 15)', 'target', 'measured (median, min-max over rounds)', 'status'], [
     goalRow('this package, memory store', `>= ${GOAL_MEMORY_STORE_TO_BARE}x bare`,
-      measured(memoryToBare, 'x bare', GOAL_MEMORY_STORE_TO_BARE), atLeast(memoryToBare, GOAL_MEMORY_STORE_TO_BARE)),
+      measured(memoryToBare, 'x bare', GOAL_MEMORY_STORE_TO_BARE), atLeast(memoryToBare, GOAL_MEMORY_STORE_TO_BARE), isDisturbed),
     goalRow('this package, Redis + near cache', `>= ${GOAL_NEAR_CACHE_TO_BARE}x bare`,
-      measured(nearToBare, 'x bare', GOAL_NEAR_CACHE_TO_BARE), atLeast(nearToBare, GOAL_NEAR_CACHE_TO_BARE)),
+      measured(nearToBare, 'x bare', GOAL_NEAR_CACHE_TO_BARE), atLeast(nearToBare, GOAL_NEAR_CACHE_TO_BARE), isDisturbed),
     goalRow('this package, Redis + near cache', `>= ${GOAL_NEAR_CACHE_TO_SECURE_SESSION}x @fastify/secure-session`,
-      measured(nearToSecureSession, 'x secure-session', GOAL_NEAR_CACHE_TO_SECURE_SESSION), atLeast(nearToSecureSession, GOAL_NEAR_CACHE_TO_SECURE_SESSION)),
+      measured(nearToSecureSession, 'x secure-session', GOAL_NEAR_CACHE_TO_SECURE_SESSION), atLeast(nearToSecureSession, GOAL_NEAR_CACHE_TO_SECURE_SESSION), isDisturbed),
     goalRow('this package, Redis, defaults', `>= ${GOAL_FLOOR_RATIO}x the floor`,
-      measured(oursToFloor, 'x floor', GOAL_FLOOR_RATIO), atLeast(oursToFloor, GOAL_FLOOR_RATIO)),
+      measured(oursToFloor, 'x floor', GOAL_FLOOR_RATIO), atLeast(oursToFloor, GOAL_FLOOR_RATIO), isDisturbed),
     goalRow('this package, Redis, defaults: p99', `<= ${GOAL_P99_TO_FLOOR}x the floor's p99`,
       p99ToFloor.median === null ? null : `${measured(p99ToFloor, 'x', GOAL_P99_TO_FLOOR)}; median p99 ${p99('ours')} ms, the floor's ${p99('floor')} ms`,
-      p99ToFloor.median === null ? null : p99ToFloor.median <= GOAL_P99_TO_FLOOR),
+      p99ToFloor.median === null ? null : p99ToFloor.median <= GOAL_P99_TO_FLOOR, isDisturbed),
     goalRow('Redis memory, a user with one session (no audit entries)', `<= ${GOAL_BYTES_PER_ONE_SESSION_USER} B`,
       memoryBytes === null
         ? null
@@ -534,6 +564,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '',
     goalsTable(results),
     '',
+    ...paragraph(disturbedNote(results)),
     hitRatioNote(results),
     '',
     '## The first goals (0.1.0), and where we are',
