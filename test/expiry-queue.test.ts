@@ -129,14 +129,16 @@ test('sessions in a later sub-queue still expire when the earlier ones are empty
 })
 
 test('a damaged sub-queue count is rebuilt from the sub-queues that exist, with a corrupt event, and nothing is lost', async (t) => {
-  for (const damage of ['garbage', '0', '99999', '-1', 'hash']) {
+  // 'deleted' and '2' (too small): the sub-queues beyond the count would never be drained, and a touch of a session in
+  // one of them would file it a second time.
+  for (const damage of ['garbage', '0', '99999', '-1', 'hash', 'deleted', '2']) {
     await t.test(damage, async (t) => {
       const shard = await shardWithSessions(t)
       const { client, manager, clock } = shard
       const countKey = `${shard.queue(0)}n`
       await client.del(countKey)
       if (damage === 'hash') await client.hset(countKey, 'f', 'v')
-      else await client.set(countKey, damage)
+      else if (damage !== 'deleted') await client.set(countKey, damage)
       const newcomer = usersOnOneShard(SESSIONS + 1).users[SESSIONS] as string
       t.ok(await manager.create(newcomer), 'a login on the shard works')
       t.ok(shard.audited.some((event) => event.type === 'corrupt' && event.data.reason === 'queue'), 'the repair is reported')
@@ -163,4 +165,47 @@ test('a sub-queue of another type is deleted with a corrupt event; its sessions 
   const [user, session] = lost[0] as [string, { id: string, token: string }]
   t.equal(await manager.get(session.token), null, 'a session it listed is past its deadline all the same')
   t.same(await manager.list(user), [], 'and its user\'s index no longer lists it')
+})
+
+test('a login replayed after a lost reply (ioredis resends it on reconnect) files its session once', async (t) => {
+  // 127 sessions: the first run of the create fills sub-queue 0, so a replay that did not look would open sub-queue 1.
+  const shard = await shardWithSessions(t, EXPIRY_QUEUE_ENTRIES - 1)
+  const { client, manager, clock } = shard
+  const commands = client as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>
+  const create = commands.fdsess_create as (...args: unknown[]) => Promise<unknown>
+  commands.fdsess_create = async function (this: unknown, ...args: unknown[]) {
+    await create.apply(this, args)
+    return await create.apply(this, args)
+  }
+  const newcomer = usersOnOneShard(EXPIRY_QUEUE_ENTRIES).users[EXPIRY_QUEUE_ENTRIES - 1] as string
+  const created = await manager.create(newcomer)
+  commands.fdsess_create = create
+  const members = await shard.members()
+  t.equal(members.flat().filter((member) => member === created.session.id + newcomer).length, 1, 'one entry')
+  t.same(members.map((list) => list.length), [128, 0, 0, 0, 0, 0, 0, 0])
+  clock.now += 31 * MINUTE
+  t.same(await manager.cleanup(), { expired: EXPIRY_QUEUE_ENTRIES, orphaned: 0 })
+  const expired = shard.audited.filter((event) => event.type === 'expired')
+  t.equal(new Set(expired.map((event) => event.sessionId)).size, expired.length, 'no session is audited expired twice')
+})
+
+test('a second entry of an ended session (filed by an instance that predates the sub-queues) is dropped without a second audit', async (t) => {
+  const shard = await shardWithSessions(t)
+  const { client, manager, clock } = shard
+  const members = await shard.members()
+  const [user, session] = [...shard.sessions].find(([u, s]) => subQueueOf(members, s.id + u) === 1) as [string, { id: string, token: string }]
+  // An instance of the build before the split touches the session: it knows only P{T}:x.
+  await client.zadd(shard.queue(0), clock.now + 30 * MINUTE, session.id + user)
+  clock.now += 31 * MINUTE
+  const result = await manager.cleanup()
+  t.same(result, { expired: SESSIONS, orphaned: 1 }, 'the leftover is counted as orphaned')
+  t.equal(shard.audited.filter((event) => event.type === 'expired' && event.sessionId === session.id).length, 1, 'audited expired once')
+  t.same((await shard.members()).flat(), [])
+})
+
+test('cleanup refuses a batch size that could never finish', async (t) => {
+  const shard = await shardWithSessions(t, 1)
+  for (const batchSize of [0, -1, 1.5, Number.NaN]) {
+    await t.rejects(shard.manager.cleanup(batchSize), { code: 'FST_SESSION_INVALID_ARGUMENT' }, String(batchSize))
+  }
 })

@@ -766,6 +766,8 @@ export class SessionManager extends EventEmitter {
 
   /** Removes everything that has expired; emits an `expired` audit event for each session. */
   async cleanup (batchSize = DEFAULT_CLEANUP_BATCH_SIZE): Promise<{ expired: number, orphaned: number }> {
+    // A batch of 0 would examine nothing and be asked for again forever.
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new errors.INVALID_ARGUMENT(`batchSize must be an integer >= 1, got ${String(batchSize)}`)
     return await this.store.cleanup(this.now(), batchSize, (events) => this.emitEvents(events))
   }
 

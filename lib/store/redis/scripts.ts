@@ -122,15 +122,20 @@ local function queueKey(k)
   return key
 end
 
--- How many sub-queues the shard has. A count that is not one (another type, not a number, out of range) is
--- rebuilt from the sub-queues that exist, with a 'corrupt' event.
+-- How many sub-queues the shard has. A count that is not one (another type, not a number, out of range), or that
+-- is too small (the sub-queue after its last exists: the count was deleted or lowered by hand), is rebuilt from the
+-- sub-queues that exist, with a 'corrupt' event: a sub-queue beyond the count would never be drained.
 local function queueCount()
   if queues then return queues end
   local raw = redis.pcall('GET', countKey)
+  local n = nil
   if not raw then
-    queues = 1
+    n = 1
   elseif type(raw) == 'string' and string.match(raw, '^[1-9]%d*$') and tonumber(raw) <= MAX_QUEUES then
-    queues = tonumber(raw)
+    n = tonumber(raw)
+  end
+  if n and (n == MAX_QUEUES or redis.call('EXISTS', xkey .. n) == 0) then
+    queues = n
   else
     redis.call('DEL', countKey)
     queues = 1
@@ -155,21 +160,21 @@ local function queueRemove(m)
   end
 end
 
--- Sets member m's deadline: in the sub-queue that holds it, else (or at once when \`isNew\`) in the first one with
--- room, opening a new sub-queue when all are full (the last one takes the excess once there are MAX_QUEUES).
-local function queueSet(m, score, isNew)
+-- Sets member m's deadline: in the sub-queue that holds it, else in the first one with room, opening a new sub-queue
+-- when all are full (the last one takes the excess once there are MAX_QUEUES). A create looks too: ioredis resends a
+-- command whose reply a reconnect lost, and a replayed CREATE must not file its session a second time. Each sub-queue
+-- holding the member costs a scan of up to 128 entries: two sub-queues per shard at 1,000,000 sessions, twenty at
+-- 10,000,000.
+local function queueSet(m, score)
   local n = queueCount()
   local room = nil
   for k = 0, n - 1 do
     local key = queueKey(k)
-    if not isNew and redis.call('ZSCORE', key, m) then
+    if redis.call('ZSCORE', key, m) then
       redis.call('ZADD', key, score, m)
       return
     end
-    if room == nil and redis.call('ZCARD', key) < QUEUE_ENTRIES then
-      room = key
-      if isNew then break end
-    end
+    if room == nil and redis.call('ZCARD', key) < QUEUE_ENTRIES then room = key end
   end
   if room == nil then
     if n < MAX_QUEUES then
@@ -325,6 +330,14 @@ local function readRec(sid)
   if type(rec.f) ~= 'string' then rec.f = '' end
   if type(rec.s) ~= 'number' then rec.s = 0 end
   return rec, raw
+end
+
+-- Whether session sid's key holds the tombstone of an ended session (readRec reads both it and no key as nil).
+local function isBuried(sid)
+  local raw = redis.pcall('GET', skey(sid))
+  if type(raw) ~= 'string' then return false end
+  local ok, rec = pcall(cjson.decode, raw)
+  return ok and type(rec) == 'table' and rec.x ~= nil and rec.u == nil
 end
 
 -- The record as stored: fields at their default (no metadata, flags 0, an empty IP, user agent or fingerprint) are
@@ -583,6 +596,13 @@ local function sweep(limit)
       if uid == '' then
         redis.call('ZREM', key, m)
         orphaned = orphaned + 1
+      elseif rec == nil and isBuried(sid) then
+        -- A leftover of a session that has ended and been audited (a second entry of it, filed by an instance that
+        -- predates the sub-queues during a rolling deploy): dropped, not audited again.
+        redis.call('ZREM', key, m)
+        ensureIndex(uid)
+        redis.call('ZREM', ukey(uid), sid)
+        orphaned = orphaned + 1
       elseif rec == nil then
         removeSession(sid, uid, 'expired', reason('timeout'))
         expired = expired + 1
@@ -727,7 +747,7 @@ local d = deadline(rec)
 redis.call('SET', skey(sid), encode(rec), 'PX', d - now + ENDED_MS)
 redis.call('ZADD', u, now, sid)
 extendTtl(u, abs - now)
-queueSet(sid .. uid, d, true)
+queueSet(sid .. uid, d)
 clearAcks(live)
 live[#live + 1] = { sid = sid, rec = rec }
 applyFlags(live)
@@ -752,7 +772,7 @@ rec.l = now
 local d = deadline(rec)
 redis.call('SET', skey(sid), encode(rec), 'PX', d - now + ENDED_MS)
 redis.call('ZADD', ukey(uid), 'XX', now, sid)
-queueSet(sid .. uid, d, false)
+queueSet(sid .. uid, d)
 local live = loadLive(uid)
 applyFlags(live)
 local flags = 0
