@@ -10,7 +10,8 @@ import { resolve } from 'node:path'
 import { Redis } from 'ioredis'
 import { startRedis } from './redis.mjs'
 
-const PER_SHARD = Math.round(1_000_000 / 4096)
+// QUEUE_COST_SESSIONS: sessions on the shard (default 244, the density of 1,000,000 sessions; 2441 is 10,000,000's).
+const PER_SHARD = Number(process.env.QUEUE_COST_SESSIONS ?? Math.round(1_000_000 / 4096))
 const ROUNDS = Number(process.env.QUEUE_COST_ROUNDS ?? 15)
 const MINUTE = 60_000
 
