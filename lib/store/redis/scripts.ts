@@ -96,8 +96,9 @@ local countKey = xkey .. 'n'
 local checkedQueues = {}
 local queues = nil
 
+-- A repair of a key that belongs to no user (a queue, its count, the audit feed): emitted as an audit event and
+-- logged by the caller, not stored, since the audit log is per user.
 local function emitCorrupt(note)
-  -- Emitted as an audit event but not stored: the audit log is per user, and the queue belongs to no user.
   local n = #events
   events[n + 1] = 'corrupt'
   events[n + 2] = ''
@@ -253,13 +254,7 @@ local function audit(uid, sid, kind, data)
     local minId = string.format('%d', redisTime() - retention)
     local added = redis.pcall('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
     if type(added) == 'table' and added.err then
-      -- The feed belongs to no user: the repair is reported to the caller (and logged there), not stored.
-      n = #events
-      events[n + 1] = 'corrupt'
-      events[n + 2] = ''
-      events[n + 3] = ''
-      events[n + 4] = ARGV[1]
-      events[n + 5] = '{"reason":"audit_feed"}'
+      emitCorrupt('{"reason":"audit_feed"}')
       redis.call('DEL', feedKey)
       redis.call('XADD', feedKey, 'MINID', minId, '*', 't', ARGV[1], 'e', kind, 'u', uid, 's', sid, 'd', data)
     end
