@@ -359,6 +359,19 @@ test('with audit.feed every event also goes to the shard feed, which a consumer 
   t.same((await quiet.manager.auditLog('lee')).map((event) => event.type), ['created'], 'the timeline does not need the feed')
 })
 
+test('a feed key of another type is replaced by the next write, reported but not stored, and the change it audits is made', async (t) => {
+  const server = await startRedis(t)
+  const { client, manager, emitted } = setup(t, server, { audit: { feed: true } })
+  const feed = auditFeedKey(PREFIX, shardTag('trudy'))
+  await client.set(feed, 'not a stream')
+  const { session } = await manager.create('trudy')
+  t.same((await manager.list('trudy')).map((s) => s.id), [session.id], 'the login is made')
+  t.ok(emitted.some((event) => event.type === 'corrupt' && event.userId === '' && event.data.reason === 'audit_feed'), 'the repair is reported to the manager (which logs it)')
+  t.equal(await client.type(feed), 'stream', 'the feed is a stream again')
+  t.same((await client.xrange(feed, '-', '+')).map(([, fields]) => fields[3]), ['created'], 'holding the event of the write that repaired it')
+  t.notOk((await manager.auditLog('trudy')).some((event) => event.type === 'corrupt'), "the repair is not in the user's timeline: the feed is no user's")
+})
+
 test('a timeline key of another type is replaced by the next write, and the change it audits is made', async (t) => {
   const server = await startRedis(t)
   const { client, manager } = setup(t, server)
