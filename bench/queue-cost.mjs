@@ -4,10 +4,10 @@
 // moved past the touch interval) and of 244 further logins on the shard (each evicting nothing, ended by a logout).
 // Figures are INFO commandstats usec per script call (execution time inside Redis), median over the rounds; builds
 // are interleaved round by round, since the machine's speed drifts.
-import { createHash } from 'node:crypto'
 import { pathToFileURL } from 'node:url'
 import { resolve } from 'node:path'
 import { Redis } from 'ioredis'
+import { shardTag } from '../dist/core/token.js'
 import { startRedis } from './redis.mjs'
 
 // QUEUE_COST_SESSIONS: sessions on the shard (default 244, the density of 1,000,000 sessions; 2441 is 10,000,000's).
@@ -15,12 +15,11 @@ const PER_SHARD = Number(process.env.QUEUE_COST_SESSIONS ?? Math.round(1_000_000
 const ROUNDS = Number(process.env.QUEUE_COST_ROUNDS ?? 15)
 const MINUTE = 60_000
 
-/** User ids on one shard tag (the tag is the first two base64url characters of SHA-256 of the user id). */
+/** `count` user ids on one shard tag, by the package's own tag rule (shardTag of this checkout's build). */
 function usersOnOneShard (count, base) {
-  const tagOf = (id) => createHash('sha256').update(id).digest('base64url').slice(0, 2)
-  const tag = tagOf(`${base}-0`)
+  const tag = shardTag(`${base}-0`)
   const users = []
-  for (let n = 0; users.length < count; n++) if (tagOf(`${base}-${n}`) === tag) users.push(`${base}-${n}`)
+  for (let n = 0; users.length < count; n++) if (shardTag(`${base}-${n}`) === tag) users.push(`${base}-${n}`)
   return users
 }
 

@@ -5,6 +5,7 @@ import { SessionManager, type AuditEvent } from '../lib/core/manager'
 import { RedisStore } from '../lib/store/redis/store'
 import { EXPIRY_QUEUE_ENTRIES, shardKey } from '../lib/store/redis/keys'
 import { startRedis } from './helpers/redis'
+import { usersOnTag } from './helpers/tags'
 
 const PREFIX = 'q:'
 const MINUTE = 60_000
@@ -13,11 +14,7 @@ const SESSIONS = 2 * EXPIRY_QUEUE_ENTRIES + 44
 /** `count` user ids on one shard tag (tags are a hash of the user id): one shard's expiry queue holds them all. */
 function usersOnOneShard (count: number): { tag: string, users: string[] } {
   const tag = shardTag('q-0')
-  const users: string[] = []
-  for (let n = 0; users.length < count; n++) {
-    if (shardTag(`q-${n}`) === tag) users.push(`q-${n}`)
-  }
-  return { tag, users }
+  return { tag, users: usersOnTag(tag, 'q', count) }
 }
 
 interface Shard {

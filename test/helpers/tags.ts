@@ -5,8 +5,14 @@ import { shardTag } from '../../lib/core/token'
  * hashes to it. About 4096 hashes on average; used to put users on one shard on purpose.
  */
 export function userOnTag (tag: string, base: string): string {
-  for (let n = 0; ; n++) {
-    const userId = `${base}-${n}`
-    if (shardTag(userId) === tag) return userId
+  return usersOnTag(tag, base, 1)[0] as string
+}
+
+/** The first `count` user ids `<base>-<n>` on shard tag `tag`, in order of n. */
+export function usersOnTag (tag: string, base: string, count: number): string[] {
+  const users: string[] = []
+  for (let n = 0; users.length < count; n++) {
+    if (shardTag(`${base}-${n}`) === tag) users.push(`${base}-${n}`)
   }
+  return users
 }
