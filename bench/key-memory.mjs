@@ -1,5 +1,6 @@
 // Redis memory of a user with one session, key by key (MEMORY USAGE), on a fresh redis-server of its own.
 //   node bench/key-memory.mjs [dist directory, default ./dist] [users for the used_memory figure, default 20000]
+//     [sessions per user, default 1]
 // Run it against another build's dist (for example an older commit's) to compare layouts. Defaults of the manager
 // (known devices on) with audit.retention 0, the session data of `npm run bench` (bench/extras.mjs).
 import { pathToFileURL } from 'node:url'
@@ -10,6 +11,7 @@ import { keyBreakdown, benchSessionData } from './extras.mjs'
 
 const dist = resolve(process.argv[2] ?? 'dist')
 const users = Number(process.argv[3] ?? 20_000)
+const perUser = Number(process.argv[4] ?? 1)
 const { RedisStore, SessionManager, fingerprintFromHeaders } = await import(pathToFileURL(resolve(dist, 'index.js')).href)
 // Builds before the expiry queue was split into sub-queues keep one queue per shard, however long.
 const { EXPIRY_QUEUE_ENTRIES = Infinity } = await import(pathToFileURL(resolve(dist, 'store/redis/keys.js')).href)
@@ -31,9 +33,9 @@ try {
   const before = Number((await info(client, 'memory')).used_memory)
   let next = 0
   await Promise.all(Array.from({ length: 64 }, async () => {
-    while (next < users) {
+    while (next < users * perUser) {
       const n = next++
-      await scaled.create(`user-${n}`, { ...sessionData, ipAddress: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` })
+      await scaled.create(`user-${n % users}`, { ...sessionData, ipAddress: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` })
     }
   }))
   const after = Number((await info(client, 'memory')).used_memory)
@@ -44,7 +46,8 @@ try {
   console.log(`  ${'sum (one user, one session)'.padEnd(34)} ${String(breakdown.total).padStart(5)} B`)
   console.log(`  ${'tombstone of an ended session'.padEnd(34)} ${String(tombstone).padStart(5)} B`)
   console.log(`  record: ${breakdown.sessionRecordLength} bytes of JSON (${breakdown.sessionRecordEncoding})`)
-  console.log(`  used_memory per user, ${users} users: ${Math.round((after - before) / users)} B (${await client.dbsize()} keys)`)
+  const sessions = perUser === 1 ? '' : ` with ${perUser} sessions each`
+  console.log(`  used_memory per user, ${users} users${sessions}: ${Math.round((after - before) / users)} B (${await client.dbsize()} keys)`)
 } finally {
   client.disconnect()
   await redis.stop()

@@ -2,6 +2,7 @@ import { Cluster, Redis } from 'ioredis'
 import { test, type Test } from 'tap'
 import { allConcurrencyFlags, concurrencyFlags } from '../lib/security/concurrency'
 import { metadataBytes } from '../lib/core/metadata'
+import { packUserAgent, unpackUserAgent } from '../lib/store/redis/user-agent'
 import { sessionKey, shardKey } from '../lib/store/redis/keys'
 import { shardTag } from '../lib/core/token'
 import { rateLimited, warningLogger } from '../lib/core/logger'
@@ -150,7 +151,8 @@ test('the record as the scripts write it: defaults left out, slashes plain; both
   const full = await m.create('writer', { ipAddress: '192.0.2.1', userAgent, deviceFingerprint: 'v1.a/b', metadata: { path: '/x/y' } })
   const raw = await client.get(sessionKey(prefix, full.session.id)) as string
   t.notMatch(raw, /(?<!\\)(?:\\\\)*\\\//, 'no escaped slash is stored (a backslash of the text may precede a plain one)')
-  t.equal(JSON.parse(raw).g, userAgent, 'the user agent reads back exactly')
+  t.equal(JSON.parse(raw).g, packUserAgent(userAgent), 'the user agent is stored packed')
+  t.equal(unpackUserAgent(JSON.parse(raw).g), userAgent, 'and reads back exactly')
   const parsed = parseRecord(full.session.id, raw)
   if (parsed === null || parsed === 'corrupt' || 'ended' in parsed) throw new Error('the stored record is refused')
   t.same([parsed.userAgent, parsed.deviceFingerprint, parsed.metadata, parsed.concurrencyFlags], [userAgent, 'v1.a/b', { path: '/x/y' }, 0])

@@ -47,7 +47,7 @@ test('ended sessions on Redis', async (t) => {
     const endedBytes = Number(await client.call('MEMORY', 'USAGE', sessionKey(prefix, ended.session.id), 'SAMPLES', '0'))
     t.comment(`MEMORY USAGE: live session key ${liveBytes} B, tombstone ${endedBytes} B`)
     t.ok(endedBytes < 200, `a tombstone takes ${endedBytes} bytes`)
-    t.ok(endedBytes < liveBytes / 2, 'less than half a session')
+    t.ok(endedBytes < liveBytes * 0.6, `less than 60% of a live session (${liveBytes} bytes with this browser user agent)`)
   })
 
   t.test('a record outlives its deadline by the memory window, so the first request after expiry tells expired; cleanup buries it', async (t) => {

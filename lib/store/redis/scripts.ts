@@ -6,6 +6,7 @@ import { END_REASON_BY_AUDIT, ENDED_SESSION_MEMORY_MS, MAX_KNOWN_DEVICES } from 
 import { FLAG_DISTINCT_IPS, FLAG_DISTINCT_USER_AGENTS, FLAG_RAPID_CREATION } from '../../security/concurrency'
 import { FORBIDDEN_KEYS } from '../../core/metadata'
 import { SESSION_ID_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
+import { luaUnpackTable } from './user-agent'
 
 /**
  * Lua scripts of the Redis store. Each one is a single atomic step whose keys all live in one hash slot:
@@ -284,6 +285,14 @@ local function metaSize(m)
   return size, count
 end
 
+-- A record's user agent as the client sent it, for comparing user agents: the store writes common phrases as a tab
+-- and a letter (store/redis/user-agent.ts). A stored user agent holds no tab of its own (the manager removes control
+-- characters), so a record written before packing comes back unchanged.
+local UA_PHRASES = ${luaUnpackTable()}
+local function uaKey(g)
+  return (string.gsub(g, '\t(%w)', UA_PHRASES))
+end
+
 -- cjson reads 1e999 as infinity and NaN is not equal to itself: neither is a time.
 local function isTime(t)
   return t == t and t ~= math.huge and t ~= -math.huge
@@ -532,7 +541,8 @@ local function applyFlags(live)
       if ipCount[r.i] then ipCount[r.i] = ipCount[r.i] + 1 else ipCount[r.i] = 1; nIps = nIps + 1 end
     end
     if r.g ~= '' then
-      if uaCount[r.g] then uaCount[r.g] = uaCount[r.g] + 1 else uaCount[r.g] = 1; nUas = nUas + 1 end
+      entry.ua = uaKey(r.g)
+      if uaCount[entry.ua] then uaCount[entry.ua] = uaCount[entry.ua] + 1 else uaCount[entry.ua] = 1; nUas = nUas + 1 end
     end
     if r.c < low1 then low2 = low1; low1 = r.c elseif r.c < low2 then low2 = r.c end
     if r.c > high1 then high2 = high1; high1 = r.c elseif r.c > high2 then high2 = r.c end
@@ -542,7 +552,7 @@ local function applyFlags(live)
     local r = cur.rec
     local otherIps, otherUas = nIps, nUas
     if r.i ~= '' and ipCount[r.i] == 1 then otherIps = otherIps - 1 end
-    if r.g ~= '' and uaCount[r.g] == 1 then otherUas = otherUas - 1 end
+    if r.g ~= '' and uaCount[cur.ua] == 1 then otherUas = otherUas - 1 end
     local minC, maxC = low1, high1
     if r.c == low1 then minC = low2 end
     if r.c == high1 then maxC = high2 end

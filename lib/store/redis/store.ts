@@ -6,6 +6,7 @@ import { randomId, SESSION_ID_LENGTH, shardTag, TAG_LENGTH, TOKEN_HASH_LENGTH } 
 import { errors } from '../../core/errors'
 import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
+import { packUserAgent, unpackUserAgent } from './user-agent'
 import * as scripts from './scripts'
 import type {
   AuditEventType, AuditPage, CacheStats, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, EndedRecord, LoadResult,
@@ -118,7 +119,7 @@ export class RedisStore implements Store {
     // The previous session ends inside CREATE when it lives on the same shard (one slot, one atomic step).
     const isReplacedHere = replace !== undefined && tagOf(replace.sessionId) === tag
     const reply = await this.call('create', tag, input.now, sessionId, input.userId, input.tokenHash,
-      String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, input.userAgent,
+      String(input.absoluteDeadline), String(input.maxSessions), input.policy, input.ipAddress, packUserAgent(input.userAgent),
       input.deviceFingerprint, input.auditData, input.idleTimeoutMs === undefined ? '' : String(input.idleTimeoutMs),
       isReplacedHere ? replace.sessionId : '', replace?.auditData ?? '', JSON.stringify(input.metadata),
       input.device?.key ?? '', String(input.device?.windowMs ?? 0), input.device?.auditData ?? '',
@@ -179,7 +180,7 @@ export class RedisStore implements Store {
     const patch: Record<string, string | false> = {}
     for (const key of Object.keys(input.metadata)) patch[key] = input.metadata[key] ?? false
     const reply = await this.call('update', tagOf(input.sessionId), input.now, input.sessionId,
-      String(input.maxMetadataBytes), input.ipAddress ?? UNCHANGED, input.userAgent ?? UNCHANGED,
+      String(input.maxMetadataBytes), input.ipAddress ?? UNCHANGED, input.userAgent === undefined ? UNCHANGED : packUserAgent(input.userAgent),
       input.deviceFingerprint ?? UNCHANGED, input.auditData, input.ifRevision === undefined ? '' : String(input.ifRevision),
       input.userId ?? '', String(input.maxMetadataKeys), JSON.stringify(patch))
     const events = this.eventsOf(reply, input.sessionId)
@@ -267,7 +268,7 @@ export class RedisStore implements Store {
 
   async confirm (input: ConfirmInput): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
     const reply = await this.call('confirm', tagOf(input.sessionId), input.now, input.sessionId, input.userId,
-      input.ipAddress, input.userAgent, input.deviceFingerprint, input.method, input.auditData)
+      input.ipAddress, packUserAgent(input.userAgent), input.deviceFingerprint, input.method, input.auditData)
     return { ok: reply[0] === 'OK', events: this.eventsOf(reply, input.sessionId) }
   }
 
@@ -452,7 +453,7 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     lastActivity: l as number,
     absoluteDeadline: a as number,
     ipAddress: typeof i === 'string' ? i : '',
-    userAgent: typeof g === 'string' ? g : '',
+    userAgent: typeof g === 'string' ? unpackUserAgent(g) : '',
     deviceFingerprint: typeof f === 'string' ? f : '',
     metadata,
     concurrencyFlags: typeof s === 'number' ? s : 0,
