@@ -227,13 +227,66 @@ function disturbedNote (results) {
   if (disturbed.length === 0) return ''
   const rounds = disturbed.map((d) => `round ${d.round + 1}: bare ${int(d.bare)} req/s, ` +
     d.faster.map(([variant, reqPerSec]) => `${variant} ${int(reqPerSec)}`).join(', ')).join('; ')
-  return `The throughput goals are **inconclusive** in this run: in ${disturbed.length} of its rounds a variant outran bare ` +
-    `Fastify, which does strictly less work (${rounds}). The machine's speed changed within those rounds; run the bench again.`
+  const what = results.pairs !== undefined && results.pairs.length > 0
+    ? 'The ratios within rounds (the main table below) are disturbed in this run'
+    : 'The throughput goals are **inconclusive** in this run'
+  return `${what}: in ${disturbed.length} of its rounds a variant outran bare ` +
+    `Fastify, which does strictly less work (${rounds}). The machine's speed changed within those rounds.`
 }
 
-/** The goals of issue 15, each checked against this run (50 connections, medians of per-round ratios). */
+/** Most two runs of one variant within a paired repeat may differ, as a share of the larger, before it is dropped. */
+const PAIR_DRIFT = 0.1
+/** Fewest repeats a paired goal needs kept to be marked met or not met. */
+const MIN_PAIRED_REPEATS = 3
+
+/**
+ * A goal pair's `field` (the variant's over the reference's), one ratio per repeat from each side's two runs (A B B A:
+ * steady drift weighs on both sides alike). A repeat whose two runs of one side differ in req/s by more than PAIR_DRIFT
+ * is dropped: the machine changed speed within it. { median, spread, kept, dropped }, or null when the run has no
+ * such pair (bench/run.mjs, measurePairs).
+ */
+export function pairedRatio (pairs, key, reference, field = 'reqPerSec') {
+  const pair = pairs?.find((p) => p.variant === key && p.reference === reference)
+  if (pair === undefined) return null
+  const ratios = []
+  let dropped = 0
+  for (const { slices } of pair.repeats) {
+    const side = (variant, name) => slices.filter((slice) => slice.variant === variant).map((slice) => slice[name])
+    const isSteady = (values) => values.length === 2 && Math.min(...values) > 0 && 1 - Math.min(...values) / Math.max(...values) <= PAIR_DRIFT
+    if (!isSteady(side(key, 'reqPerSec')) || !isSteady(side(reference, 'reqPerSec'))) {
+      dropped++
+      continue
+    }
+    const [a1, a2] = side(key, field)
+    const [b1, b2] = side(reference, field)
+    if (b1 + b2 > 0) ratios.push((a1 + a2) / (b1 + b2))
+  }
+  return { median: median(ratios), spread: ratios.length === 0 ? null : [Math.min(...ratios), Math.max(...ratios)], kept: ratios.length, dropped }
+}
+
+/** How the throughput goals were measured in this run, and how many paired repeats each kept. */
+function pairsNote (results) {
+  if (results.pairs === undefined || results.pairs.length === 0) return ''
+  const { pairRepeats, pairSeconds } = results.settings
+  const counts = results.pairs.map((pair) => {
+    const { kept, dropped } = pairedRatio(results.pairs, pair.variant, pair.reference)
+    return `${pair.variant} / ${pair.reference}: ${kept} kept` + (dropped > 0 ? `, ${dropped} dropped` : '')
+  })
+  return `The throughput goals come from paired runs after the rounds: each goal's two variants back to back, ${pairRepeats} ` +
+    `repeats of A B B A (B A A B every other time) of ${pairSeconds} s at 50 connections, one ratio per repeat from each ` +
+    'side\'s two runs, so a machine that speeds up or slows down steadily weighs on both alike. A repeat whose two runs of ' +
+    `one variant differ by more than ${PAIR_DRIFT * 100}% is dropped, and a goal with fewer than ${MIN_PAIRED_REPEATS} ` +
+    `repeats kept is inconclusive (${counts.join('; ')}). The main table below keeps the ratios within rounds.`
+}
+
+/** The goals of issue 15, each checked against this run (50 connections; paired runs when the run has them). */
 function goalsTable (results) {
-  const ratio = (key, other, field) => ratioOverRounds(results.runs, key, other, 50, field)
+  const isDisturbed = disturbedRounds(results.runs).length > 0
+  const ratio = (key, other, field) => {
+    const paired = pairedRatio(results.pairs, key, other, field)
+    if (paired !== null) return { ...paired, isInconclusive: paired.kept < MIN_PAIRED_REPEATS }
+    return { ...ratioOverRounds(results.runs, key, other, 50, field), isInconclusive: isDisturbed }
+  }
   const atLeast = ({ median: value }, target) => value === null ? null : value >= target
   const measured = (r, unit, target) => r.median === null ? null : ratioWithSpread(r, unit, target)
   const memoryToBare = ratio('oursMemory', 'bare')
@@ -243,19 +296,19 @@ function goalsTable (results) {
   const p99ToFloor = ratio('ours', 'floor', 'p99Ms')
   const p99 = (key) => fixed(summaryRow(results.summary, key, 50)?.p99Ms, 3)
   const memoryBytes = oneSessionUserBytes(results.store)
-  const isDisturbed = disturbedRounds(results.runs).length > 0
-  return table(['goal (issue 15)', 'target', 'measured (median, min-max over rounds)', 'status'], [
+  const hasPairs = results.pairs !== undefined && results.pairs.length > 0
+  return table(['goal (issue 15)', 'target', `measured (median, min-max over ${hasPairs ? 'paired repeats' : 'rounds'})`, 'status'], [
     goalRow('this package, memory store', `>= ${GOAL_MEMORY_STORE_TO_BARE}x bare`,
-      measured(memoryToBare, 'x bare', GOAL_MEMORY_STORE_TO_BARE), atLeast(memoryToBare, GOAL_MEMORY_STORE_TO_BARE), isDisturbed),
+      measured(memoryToBare, 'x bare', GOAL_MEMORY_STORE_TO_BARE), atLeast(memoryToBare, GOAL_MEMORY_STORE_TO_BARE), memoryToBare.isInconclusive),
     goalRow('this package, Redis + near cache', `>= ${GOAL_NEAR_CACHE_TO_BARE}x bare`,
-      measured(nearToBare, 'x bare', GOAL_NEAR_CACHE_TO_BARE), atLeast(nearToBare, GOAL_NEAR_CACHE_TO_BARE), isDisturbed),
+      measured(nearToBare, 'x bare', GOAL_NEAR_CACHE_TO_BARE), atLeast(nearToBare, GOAL_NEAR_CACHE_TO_BARE), nearToBare.isInconclusive),
     goalRow('this package, Redis + near cache', `>= ${GOAL_NEAR_CACHE_TO_SECURE_SESSION}x @fastify/secure-session`,
-      measured(nearToSecureSession, 'x secure-session', GOAL_NEAR_CACHE_TO_SECURE_SESSION), atLeast(nearToSecureSession, GOAL_NEAR_CACHE_TO_SECURE_SESSION), isDisturbed),
+      measured(nearToSecureSession, 'x secure-session', GOAL_NEAR_CACHE_TO_SECURE_SESSION), atLeast(nearToSecureSession, GOAL_NEAR_CACHE_TO_SECURE_SESSION), nearToSecureSession.isInconclusive),
     goalRow('this package, Redis, defaults', `>= ${GOAL_FLOOR_RATIO}x the floor`,
-      measured(oursToFloor, 'x floor', GOAL_FLOOR_RATIO), atLeast(oursToFloor, GOAL_FLOOR_RATIO), isDisturbed),
+      measured(oursToFloor, 'x floor', GOAL_FLOOR_RATIO), atLeast(oursToFloor, GOAL_FLOOR_RATIO), oursToFloor.isInconclusive),
     goalRow('this package, Redis, defaults: p99', `<= ${GOAL_P99_TO_FLOOR}x the floor's p99`,
       p99ToFloor.median === null ? null : `${measured(p99ToFloor, 'x', GOAL_P99_TO_FLOOR)}; median p99 ${p99('ours')} ms, the floor's ${p99('floor')} ms`,
-      p99ToFloor.median === null ? null : p99ToFloor.median <= GOAL_P99_TO_FLOOR, isDisturbed),
+      p99ToFloor.median === null ? null : p99ToFloor.median <= GOAL_P99_TO_FLOOR, p99ToFloor.isInconclusive),
     goalRow('Redis memory, a user with one session (no audit entries)', `<= ${GOAL_BYTES_PER_ONE_SESSION_USER} B`,
       memoryBytes === null
         ? null
@@ -564,6 +617,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '',
     goalsTable(results),
     '',
+    ...paragraph(pairsNote(results)),
     ...paragraph(disturbedNote(results)),
     hitRatioNote(results),
     '',

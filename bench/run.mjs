@@ -5,7 +5,8 @@
 // Environment: BENCH_SECONDS (10) per measured run, BENCH_WARMUP_SECONDS (2), BENCH_ROUNDS (3),
 // BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
 // BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000),
-// BENCH_BASELINE (another build's dist/index.js: adds baseline, baselineMemory, baselineNearCache to compare a change in one run).
+// BENCH_BASELINE (another build's dist/index.js: adds baseline, baselineMemory, baselineNearCache to compare a change in one run),
+// BENCH_PAIR_REPEATS (6; 0 skips) and BENCH_PAIR_SECONDS (3): the paired measurement of each goal of issue 15 (measurePairs).
 // The anchor variants (secureSession, jwt) need bench/anchors/ installed: it is, on first use (installAnchors).
 import { fork, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
@@ -31,6 +32,10 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONNECTIONS = [50, 1]
+const PAIR_REPEATS = Number(process.env.BENCH_PAIR_REPEATS ?? 6)
+const PAIR_SECONDS = Number(process.env.BENCH_PAIR_SECONDS ?? 3)
+/** The throughput goals of issue 15 as [variant, reference]: each is measured in pairs (measurePairs). */
+const GOAL_PAIRS = [['oursMemory', 'bare'], ['oursNearCache', 'bare'], ['oursNearCache', 'secureSession'], ['ours', 'floor']]
 const CREATE_USERS = 1000
 const WANTED = process.env.BENCH_VARIANTS?.split(',') ?? VARIANTS.map((v) => v.key)
 
@@ -209,6 +214,36 @@ async function measureRounds (servers, headersByKey, probe) {
   return runs
 }
 
+/**
+ * Each goal's two variants measured back to back, A B B A (B A A B in every other repeat), in short runs at 50
+ * connections: a machine that speeds up or slows down steadily over the four runs weighs on both variants alike, where
+ * a round of every variant takes minutes. The report takes one ratio per repeat and drops a repeat whose two runs of
+ * one variant disagree (report.mjs, pairedRatio).
+ */
+async function measurePairs (servers, headersByKey) {
+  const pairs = []
+  if (PAIR_REPEATS <= 0) return pairs
+  for (const [key, reference] of GOAL_PAIRS) {
+    const a = servers.find((s) => s.variant.key === key)
+    const b = servers.find((s) => s.variant.key === reference)
+    if (a === undefined || b === undefined) continue
+    const repeats = []
+    for (let n = 0; n < PAIR_REPEATS; n++) {
+      const slices = []
+      for (const server of n % 2 === 0 ? [a, b, b, a] : [b, a, a, b]) {
+        const run = await runLoad({ url: `${server.url}/profile`, connections: 50, seconds: PAIR_SECONDS, headers: headersByKey[server.variant.key] })
+        if (run.non2xx > 0 || run.errors > 0) log(`  ${server.variant.key}: ${run.non2xx} non-2xx, ${run.errors} errors`)
+        slices.push({ variant: server.variant.key, reqPerSec: run.reqPerSec, p99Ms: run.p99Ms })
+      }
+      repeats.push({ slices })
+      log(`  paired ${key} / ${reference}, repeat ${n + 1}/${PAIR_REPEATS}: ` +
+        slices.map((slice) => `${slice.variant} ${slice.reqPerSec.toFixed(0)}`).join(', ') + ' req/s')
+    }
+    pairs.push({ variant: key, reference, seconds: PAIR_SECONDS, connections: 50, repeats })
+  }
+  return pairs
+}
+
 /** Medians per variant and connection count; ratios are computed within a round first. */
 function summarize (runs, keys) {
   const summary = []
@@ -308,7 +343,7 @@ async function main () {
   const servers = []
   const results = {
     startedAt: new Date(startedAt).toISOString(),
-    settings: { seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, connections: CONNECTIONS },
+    settings: { seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, rounds: ROUNDS, connections: CONNECTIONS, pairRepeats: PAIR_REPEATS, pairSeconds: PAIR_SECONDS },
     machine: {
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model,
@@ -326,6 +361,8 @@ async function main () {
     const runs = await measureRounds(servers, headersByKey, probe)
     results.runs = runs
     results.summary = summarize(runs, variants.map((v) => v.key))
+    log(`paired runs of the goals: ${PAIR_REPEATS} repeats of A B B A, ${PAIR_SECONDS} s each`)
+    results.pairs = await measurePairs(servers, headersByKey)
     const ours = servers.find((s) => s.variant.key === 'ours')
     if (ours !== undefined) {
       log('login throughput (this package, Redis, limit enforced)')
