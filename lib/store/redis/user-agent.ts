@@ -53,21 +53,23 @@ const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
 const MARK = '\t'
 const PACKED = /\t([A-Za-z0-9])/g
 
-/** Phrases in the order packing tries them: longest first, so a phrase is never split by one inside it. */
-const PACK_ORDER: ReadonlyArray<readonly [string, string]> = PHRASES
-  .map((phrase, index) => [phrase, MARK + LETTERS.charAt(index)] as const)
-  .sort((a, b) => b[0].length - a[0].length)
+/** Each phrase's code, by phrase. */
+const CODES = new Map(PHRASES.map((phrase, index) => [phrase, MARK + LETTERS.charAt(index)]))
+/**
+ * Every phrase, longest first: at each position the first alternative that matches wins, so a phrase is never split
+ * by a shorter one inside it. One pass, left to right: a code once written is never scanned again (a second pass
+ * could read a code's letter as the start of a phrase, 'M' + 'ozilla/5.0 (' for example).
+ */
+const PHRASE_PATTERN = new RegExp(
+  [...PHRASES].sort((a, b) => b.length - a.length).map((phrase) => phrase.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g')
 
 /**
  * The text of a user agent as the Redis store writes it into a record. A tab cannot come from the manager (it removes
  * control characters); one that a direct caller of the store passes is dropped, as the manager would.
  */
 export function packUserAgent (userAgent: string): string {
-  let packed = userAgent.includes(MARK) ? userAgent.replaceAll(MARK, '') : userAgent
-  for (const [phrase, code] of PACK_ORDER) {
-    if (packed.includes(phrase)) packed = packed.replaceAll(phrase, code)
-  }
-  return packed
+  const text = userAgent.includes(MARK) ? userAgent.replaceAll(MARK, '') : userAgent
+  return text.replace(PHRASE_PATTERN, (phrase) => CODES.get(phrase) ?? phrase)
 }
 
 function expand (code: string, letter: string): string {
