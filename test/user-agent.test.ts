@@ -1,4 +1,6 @@
 import { test } from 'tap'
+import Fastify, { type FastifyRequest } from 'fastify'
+import sessionPlugin from '../lib/index'
 import { Redis } from 'ioredis'
 import { SessionManager } from '../lib/core/manager'
 import { RedisStore } from '../lib/store/redis/store'
@@ -41,6 +43,7 @@ const HOSTILE = [
   ' Safari/537.36 Mobile Safari/537.36',
   '"quoted" / slash \\/ backslash \\',
   'A Safari/537.36B',
+  'iPhone; CPU iPhone OS ozilla/5.0 (',
   'x'.repeat(512)
 ]
 
@@ -54,8 +57,13 @@ test('user agents: every real and hostile text comes back exactly, and the commo
   }
   let seed = 7
   const random = (): number => { seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648; return seed / 2_147_483_648 }
-  const pieces = [...USER_AGENT_PHRASES, 'a', 'A', '0', ' ', '(', ')', ';', '/', '\\', '"', 'é', '😀', '\u0101']
-  for (let n = 0; n < 2000; n++) {
+  // Whole phrases, their heads and tails (a tail after a code's letter once read as a phrase: 'M' + 'ozilla/5.0 ('),
+  // every code letter, and characters of the JSON and the Lua pattern.
+  const pieces = [
+    ...USER_AGENT_PHRASES, ...USER_AGENT_PHRASES.map((phrase) => phrase.slice(1)), ...USER_AGENT_PHRASES.map((phrase) => phrase.slice(0, -1)),
+    ...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789', ' ', '(', ')', ';', '/', '\\', '"', '%w', 'é', '😀', '\u0101'
+  ]
+  for (let n = 0; n < 20_000; n++) {
     let text = ''
     for (let k = Math.floor(random() * 8); k > 0; k--) text += pieces[Math.floor(random() * pieces.length)]
     if (unpackUserAgent(packUserAgent(text)) !== text) {
@@ -70,6 +78,9 @@ test('user agents: every real and hostile text comes back exactly, and the commo
     const packed = packUserAgent(agent)
     t.ok(json(packed) <= utf8(agent) * 0.4, `a browser's user agent takes at most 40% of its bytes in JSON: ${json(packed)} of ${utf8(agent)}`)
     t.match(packed, /^[\x20-\x7e\t]*$/, 'packed text is ASCII: the reply decodes and parses on the fast paths')
+  }
+  for (const crafted of ['iPhone; CPU iPhone OS ozilla/5.0 (', 'Mozilla/5.0 (iPhone; CPU iPhone OS ozilla/5.0 (Windows NT 10.0; Win64; x64)']) {
+    t.equal(unpackUserAgent(packUserAgent(crafted)), crafted, `a code's letter followed by a phrase's tail: ${crafted}`)
   }
   t.equal(packUserAgent('curl/8.5.0'), 'curl/8.5.0', 'text without a phrase is stored as it is')
   t.equal(packUserAgent('a\tb'), 'ab', 'a tab passed straight to the store is dropped, as the manager drops it')
@@ -161,4 +172,27 @@ test('user agents in Redis: stored packed, read, listed, updated and confirmed a
   const other = await manager.create('mixed', { userAgent: firefox })
   t.equal((await manager.load(first.token, false))?.concurrencyFlags, FLAG_DISTINCT_USER_AGENTS, 'Chrome next to Chrome (plain), Chrome and Firefox: flagged')
   t.equal((await manager.load(other.token, false))?.concurrencyFlags, 0, 'Firefox next to three Chromes: not flagged')
+})
+
+test('after reply.confirmSession, request.session shows the user agent and IP as the store holds them, not the raw header', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const app = Fastify({ trustProxy: true })
+  await app.register(sessionPlugin, { redis: client, cleanup: false })
+  app.post<{ Body: { user: string } }>('/login', async (request, reply) => ({ token: (await reply.startSession(request.body.user)).token }))
+  const shown = (request: FastifyRequest): { userAgent?: string, ipAddress?: string } => ({ userAgent: request.session?.userAgent, ipAddress: request.session?.ipAddress })
+  app.post('/verify', { preHandler: app.requireSession }, async (request, reply) => {
+    await reply.confirmSession({ method: 'password' })
+    return shown(request)
+  })
+  app.get('/me', { preHandler: app.requireSession }, async (request) => shown(request))
+  t.teardown(() => app.close())
+  await app.ready()
+  const { token } = (await app.inject({ method: 'POST', url: '/login', payload: { user: 'verifier' } })).json()
+  const headers = { 'x-session-id': token, 'user-agent': 'Bot\t/1 ' + 'x'.repeat(600), 'x-forwarded-for': '203.0.113.9' }
+  const confirmed = (await app.inject({ method: 'POST', url: '/verify', headers })).json()
+  const stored = (await app.inject({ url: '/me', headers })).json()
+  t.equal(stored.userAgent, ('Bot/1 ' + 'x'.repeat(600)).slice(0, 512), 'stored: tab removed, 512 characters')
+  t.same(confirmed, stored, 'the confirming request shows what the store holds')
 })

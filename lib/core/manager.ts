@@ -267,6 +267,16 @@ function clip (value: unknown, max: number, name = 'a string'): string {
   return clipped
 }
 
+/** An IP address as a session stores it (and request.session shows it): control characters removed, at most 64 characters. */
+export function storedIpAddress (value: unknown): string {
+  return clip(value, MAX_IP_LENGTH, 'ipAddress')
+}
+
+/** A user agent as a session stores it (and request.session shows it): control characters removed, at most 512 characters. */
+export function storedUserAgent (value: unknown): string {
+  return clip(value, MAX_USER_AGENT_LENGTH, 'userAgent')
+}
+
 function checkNotAfter (notAfter: unknown): void {
   if (notAfter !== undefined && !Number.isSafeInteger(notAfter)) throw new errors.INVALID_ARGUMENT('notAfter must be epoch milliseconds (an integer)')
 }
@@ -492,8 +502,8 @@ export class SessionManager extends EventEmitter {
     if (replace !== undefined && !isSessionId(replace)) throw new errors.INVALID_ARGUMENT('replace must be a session id')
     const { entries, bytes } = serializeMetadata(data.metadata ?? {}, false, this.maxMetadataKeys)
     if (bytes > this.maxMetadataBytes) throw new errors.METADATA_TOO_LARGE(this.maxMetadataBytes)
-    const ipAddress = clip(data.ipAddress, MAX_IP_LENGTH, 'ipAddress')
-    const userAgent = clip(data.userAgent, MAX_USER_AGENT_LENGTH, 'userAgent')
+    const ipAddress = storedIpAddress(data.ipAddress)
+    const userAgent = storedUserAgent(data.userAgent)
     const deviceFingerprint = clip(data.deviceFingerprint, MAX_FINGERPRINT_LENGTH, 'deviceFingerprint')
     const secret = newSecret()
     const now = this.now()
@@ -640,8 +650,8 @@ export class SessionManager extends EventEmitter {
     const result = await this.store.update({
       sessionId,
       now: this.now(),
-      ipAddress: patch.ipAddress === undefined ? undefined : clip(patch.ipAddress, MAX_IP_LENGTH, 'ipAddress'),
-      userAgent: patch.userAgent === undefined ? undefined : clip(patch.userAgent, MAX_USER_AGENT_LENGTH, 'userAgent'),
+      ipAddress: patch.ipAddress === undefined ? undefined : storedIpAddress(patch.ipAddress),
+      userAgent: patch.userAgent === undefined ? undefined : storedUserAgent(patch.userAgent),
       deviceFingerprint: patch.deviceFingerprint === undefined ? undefined : clip(patch.deviceFingerprint, MAX_FINGERPRINT_LENGTH, 'deviceFingerprint'),
       metadata: entries,
       maxMetadataBytes: this.maxMetadataBytes,
@@ -801,13 +811,13 @@ export class SessionManager extends EventEmitter {
       throw new errors.INVALID_ARGUMENT(`method must be 1 to ${MAX_CONFIRM_METHOD_LENGTH} characters of A-Z a-z 0-9 _ . : -`)
     }
     if (!isSessionId(sessionId)) return false
-    const ipAddress = clip(options.ipAddress, MAX_IP_LENGTH)
+    const ipAddress = storedIpAddress(options.ipAddress)
     const result = await this.store.confirm({
       sessionId,
       userId: owner,
       now: this.now(),
       ipAddress,
-      userAgent: clip(options.userAgent, MAX_USER_AGENT_LENGTH),
+      userAgent: storedUserAgent(options.userAgent),
       deviceFingerprint: clip(options.deviceFingerprint, MAX_FINGERPRINT_LENGTH),
       method: options.method,
       auditData: JSON.stringify({ method: options.method, ip: ipAddress })

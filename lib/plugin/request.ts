@@ -7,7 +7,7 @@ import { kDenied, kFromCookie, kHandler, kSessionToken } from './symbols'
 import { TokenTransport } from './transport'
 import { errors } from '../core/errors'
 import { fingerprintFromHeaders, requestSimilarity } from '../security/fingerprint'
-import type { LoadedSession, Resolution, Session, SessionManager, SessionData, SessionMetadata } from '../core/manager'
+import { storedIpAddress, storedUserAgent, type LoadedSession, type Resolution, type Session, type SessionManager, type SessionData, type SessionMetadata } from '../core/manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
 import { parseToken, type ParsedToken } from '../core/token'
 
@@ -251,7 +251,10 @@ export class RequestHandler {
     }))
     if (!confirmed) return false
     request.requiresSecurityCheck = false
-    request.session = { ...session, authenticatedAt: new Date(this.manager.now()), ipAddress: request.ip, userAgent: header(request, 'user-agent') }
+    // What the store now holds, not the raw request: the same clipping as every stored IP and user agent.
+    request.session = {
+      ...session, authenticatedAt: new Date(this.manager.now()), ipAddress: storedIpAddress(request.ip), userAgent: storedUserAgent(header(request, 'user-agent'))
+    }
     return true
   }
 
