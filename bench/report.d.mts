@@ -1,5 +1,5 @@
 // Types of the part of bench/report.mjs that test/bench-report.test.ts checks.
 export interface PairSlice { variant: string, reqPerSec: number, p99Ms: number | null }
 export interface Pair { variant: string, reference: string, repeats: Array<{ slices: PairSlice[] }> }
-export interface PairedRatio { median: number | null, spread: [number, number] | null, kept: number, dropped: number }
+export interface PairedRatio { median: number | null, spread: [number, number] | null, kept: number, dropped: number, bothOrders: boolean }
 export function pairedRatio (pairs: Pair[] | undefined, key: string, reference: string, field?: 'reqPerSec' | 'p99Ms'): PairedRatio | null

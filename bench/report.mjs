@@ -236,36 +236,49 @@ function disturbedNote (results) {
 
 /** Most two runs of one variant within a paired repeat may differ, as a share of the larger, before it is dropped. */
 const PAIR_DRIFT = 0.1
-/** Fewest repeats a paired goal needs kept to be marked met or not met. */
+/** Fewest repeats a paired goal needs kept to be marked met or not met (of both orders, A B B A and B A A B). */
 const MIN_PAIRED_REPEATS = 3
+/** References that do strictly less work than the variants measured against them. */
+const LESS_WORK = new Set(['bare', 'floor'])
 
 /**
  * A goal pair's `field` (the variant's over the reference's), one ratio per repeat from each side's two runs (A B B A:
  * steady drift weighs on both sides alike). A repeat whose two runs of one side differ in req/s by more than PAIR_DRIFT
- * is dropped (the machine changed speed within it), and so is one where a variant outran bare Fastify.
- * { median, spread, kept, dropped }, or null when the run has no such pair (bench/run.mjs, measurePairs).
+ * is dropped (the machine changed speed within it), and so is one where a variant outran a reference that does less
+ * work. A slowdown during the middle two runs passes that check and biases A B B A and B A A B repeats in opposite
+ * directions, so a goal needs kept repeats of both orders. { median, spread, kept, dropped, bothOrders }, or null when
+ * the run has no such pair (bench/run.mjs, measurePairs).
  */
 export function pairedRatio (pairs, key, reference, field = 'reqPerSec') {
   const pair = pairs?.find((p) => p.variant === key && p.reference === reference)
   if (pair === undefined) return null
   const ratios = []
+  const orders = new Set()
   let dropped = 0
   for (const { slices } of pair.repeats) {
     const side = (variant, name) => slices.filter((slice) => slice.variant === variant).map((slice) => slice[name])
     const isSteady = (values) => values.length === 2 && Math.min(...values) > 0 && 1 - Math.min(...values) / Math.max(...values) <= PAIR_DRIFT
-    // Nothing outruns bare Fastify, which does strictly less work: a repeat where one did is noise too.
+    // Nothing outruns a reference that does strictly less work (bare Fastify, the floor): a repeat where one did is noise.
     const [a1, a2] = side(key, 'reqPerSec')
     const [b1, b2] = side(reference, 'reqPerSec')
-    const outranBare = reference === 'bare' && a1 + a2 > b1 + b2
-    if (!isSteady([a1, a2]) || !isSteady([b1, b2]) || outranBare) {
+    const outran = LESS_WORK.has(reference) && a1 + a2 > b1 + b2
+    // The same repeats for every field: each of the four runs must have both req/s and p99.
+    const isMeasured = slices.length === 4 && slices.every((slice) => [slice.reqPerSec, slice.p99Ms].every((value) => Number.isFinite(value) && value > 0))
+    const values = [...side(key, field), ...side(reference, field)]
+    if (!isSteady([a1, a2]) || !isSteady([b1, b2]) || outran || !isMeasured) {
       dropped++
       continue
     }
-    const [x1, x2] = side(key, field)
-    const [y1, y2] = side(reference, field)
-    if (y1 + y2 > 0) ratios.push((x1 + x2) / (y1 + y2))
+    ratios.push((values[0] + values[1]) / (values[2] + values[3]))
+    orders.add(slices[0].variant === key ? 'ABBA' : 'BAAB')
   }
-  return { median: median(ratios), spread: ratios.length === 0 ? null : [Math.min(...ratios), Math.max(...ratios)], kept: ratios.length, dropped }
+  return {
+    median: median(ratios),
+    spread: ratios.length === 0 ? null : [Math.min(...ratios), Math.max(...ratios)],
+    kept: ratios.length,
+    dropped,
+    bothOrders: orders.size === 2
+  }
 }
 
 /** How the throughput goals were measured in this run, and how many paired repeats each kept. */
@@ -279,8 +292,8 @@ function pairsNote (results) {
   return `The throughput goals come from paired runs after the rounds: each goal's two variants back to back, ${pairRepeats} ` +
     `repeats of A B B A (B A A B every other time) of ${pairSeconds} s at 50 connections, one ratio per repeat from each ` +
     'side\'s two runs, so a machine that speeds up or slows down steadily weighs on both alike. A repeat whose two runs of ' +
-    `one variant differ by more than ${PAIR_DRIFT * 100}% is dropped, as is one where a variant outran bare Fastify, and a ` +
-    `goal with fewer than ${MIN_PAIRED_REPEATS} repeats kept is inconclusive (${counts.join('; ')}). The main table below keeps the ratios within rounds.`
+    `one variant differ by more than ${PAIR_DRIFT * 100}% is dropped, as is one where a variant outran bare Fastify or the floor, and a ` +
+    `goal with fewer than ${MIN_PAIRED_REPEATS} repeats kept, or with kept repeats of one order only, is inconclusive (${counts.join('; ')}). The main table below keeps the ratios within rounds.`
 }
 
 /** The goals of issue 15, each checked against this run (50 connections; paired runs when the run has them). */
@@ -288,11 +301,12 @@ function goalsTable (results) {
   const isDisturbed = disturbedRounds(results.runs).length > 0
   const ratio = (key, other, field) => {
     const paired = pairedRatio(results.pairs, key, other, field)
-    if (paired !== null) return { ...paired, isInconclusive: paired.kept < MIN_PAIRED_REPEATS }
+    if (paired !== null) return { ...paired, isInconclusive: paired.kept < MIN_PAIRED_REPEATS || !paired.bothOrders }
     return { ...ratioOverRounds(results.runs, key, other, 50, field), isInconclusive: isDisturbed }
   }
-  const atLeast = ({ median: value }, target) => value === null ? null : value >= target
-  const measured = (r, unit, target) => r.median === null ? null : ratioWithSpread(r, unit, target)
+  // A paired goal whose every repeat was dropped was measured: inconclusive, not 'not measured'.
+  const atLeast = ({ median: value, kept }, target) => value === null ? (kept === 0 ? false : null) : value >= target
+  const measured = (r, unit, target) => r.median === null ? (r.kept === 0 ? 'no repeat kept' : null) : ratioWithSpread(r, unit, target)
   const memoryToBare = ratio('oursMemory', 'bare')
   const nearToBare = ratio('oursNearCache', 'bare')
   const nearToSecureSession = ratio('oursNearCache', 'secureSession')
@@ -311,8 +325,8 @@ function goalsTable (results) {
     goalRow('this package, Redis, defaults', `>= ${GOAL_FLOOR_RATIO}x the floor`,
       measured(oursToFloor, 'x floor', GOAL_FLOOR_RATIO), atLeast(oursToFloor, GOAL_FLOOR_RATIO), oursToFloor.isInconclusive),
     goalRow('this package, Redis, defaults: p99', `<= ${GOAL_P99_TO_FLOOR}x the floor's p99`,
-      p99ToFloor.median === null ? null : `${measured(p99ToFloor, 'x', GOAL_P99_TO_FLOOR)}; median p99 ${p99('ours')} ms, the floor's ${p99('floor')} ms`,
-      p99ToFloor.median === null ? null : p99ToFloor.median <= GOAL_P99_TO_FLOOR, p99ToFloor.isInconclusive),
+      p99ToFloor.median === null ? measured(p99ToFloor) : `${measured(p99ToFloor, 'x', GOAL_P99_TO_FLOOR)}; median p99 ${p99('ours')} ms, the floor's ${p99('floor')} ms`,
+      p99ToFloor.median === null ? atLeast(p99ToFloor) : p99ToFloor.median <= GOAL_P99_TO_FLOOR, p99ToFloor.isInconclusive),
     goalRow('Redis memory, a user with one session (no audit entries)', `<= ${GOAL_BYTES_PER_ONE_SESSION_USER} B`,
       memoryBytes === null
         ? null

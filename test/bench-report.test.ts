@@ -2,15 +2,12 @@ import { test } from 'tap'
 
 const loadReport = () => import('../bench/report.mjs')
 
-// One paired repeat: the four runs of A B B A (or B A A B) as bench/run.mjs records them.
-const repeat = (a: [number, number], b: [number, number], p99 = { a: 2, b: 1 }) => ({
-  slices: [
-    { variant: 'oursMemory', reqPerSec: a[0], p99Ms: p99.a },
-    { variant: 'bare', reqPerSec: b[0], p99Ms: p99.b },
-    { variant: 'bare', reqPerSec: b[1], p99Ms: p99.b },
-    { variant: 'oursMemory', reqPerSec: a[1], p99Ms: p99.a }
-  ]
-})
+// One paired repeat as bench/run.mjs records it: A B B A, or B A A B with `flipped`.
+const repeat = (a: [number, number], b: [number, number], { flipped = false, p99 = { a: 2, b: 1 } as { a: number | null, b: number }, variant = 'oursMemory', reference = 'bare' } = {}) => {
+  const A = (reqPerSec: number) => ({ variant, reqPerSec, p99Ms: p99.a })
+  const B = (reqPerSec: number) => ({ variant: reference, reqPerSec, p99Ms: p99.b })
+  return { slices: flipped ? [B(b[0]), A(a[0]), A(a[1]), B(b[1])] : [A(a[0]), B(b[0]), B(b[1]), A(a[1])] }
+}
 
 test('bench report: a paired goal is the median of per-repeat ratios of both runs, and a repeat that drifted is dropped', async (t) => {
   const { pairedRatio } = await loadReport()
@@ -19,17 +16,19 @@ test('bench report: a paired goal is the median of per-repeat ratios of both run
     reference: 'bare',
     repeats: [
       repeat([800, 820], [1000, 1020]), // 1620 / 2020
-      repeat([780, 790], [1000, 990]), // 1570 / 1990
+      repeat([780, 790], [1000, 990], { flipped: true }), // 1570 / 1990
       repeat([900, 600], [1000, 1000]), // oursMemory's runs differ by a third: dropped
-      repeat([800, 800], [1000, 700]), // bare's runs differ by 30%: dropped
+      repeat([800, 800], [1000, 700], { flipped: true }), // bare's runs differ by 30%: dropped
       repeat([700, 710], [900, 910]), // 1410 / 1810
-      repeat([1000, 1010], [990, 1000]) // steady, but faster than bare Fastify: dropped
+      repeat([1000, 1010], [990, 1000], { flipped: true }), // steady, but faster than bare Fastify: dropped
+      repeat([700, 700], [900, 900], { p99: { a: null, b: 1 } }) // no p99 on one side: dropped (for every field)
     ]
   }]
   const ratio = pairedRatio(pairs, 'oursMemory', 'bare')
   if (ratio === null) throw new Error('the pair is in the run')
   t.equal(ratio.kept, 3)
-  t.equal(ratio.dropped, 3)
+  t.equal(ratio.dropped, 4)
+  t.equal(ratio.bothOrders, true)
   t.equal(ratio.median, 1570 / 1990)
   t.same(ratio.spread, [1410 / 1810, 1620 / 2020])
   const p99 = pairedRatio(pairs, 'oursMemory', 'bare', 'p99Ms')
@@ -38,4 +37,19 @@ test('bench report: a paired goal is the median of per-repeat ratios of both run
   t.equal(p99.median, 2)
   t.equal(pairedRatio(pairs, 'oursNearCache', 'bare'), null, 'no such pair in the run')
   t.equal(pairedRatio(undefined, 'oursMemory', 'bare'), null, 'a run from before paired measurements')
+})
+
+test('bench report: the floor bounds like bare Fastify, and kept repeats of one order only are flagged', async (t) => {
+  const { pairedRatio } = await loadReport()
+  const floorPairs = [{
+    variant: 'ours',
+    reference: 'floor',
+    repeats: [1, 2, 3].map(() => repeat([1290, 1290], [1000, 1000], { variant: 'ours', reference: 'floor' }))
+  }]
+  const outran = pairedRatio(floorPairs, 'ours', 'floor')
+  t.equal(outran?.kept, 0, 'this package cannot outrun the floor: every repeat dropped')
+  t.equal(outran?.median, null)
+  const oneOrder = pairedRatio([{ variant: 'oursMemory', reference: 'bare', repeats: [1, 2, 3].map(() => repeat([700, 700], [720, 720])) }], 'oursMemory', 'bare')
+  t.equal(oneOrder?.kept, 3)
+  t.equal(oneOrder?.bothOrders, false, 'a slowdown tied to the middle runs biases one order: not enough to decide')
 })
