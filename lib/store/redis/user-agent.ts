@@ -2,13 +2,13 @@
  * The user agent is the largest field of a session record, and most of its text is the same few phrases in every
  * browser's header ("Mozilla/5.0 (", ") AppleWebKit/537.36 (KHTML, like Gecko) Chrome/", " Safari/537.36", ...).
  * The Redis store writes each phrase of PHRASES as a tab and one letter (`\tA`: three bytes in the record's JSON)
- * and gives the text back unchanged when it reads the record: a Chrome user agent of 103 to 111 bytes takes 17 to
- * 26, which keeps a typical record in jemalloc's 256-byte class instead of its 320-byte one (docs/design.md).
+ * and gives the text back unchanged when it reads the record: a desktop Chrome user agent of 97 to 117 bytes takes
+ * 17 or 18, which keeps a typical record in jemalloc's 256-byte class instead of its 320-byte one (docs/design.md).
  *
  * Why a tab: the manager removes every control character from a user agent before it is stored (core/manager.ts,
  * clip), so no stored text, from this build or an older one, holds a tab of its own: a record written before packing
  * reads back unchanged, and nothing needs escaping. The record stays ASCII: a character outside it would make Node
- * decode the reply and parse the JSON on their slower two-byte paths on every request (measured: about 0.3 µs).
+ * decode the reply and parse the JSON on their slower two-byte paths on every request (`node bench/user-agent-parse.mjs`).
  *
  * Rules that keep stored records readable by every build:
  * - PHRASES is append-only. A record outlives a deploy (and a rollback), so a phrase's letter never changes
