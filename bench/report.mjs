@@ -138,19 +138,24 @@ function verdict (results) {
   lines.push(`- **One Redis round trip per authenticated request**: measured ${fixed(roundTrips, 3)} round trips per request ` +
     `(client side) and ${fixed(ours.redisCommandsPerRequest, 3)} commands executed by Redis per request. ` +
     (roundTrips !== null && roundTrips <= 1.01 ? 'Met: the touch script runs once a minute per session, not per request.' : 'Not met.'))
+  // Ratios within rounds say nothing when the machine's speed changed within a round (disturbedNote).
+  const isDisturbed = disturbedRounds(results.runs).length > 0
+  const INCONCLUSIVE = 'Inconclusive: the machine\'s speed changed within the rounds of this run (see the goals above).'
   const floorRatio = ours.ratioToFloor
   lines.push(`- **>= ${GOAL_FLOOR_RATIO}x the one-GET floor**: ${floorRatio === null ? 'n/a' : ratioText(floorRatio, GOAL_FLOOR_RATIO)}x (median of per-round ratios). ` +
     (floorRatio === null
       ? 'Not measured in this run.'
-      : floorRatio >= GOAL_FLOOR_RATIO
-        ? 'Met.'
-        : `Not met: ${fixed((GOAL_FLOOR_RATIO - floorRatio) * 100, 1)} points short, ` +
+      : isDisturbed
+        ? INCONCLUSIVE
+        : floorRatio >= GOAL_FLOOR_RATIO
+          ? 'Met.'
+          : `Not met: ${fixed((GOAL_FLOOR_RATIO - floorRatio) * 100, 1)} points short, ` +
         `which is ${fixed((GOAL_FLOOR_RATIO / floorRatio - 1) * 100, 1)}% more throughput to find on the Node side (see the profile below).`))
   const fsRatio = ours.ratioToFastifySession
   lines.push(`- **> ${GOAL_FASTIFY_SESSION_RATIO}x @fastify/session defaults**: ${fixed(fsRatio)}x. ` +
-    (fsRatio === null ? 'Not measured in this run.' : fsRatio > GOAL_FASTIFY_SESSION_RATIO ? 'Met.' : 'Not met.'))
+    (fsRatio === null ? 'Not measured in this run.' : isDisturbed ? INCONCLUSIVE : fsRatio > GOAL_FASTIFY_SESSION_RATIO ? 'Met.' : 'Not met.'))
   const memory = summaryRow(results.summary, 'oursMemory', 50)
-  if (memory !== undefined && memory.ratioToBare !== null) {
+  if (memory !== undefined && memory.ratioToBare !== null && !isDisturbed) {
     lines.push(`- For scale: the same plugin on the memory store runs at ${fixed(memory.ratioToBare)}x bare Fastify, ` +
       `so the plugin layer alone (hook, token parsing, hashing, security check, route) costs ${fixed((1 - memory.ratioToBare) * 100, 0)}% of bare throughput ` +
       `before any Redis round trip; the floor pays ${fixed((1 - (summaryRow(results.summary, 'floor', 50)?.ratioToBare ?? 1)) * 100, 0)}% for its round trip.`)
