@@ -295,7 +295,7 @@ function pairsNote (results) {
     return `${pair.variant} / ${pair.reference}: ${kept} kept` + (dropped > 0 ? `, ${dropped} dropped` : '')
   })
   return `The throughput goals come from paired runs after the rounds: each goal's two variants back to back, ${pairRepeats} ` +
-    `repeats of A B B A (B A A B every other time) of ${pairSeconds} s at 50 connections, one ratio per repeat from each ` +
+    `repeats of A B B A (B A A B every other time) of ${pairSeconds} s at 50 connections, repeat n of every goal before repeat n + 1 of any, one ratio per repeat from each ` +
     'side\'s two runs, so a machine that speeds up or slows down steadily weighs on both alike. A repeat whose two runs of ' +
     `one variant differ by more than ${PAIR_DRIFT * 100}% is dropped, as is one where a variant outran bare Fastify or the floor, and a ` +
     `goal with fewer than ${MIN_PAIRED_REPEATS} repeats kept, or with kept repeats of one order only, is inconclusive (${counts.join('; ')}). The main table below keeps the ratios within rounds.`
@@ -657,11 +657,11 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '## How to run',
     '',
     '- `npm run bench`: builds, then runs everything below except the profile and the client measurements, and writes',
-    '  `bench/results/latest.json`, this page and `bench-reqs.svg` (about 15 minutes with the defaults).',
+    `  \`bench/results/latest.json\`, this page and \`bench-reqs.svg\`${results.totalSeconds === undefined ? '' : ` (this run took ${Math.round(results.totalSeconds / 60)} minutes)`}.`,
     '  `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS` (3), `BENCH_VARIANTS` (comma-separated keys: bare, floor,',
     '  ours, oursMemory, oursNearCache, secureSession, jwt, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0`',
     '  (skip memory, latency and cleanup), `BENCH_MEMORY_SESSIONS` (10000,1000000), `BENCH_LATENCY_SIZES` (1000,10000,100000,1000000),',
-    '  `BENCH_CLEANUP_SESSIONS` (100000). A run restricted to some variants still writes this page; ratios to a variant it left out are `-`.',
+    '  `BENCH_CLEANUP_SESSIONS` (100000), `BENCH_PAIR_REPEATS` (16: the paired repeats of each goal; 0 skips them), `BENCH_PAIR_SECONDS` (3). A run restricted to some variants still writes this page; ratios to a variant it left out are `-`.',
     '- secureSession and jwt come from `bench/anchors/`, a package of their own with its own lockfile (sodium-native, which',
     '  @fastify/secure-session needs, is a native addon and stays out of the root `node_modules`): `npm run bench` runs',
     '  `npm ci --prefix bench/anchors` the first time one of them is wanted.',

@@ -6,7 +6,7 @@
 // BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
 // BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000),
 // BENCH_BASELINE (another build's dist/index.js: adds baseline, baselineMemory, baselineNearCache to compare a change in one run),
-// BENCH_PAIR_REPEATS (6; 0 skips) and BENCH_PAIR_SECONDS (3): the paired measurement of each goal of issue 15 (measurePairs).
+// BENCH_PAIR_REPEATS (16; 0 skips) and BENCH_PAIR_SECONDS (3): the paired measurement of each goal of issue 15 (measurePairs).
 // The anchor variants (secureSession, jwt) need bench/anchors/ installed: it is, on first use (installAnchors).
 import { fork, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
@@ -32,7 +32,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONNECTIONS = [50, 1]
-const PAIR_REPEATS = Number(process.env.BENCH_PAIR_REPEATS ?? 6)
+const PAIR_REPEATS = Number(process.env.BENCH_PAIR_REPEATS ?? 16)
 const PAIR_SECONDS = Number(process.env.BENCH_PAIR_SECONDS ?? 3)
 /** The throughput goals of issue 15 as [variant, reference]: each is measured in pairs (measurePairs). */
 const GOAL_PAIRS = [['oursMemory', 'bare'], ['oursNearCache', 'bare'], ['oursNearCache', 'secureSession'], ['ours', 'floor']]
@@ -221,14 +221,14 @@ async function measureRounds (servers, headersByKey, probe) {
  * one variant disagree (report.mjs, pairedRatio).
  */
 async function measurePairs (servers, headersByKey) {
-  const pairs = []
-  if (PAIR_REPEATS <= 0) return pairs
-  for (const [key, reference] of GOAL_PAIRS) {
-    const a = servers.find((s) => s.variant.key === key)
-    const b = servers.find((s) => s.variant.key === reference)
-    if (a === undefined || b === undefined) continue
-    const repeats = []
-    for (let n = 0; n < PAIR_REPEATS; n++) {
+  if (PAIR_REPEATS <= 0) return []
+  const pairs = GOAL_PAIRS
+    .map(([key, reference]) => ({ key, reference, a: servers.find((s) => s.variant.key === key), b: servers.find((s) => s.variant.key === reference), repeats: [] }))
+    .filter((pair) => pair.a !== undefined && pair.b !== undefined)
+  // Repeat n of every goal before repeat n + 1 of any: a slow spell of the machine is spread over the goals instead of
+  // taking every repeat of one.
+  for (let n = 0; n < PAIR_REPEATS; n++) {
+    for (const { key, reference, a, b, repeats } of pairs) {
       const slices = []
       for (const server of n % 2 === 0 ? [a, b, b, a] : [b, a, a, b]) {
         const run = await runLoad({ url: `${server.url}/profile`, connections: 50, seconds: PAIR_SECONDS, headers: headersByKey[server.variant.key] })
@@ -239,9 +239,8 @@ async function measurePairs (servers, headersByKey) {
       log(`  paired ${key} / ${reference}, repeat ${n + 1}/${PAIR_REPEATS}: ` +
         slices.map((slice) => `${slice.variant} ${slice.reqPerSec.toFixed(0)}`).join(', ') + ' req/s')
     }
-    pairs.push({ variant: key, reference, seconds: PAIR_SECONDS, connections: 50, repeats })
   }
-  return pairs
+  return pairs.map(({ key, reference, repeats }) => ({ variant: key, reference, seconds: PAIR_SECONDS, connections: 50, repeats }))
 }
 
 /** Medians per variant and connection count; ratios are computed within a round first. */
