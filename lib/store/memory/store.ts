@@ -466,6 +466,8 @@ function reason (text: string): string {
 function snapshot (entry: Entry): StoredSession {
   const metadata: Record<string, unknown> = {}
   for (const [key, value] of entry.metadata) metadata[key] = JSON.parse(value)
+  const hasPrevious = entry.previousTokenHash !== undefined && entry.previousTokenUntil !== undefined
+  // The field order of the Redis store's parseRecord: records of both stores have one shape, and no spread.
   return {
     id: entry.id,
     userId: entry.userId,
@@ -479,21 +481,13 @@ function snapshot (entry: Entry): StoredSession {
     metadata,
     concurrencyFlags: entry.concurrencyFlags,
     revision: entry.revision,
-    ...(entry.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: entry.idleTimeoutMs }),
-    ...stepupFields(entry)
+    idleTimeoutMs: entry.idleTimeoutMs,
+    authenticatedAt: entry.authenticatedAt,
+    confirmMethod: entry.confirmMethod,
+    name: entry.name,
+    acknowledgedFlags: entry.acknowledgedFlags,
+    newestOtherCreatedAt: entry.newestOtherCreatedAt,
+    previousTokenHash: hasPrevious ? entry.previousTokenHash : undefined,
+    previousTokenUntil: hasPrevious ? entry.previousTokenUntil : undefined
   }
-}
-
-function stepupFields (entry: Entry): Partial<StoredSession> {
-  const fields: Partial<StoredSession> = {}
-  if (entry.authenticatedAt !== undefined) fields.authenticatedAt = entry.authenticatedAt
-  if (entry.confirmMethod !== undefined) fields.confirmMethod = entry.confirmMethod
-  if (entry.name !== undefined) fields.name = entry.name
-  if (entry.acknowledgedFlags !== undefined) fields.acknowledgedFlags = entry.acknowledgedFlags
-  if (entry.newestOtherCreatedAt !== undefined) fields.newestOtherCreatedAt = entry.newestOtherCreatedAt
-  if (entry.previousTokenHash !== undefined && entry.previousTokenUntil !== undefined) {
-    fields.previousTokenHash = entry.previousTokenHash
-    fields.previousTokenUntil = entry.previousTokenUntil
-  }
-  return fields
 }

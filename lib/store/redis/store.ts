@@ -445,6 +445,9 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
       if (ESCAPED_SURROGATE.test(value) && !isWellFormedValue(metadata[key])) return 'corrupt'
     }
   }
+  const { t, k, n, z, w, p, q } = record as Record<string, unknown>
+  const hasPrevious = typeof p === 'string' && Number.isFinite(q)
+  // One object literal with every field (an absent one undefined): every record has the same shape, and no spread.
   return {
     id: sessionId,
     userId: u,
@@ -458,8 +461,15 @@ export function parseRecord (sessionId: string, raw: string | null): LoadResult 
     metadata,
     concurrencyFlags: typeof s === 'number' ? s : 0,
     revision: r === undefined ? 0 : r as number,
-    ...(d === undefined ? {} : { idleTimeoutMs: d as number }),
-    ...stepupFields(record as Record<string, unknown>)
+    idleTimeoutMs: d as number | undefined,
+    // The record fields of issue 14 (t, k, n, z, w, p, q); a field of the wrong type is left out.
+    authenticatedAt: Number.isFinite(t) ? t as number : undefined,
+    confirmMethod: typeof k === 'string' ? k : undefined,
+    name: typeof n === 'string' ? n : undefined,
+    acknowledgedFlags: Number.isSafeInteger(z) ? z as number : undefined,
+    newestOtherCreatedAt: Number.isFinite(w) ? w as number : undefined,
+    previousTokenHash: hasPrevious ? p as string : undefined,
+    previousTokenUntil: hasPrevious ? q as number : undefined
   }
 }
 
@@ -470,22 +480,6 @@ function parseTombstone (record: Record<string, unknown>): EndedRecord | undefin
     ended: { reason: typeof record.x === 'string' ? record.x : 'revoked', at: Number.isFinite(record.at) ? record.at as number : 0 },
     tokenHash: typeof record.h === 'string' ? record.h : ''
   }
-}
-
-/** The record fields of issue 14 (t, k, n, z, w, p, q); a field of the wrong type is left out. */
-function stepupFields (record: Record<string, unknown>): Partial<StoredSession> {
-  const { t, k, n, z, w, p, q } = record
-  const fields: Partial<StoredSession> = {}
-  if (Number.isFinite(t)) fields.authenticatedAt = t as number
-  if (typeof k === 'string') fields.confirmMethod = k
-  if (typeof n === 'string') fields.name = n
-  if (Number.isSafeInteger(z)) fields.acknowledgedFlags = z as number
-  if (Number.isFinite(w)) fields.newestOtherCreatedAt = w as number
-  if (typeof p === 'string' && Number.isFinite(q)) {
-    fields.previousTokenHash = p
-    fields.previousTokenUntil = q as number
-  }
-  return fields
 }
 
 /** Resolves when the client is ready; rejects with the first connection error (it does not wait for retries). */
