@@ -31,6 +31,10 @@ test('bench report: a paired goal is the median of per-repeat ratios of both run
   t.equal(ratio.bothOrders, true)
   t.equal(ratio.median, 1570 / 1990)
   t.same(ratio.spread, [1410 / 1810, 1620 / 2020])
+  // Every measured repeat, none dropped: the six with p99 on both sides (the drifting and the outrunning ones too).
+  t.equal(ratio.every.count, 6)
+  t.equal(ratio.every.median, (1570 / 1990 + 1620 / 2020) / 2)
+  t.same(ratio.every.middle, [1410 / 1810, 1600 / 1700], 'the nearest ranks of the lower and upper quartile')
   const p99 = pairedRatio(pairs, 'oursMemory', 'bare', 'p99Ms')
   if (p99 === null) throw new Error('the pair is in the run')
   t.equal(p99.kept, 3, 'p99 keeps the repeats that req/s keeps')
