@@ -65,3 +65,20 @@ test('a late result after a timeout is ignored, and many calls keep their order'
   mock.timers.tick(6)
   t.equal(queue.size, 0)
 })
+
+test('watch (callback style) calls exactly one of its callbacks, once: the value, the mapped error, or the timeout', async (t) => {
+  const queue = new DeadlineQueue(50)
+  const calls: string[] = []
+  const record = (name: string) => (value: unknown) => { calls.push(`${name}:${value instanceof Error ? value.message : String(value)}`) }
+  queue.watch(Promise.resolve('value'), () => new Error('timeout'), (e) => e, record('resolve'), record('reject'))
+  queue.watch(Promise.reject(new Error('boom')), () => new Error('timeout'), () => new Error('mapped'), record('resolve'), record('reject'))
+  // An error mapping that throws: the thrown error is the reason (it must not escape into an unhandled rejection).
+  queue.watch(Promise.reject(new Error('boom')), () => new Error('timeout'), () => { throw new Error('mapping threw') }, record('resolve'), record('reject'))
+  let release: (value: string) => void = () => {}
+  queue.watch(new Promise<string>((resolve) => { release = resolve }), () => new Error('timeout'), (e) => e, record('resolve'), record('reject'))
+  await new Promise((resolve) => setTimeout(resolve, 120))
+  release('late')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(calls, ['resolve:value', 'reject:mapped', 'reject:mapping threw', 'reject:timeout'], 'the late value after the timeout is ignored')
+  t.equal(queue.size, 0)
+})

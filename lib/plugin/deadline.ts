@@ -49,14 +49,22 @@ export class DeadlineQueue {
 
   /** Settles like `promise`, or calls `onTimeout` for the rejection reason once the deadline has passed. */
   bound<T> (promise: Promise<T>, onTimeout: () => unknown, onError: (error: unknown) => unknown): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const entry = new Entry(performance.now() + this.timeoutMs, reject, onTimeout)
-      this.push(entry)
-      promise.then((value) => {
-        if (this.release(entry)) resolve(value)
-      }, (error: unknown) => {
-        if (this.release(entry)) reject(settle(() => onError(error)))
-      })
+    return new Promise<T>((resolve, reject) => { this.watch(promise, onTimeout, onError, resolve, reject) })
+  }
+
+  /**
+   * `bound` in callback style, for the request path: exactly one of `resolve` (with the value of `promise`) and
+   * `reject` (with `onError`'s mapping of its error, or `onTimeout`'s reason once the deadline has passed) is called,
+   * once, and no promise is made beyond the one `promise.then` returns.
+   */
+  watch<T> (promise: Promise<T>, onTimeout: () => unknown, onError: (error: unknown) => unknown,
+    resolve: (value: T) => void, reject: (reason: unknown) => void): void {
+    const entry = new Entry(performance.now() + this.timeoutMs, reject, onTimeout)
+    this.push(entry)
+    promise.then((value) => {
+      if (this.release(entry)) resolve(value)
+    }, (error: unknown) => {
+      if (this.release(entry)) reject(settle(() => onError(error)))
     })
   }
 

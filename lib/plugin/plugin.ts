@@ -91,17 +91,10 @@ const plugin: FastifyPluginAsync<SessionPluginOptions> = async function sessionP
     return handler.rotateSession(this.request, this, rotateOptions)
   })
   app.decorate('requireSession', requireSession)
-  // Callback style: a request the hook answers at once (no token, a near-cache hit) costs no promise.
+  // Callback style: a request the hook answers at once (no token, a near-cache hit) costs no promise, and a store
+  // read none beyond the store's own.
   app.addHook('onRequest', function loadSession (request, reply, done) {
-    let loading: Promise<void> | undefined
-    try {
-      loading = handler.loadSession(request, reply)
-    } catch (error) {
-      done(error as Error)
-      return
-    }
-    if (loading === undefined) done()
-    else loading.then(() => { done() }, done)
+    handler.loadSession(request, reply, done)
   })
 
   if (raw.metrics !== undefined) registerMetrics(raw.metrics.registry, manager)

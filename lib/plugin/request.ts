@@ -100,37 +100,64 @@ export class RequestHandler {
   }
 
   /**
-   * onRequest: sets request.session and request.requiresSecurityCheck. No store call without a token, for a request
-   * that matches no route, or for a route with `config: { session: false }`. Returns a promise only when the store
-   * must be asked (or a suspicious-session handler runs): a near-cache hit or the memory store answers at once.
+   * onRequest, callback style: sets request.session and request.requiresSecurityCheck, then calls `done` once. No
+   * store call without a token, for a request that matches no route, or for a route with `config: { session: false }`.
+   * A near-cache hit or the memory store answers at once; a store read costs no promise beyond the store's own (a
+   * throw before `done` reaches Fastify's hook runner, which answers it as `done(error)` would).
    */
-  loadSession (request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
+  loadSession (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     request[kHandler] = this
-    if (request.is404) return
-    const routeSession = request.routeOptions.config.session
-    if (routeSession === false) return
-    const token = this.transport.readToken(request, reply)
-    if (token === null) return
+    const routeSession = request.is404 ? false : request.routeOptions.config.session
+    const token = routeSession === false ? null : this.transport.readToken(request, reply)
+    if (token === null) {
+      done()
+      return
+    }
     const ip = request.ip
     if (this.tracker.isBlocked(ip)) throw new errors.TOO_MANY_INVALID_TOKENS()
     const parsed = parseToken(token)
     if (parsed === null) {
       this.rejectToken(request, reply, ip)
+      done()
       return
     }
+    const isStepUpRoute = routeSession === 'step-up'
     // Under 'deny' the session is read without a touch: a refused request must not extend its life.
-    const isDenyPolicy = this.options.onSuspicious === 'deny'
-    const resolution = this.manager.resolveParsed(parsed, !isDenyPolicy)
-    if (!(resolution instanceof Promise)) return this.serve(request, reply, token, parsed, resolution, ip, routeSession === 'step-up')
-    return this.guard(resolution).then(
-      (loaded) => this.serve(request, reply, token, parsed, loaded, ip, routeSession === 'step-up'),
-      (error: unknown) => {
-        if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
-          request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
-          return
-        }
-        throw error
-      })
+    const resolution = this.manager.resolveParsed(parsed, this.options.onSuspicious !== 'deny')
+    if (!(resolution instanceof Promise)) {
+      this.finish(request, reply, token, parsed, resolution, ip, isStepUpRoute, done)
+      return
+    }
+    this.store.watch(resolution,
+      (loaded) => { this.finish(request, reply, token, parsed, loaded, ip, isStepUpRoute, done) },
+      (error: unknown) => { this.storeFailed(request, error, done) })
+  }
+
+  /** `serve`, then `done` once: with serve's error (thrown or rejected), or without. */
+  private finish (request: FastifyRequest, reply: FastifyReply, token: string, parsed: ParsedToken, loaded: Resolution, ip: string, isStepUpRoute: boolean, done: HookHandlerDoneFunction): void {
+    let serving: Promise<void> | undefined
+    try {
+      serving = this.serve(request, reply, token, parsed, loaded, ip, isStepUpRoute)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (serving === undefined) done()
+    else serving.then(() => { done() }, done)
+  }
+
+  /** A failed session read: 503 (the guard's FST_SESSION_STORE_UNAVAILABLE), or anonymous under `failOpen`. */
+  private storeFailed (request: FastifyRequest, error: unknown, done: HookHandlerDoneFunction): void {
+    if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
+      try {
+        request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
+      } catch {
+        // A throwing logger must not leave the request hanging: it is served as anonymous all the same.
+      }
+      done()
+      return
+    }
+    done(error as Error)
   }
 
   /** What a resolved token means for the request; a promise only for a due touch under 'deny' or a suspicious-session handler. */

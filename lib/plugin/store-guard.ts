@@ -15,6 +15,11 @@ export class StoreGuard {
     return this.deadlines.bound(promise, this.onTimeout, this.onStoreError)
   }
 
+  /** `guard` in callback style (the request path): `resolve` or `reject` is called once, and no promise is made. */
+  watch<T> (promise: Promise<T>, resolve: (value: T) => void, reject: (reason: unknown) => void): void {
+    this.deadlines.watch(promise, this.onTimeout, this.onStoreError, resolve, reject)
+  }
+
   private readonly onTimeout = (): Error => {
     const cause = new Error(`store call timed out after ${this.storeTimeoutMs} ms`)
     this.manager.emit('storeError', cause)
