@@ -563,8 +563,13 @@ function commentary (results, profiles, decode) {
     'metadata object), and the secret last verified per session is compared in constant time instead of hashed again.',
     '7. **Less garbage.** A settled store call drops its closure at once, so the deadline queue no longer keeps answered sessions ' +
     'alive until its next sweep (they reached the old generation); the built-in routes run one hook fewer.',
+    '8. **No promise around a store read.** The deadline queue takes callbacks on the request path, and the hook calls `done` ' +
+    'itself: a Redis-backed request makes three promises fewer. `node bench/alloc.mjs <build before> dist` counts young-generation ' +
+    'scavenges per 100,000 session loads (1 MiB semi-space, so the count follows the bytes allocated): 678 before, 623 after on the ' +
+    'Redis path, about 570 bytes less per request; every record, of either store, is one object literal of one shape (memory store ' +
+    '229 before, 223 after).',
     '',
-    'What is left on the Redis path is the promise plumbing around the round trip, parsing and checking the record, the session ' +
+    'What is left on the Redis path is the store\'s own promise around the round trip, parsing and checking the record, the session ' +
     'object and its `Date`s, and the hooks the floor does not run (the session hook, requireSession).')
   const near = summaryRow(results.summary, 'oursNearCache', 50)
   if (near !== undefined) {
