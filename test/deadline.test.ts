@@ -82,3 +82,18 @@ test('watch (callback style) calls exactly one of its callbacks, once: the value
   t.same(calls, ['resolve:value', 'reject:mapped', 'reject:mapping threw', 'reject:timeout'], 'the late value after the timeout is ignored')
   t.equal(queue.size, 0)
 })
+
+test('a timeout callback that throws does not hold back the other due calls, and the throw is not swallowed', async (t) => {
+  mockInterval(t)
+  const queue = new DeadlineQueue(40)
+  const rejected: string[] = []
+  const never = new Promise<never>(() => {})
+  queue.watch(never, () => new Error('timeout'), (e) => e, () => {}, () => { throw new Error('reply failed') })
+  queue.watch(never, () => new Error('timeout'), (e) => e, () => {}, (reason) => { rejected.push((reason as Error).message) })
+  // The deadline is real time (performance.now, which mock timers do not move); the sweep runs on the mocked interval.
+  const started = performance.now()
+  while (performance.now() - started < 45) await new Promise((resolve) => setImmediate(resolve))
+  t.throws(() => { mock.timers.tick(5) }, { message: 'reply failed' }, 'thrown again from the sweep, once every due call is rejected')
+  t.same(rejected, ['timeout'], 'the call behind the throwing one was rejected in the same sweep')
+  t.equal(queue.size, 0)
+})

@@ -89,32 +89,56 @@ test('a custom store whose load returns a thenable rather than a promise still s
   t.same((await app.inject({ url: '/me', headers: { ...BROWSER, 'x-session-id': token } })).json(), { user: 'hana' })
 })
 
-test('a suspicious-session handler runs on the synchronous path, plain or async, and its throw is the response', async (t) => {
-  for (const kind of ['plain', 'async', 'throws'] as const) {
-    const calls: string[] = []
-    const app = Fastify({ trustProxy: true })
-    t.teardown(() => app.close())
-    await app.register(sessionPlugin, {
-      store: new MemoryStore(),
-      cleanup: false,
-      security: {
-        onSuspicious: kind === 'plain'
-          ? (_request, report) => { calls.push(report.reasons.join()) }
-          : kind === 'async'
-            ? async (_request, report) => { await new Promise((resolve) => setImmediate(resolve)); calls.push(report.reasons.join()) }
-            : () => { throw Object.assign(new Error('step up first'), { statusCode: 403 }) }
+test('a suspicious-session handler runs on either path, plain or async, and its throw or rejection is the response', async (t) => {
+  const kinds = ['plain', 'async', 'throws', 'rejects without an error', 'throws null'] as const
+  // isSync: the memory store answers at once; otherwise the same store without loadNow (the store read path).
+  for (const isSync of [true, false]) {
+    for (const kind of kinds) {
+      const calls: string[] = []
+      const store = new MemoryStore()
+      if (!isSync) Object.assign(store, { loadNow: undefined })
+      const app = Fastify({ trustProxy: true })
+      t.teardown(() => app.close())
+      const policies = {
+        plain: (_request: unknown, report: { reasons: string[] }) => { calls.push(report.reasons.join()) },
+        async: async (_request: unknown, report: { reasons: string[] }) => { await new Promise((resolve) => setImmediate(resolve)); calls.push(report.reasons.join()) },
+        throws: () => { throw Object.assign(new Error('step up first'), { statusCode: 403 }) },
+        // A falsy rejection must not read as success: the request would be served.
+        'rejects without an error': async () => { await Promise.resolve(); throw undefined }, // eslint-disable-line no-throw-literal -- the case under test
+        'throws null': () => { throw null } // eslint-disable-line no-throw-literal -- the case under test
       }
-    })
-    app.post('/login', async (_request, reply) => await reply.startSession('gina'))
-    app.get('/me', async (request) => ({ check: request.requiresSecurityCheck, calls: calls.length }))
-    await app.ready()
-    const { token } = (await app.inject({ method: 'POST', url: '/login', headers: { ...BROWSER, 'x-forwarded-for': '10.0.0.1' } })).json() as { token: string }
-    const response = await app.inject({ url: '/me', headers: { ...BROWSER, 'x-forwarded-for': '192.0.2.9', 'x-session-id': token } })
-    if (kind === 'throws') {
-      t.equal(response.statusCode, 403, 'throws: its error is the response')
-    } else {
-      t.same(response.json(), { check: true, calls: 1 }, `${kind}: ran before the handler, once`)
-      t.match(calls[0], /ip/, `${kind}: the report names the IP change`)
+      await app.register(sessionPlugin, { store, cleanup: false, security: { onSuspicious: policies[kind] } })
+      app.post('/login', async (_request, reply) => await reply.startSession('gina'))
+      app.get('/me', async (request) => ({ check: request.requiresSecurityCheck, calls: calls.length }))
+      await app.ready()
+      const { token } = (await app.inject({ method: 'POST', url: '/login', headers: { ...BROWSER, 'x-forwarded-for': '10.0.0.1' } })).json() as { token: string }
+      const response = await app.inject({ url: '/me', headers: { ...BROWSER, 'x-forwarded-for': '192.0.2.9', 'x-session-id': token } })
+      const path = isSync ? 'synchronous path' : 'store read path'
+      if (kind === 'throws') {
+        t.equal(response.statusCode, 403, `${path}, throws: its error is the response`)
+      } else if (kind === 'rejects without an error' || kind === 'throws null') {
+        t.equal(response.statusCode, 500, `${path}, ${kind}: refused, not served`)
+        t.notMatch(response.body, /check/, `${path}, ${kind}: the handler did not run`)
+      } else {
+        t.same(response.json(), { check: true, calls: 1 }, `${path}, ${kind}: ran before the handler, once`)
+        t.match(calls[0], /ip/, `${path}, ${kind}: the report names the IP change`)
+      }
     }
   }
+})
+
+test('onStoreError fail-open: a failed store read serves the request as anonymous even when the logger throws', async (t) => {
+  const store = new MemoryStore()
+  Object.assign(store, { loadNow: undefined })
+  const app = Fastify({ logger: { level: 'warn', stream: { write () { throw new Error('the log sink is down') } } } })
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { store, cleanup: false, onStoreError: 'fail-open' })
+  app.post('/login', async (_request, reply) => await reply.startSession('ivy'))
+  app.get('/me', async (request) => ({ user: request.session?.userId ?? null }))
+  await app.ready()
+  const { token } = (await app.inject({ method: 'POST', url: '/login', headers: BROWSER })).json() as { token: string }
+  store.load = async () => { throw new Error('connection lost') }
+  const response = await app.inject({ url: '/me', headers: { ...BROWSER, 'x-session-id': token } })
+  t.equal(response.statusCode, 200)
+  t.same(response.json(), { user: null }, 'anonymous: the throwing logger did not turn it into a 500')
 })

@@ -104,14 +104,22 @@ export class DeadlineQueue {
 
   private sweep (): void {
     const now = performance.now()
+    // A `watch` caller's reject runs its request on here (the plugin answers 503): one that throws must not keep the
+    // calls behind it waiting for another tick. The first throw is thrown again once every due call is rejected.
+    let thrown: { error: unknown } | null = null
     while (this.head !== null && this.head.deadline <= now) {
       const entry = this.head
       this.release(entry)
-      entry.reject(settle(entry.onTimeout))
+      try {
+        entry.reject(settle(entry.onTimeout))
+      } catch (error) {
+        thrown ??= { error }
+      }
     }
     if (this.head === null && this.timer !== null) {
       clearInterval(this.timer)
       this.timer = null
     }
+    if (thrown !== null) throw thrown.error
   }
 }

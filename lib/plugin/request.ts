@@ -41,6 +41,24 @@ export type StartSessionArgs = {} extends SessionMetadata
   : [data: StartSessionData & { metadata: SessionMetadata & Record<string, unknown> }]
 
 const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
+
+/**
+ * The plugin's warnings on the request's logger. A logger that throws is ignored, as the manager ignores one: several
+ * of these run in promise handlers, where a throw would become an unhandled rejection (the process exits), and a
+ * warning must not change how the request is answered.
+ */
+function warn (request: FastifyRequest, fields: Record<string, unknown>, message: string): void {
+  try {
+    request.log.warn(fields, message)
+  } catch {
+    // Nothing left to report it with.
+  }
+}
+
+/** `done`'s error for a throw or rejection: a falsy value must not read as success (the request would be served). */
+function failure (error: unknown): Error {
+  return error instanceof Error ? error : new Error(`fastify-distributed-session: a request hook failed without an Error (${String(error)})`)
+}
 const SUSPICIOUS_REPORT_EVERY_MS = 60_000
 const MAX_REPORTED = 10_000
 
@@ -139,25 +157,21 @@ export class RequestHandler {
     try {
       serving = this.serve(request, reply, token, parsed, loaded, ip, isStepUpRoute)
     } catch (error) {
-      done(error as Error)
+      done(failure(error))
       return
     }
     if (serving === undefined) done()
-    else serving.then(() => { done() }, done)
+    else serving.then(() => { done() }, (error: unknown) => { done(failure(error)) })
   }
 
   /** A failed session read: 503 (the guard's FST_SESSION_STORE_UNAVAILABLE), or anonymous under `failOpen`. */
   private storeFailed (request: FastifyRequest, error: unknown, done: HookHandlerDoneFunction): void {
-    if ((error as { code?: string }).code === STORE_ERROR && this.options.failOpen) {
-      try {
-        request.log.warn({ err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
-      } catch {
-        // A throwing logger must not leave the request hanging: it is served as anonymous all the same.
-      }
+    if ((error as { code?: string } | null)?.code === STORE_ERROR && this.options.failOpen) {
+      warn(request, { err: error }, 'fastify-distributed-session: session store unavailable, serving the request as anonymous')
       done()
       return
     }
-    done(error as Error)
+    done(failure(error))
   }
 
   /** What a resolved token means for the request; a promise only for a due touch under 'deny' or a suspicious-session handler. */
@@ -207,7 +221,7 @@ export class RequestHandler {
       const touched = await this.guard(this.manager.load(parsed, true))
       request.session = touched === null ? null : touched.session
     } catch (error) {
-      request.log.warn({ err: error }, 'fastify-distributed-session: could not touch the session')
+      warn(request, { err: error }, 'fastify-distributed-session: could not touch the session')
       request.session = read
     }
   }
@@ -246,7 +260,7 @@ export class RequestHandler {
       // The client was told the login failed: a create that still completes later must not leave a session that
       // nobody holds the token of (and that could evict the user's real ones).
       creating.then((late) => this.manager.invalidate(late.session.id, { reason: 'login_timed_out' }), () => false)
-        .catch((lateError: unknown) => { request.log.warn({ err: lateError }, 'fastify-distributed-session: could not end a login that timed out') })
+        .catch((lateError: unknown) => { warn(request, { err: lateError }, 'fastify-distributed-session: could not end a login that timed out') })
       throw error
     }
     request.session = created.session
@@ -319,7 +333,7 @@ export class RequestHandler {
     if (request[kFromCookie]) this.transport.clearCookie(request, reply)
     const { count, crossed } = this.tracker.record(ip)
     if (crossed) {
-      request.log.warn({ ip, count }, 'fastify-distributed-session: many invalid session tokens from one client')
+      warn(request, { ip, count }, 'fastify-distributed-session: many invalid session tokens from one client')
       this.manager.emit('security', {
         type: 'security', timestamp: new Date(this.manager.now()), userId: '', sessionId: '', data: { rule: 'invalid_tokens', ip, count }
       })
@@ -354,9 +368,9 @@ export class RequestHandler {
 
   /** Security events: warn log, 'security' event and audit record; a store failure here never fails the request. */
   private recordSecurity (request: FastifyRequest, userId: string, sessionId: string, data: Record<string, unknown>, persist = true): void {
-    request.log.warn({ userId, sessionId, ...data }, 'fastify-distributed-session: security event')
+    warn(request, { userId, sessionId, ...data }, 'fastify-distributed-session: security event')
     this.guard(this.manager.recordSecurityEvent(userId, sessionId, data, persist)).catch((error: unknown) => {
-      request.log.warn({ err: error }, 'fastify-distributed-session: could not record a security event')
+      warn(request, { err: error }, 'fastify-distributed-session: could not record a security event')
     })
   }
 }

@@ -22,21 +22,22 @@ export interface StoredSession {
   /** Moved by one by every update of the session's metadata or attributes (record field `r`; 0 when absent). */
   revision: number
   /** The session's own idle timeout (record field `d`); undefined: the store's `idleTimeoutMs`. */
-  idleTimeoutMs?: number
-  // Step-up fields (issue 14): optional, so stores and records without them stay valid.
+  idleTimeoutMs?: number | undefined
+  // Step-up fields (issue 14): optional, so stores and records without them stay valid. The built-in stores return
+  // every field, an absent one as undefined (one object shape on the request path).
   /** Last authentication: the login, moved by a confirmation (record field `t`; absent = createdAt). */
-  authenticatedAt?: number
+  authenticatedAt?: number | undefined
   /** How the last confirmation was made (record field `k`). */
-  confirmMethod?: string
+  confirmMethod?: string | undefined
   /** The name the user gave the device (record field `n`). */
-  name?: string
+  name?: string | undefined
   /** Concurrency flags the user acknowledged by confirming (record field `z`); cleared when something new happens. */
-  acknowledgedFlags?: number
+  acknowledgedFlags?: number | undefined
   /** Newest creation time among the user's other sessions, kept with the burst-of-logins flag (record field `w`). */
-  newestOtherCreatedAt?: number
+  newestOtherCreatedAt?: number | undefined
   /** The token hash this session had before its last rotation, and until when that token reports 'rotated' (fields `p`, `q`). */
-  previousTokenHash?: string
-  previousTokenUntil?: number
+  previousTokenHash?: string | undefined
+  previousTokenUntil?: number | undefined
 }
 
 /**
