@@ -41,6 +41,8 @@ export type StartSessionArgs = {} extends SessionMetadata
   : [data: StartSessionData & { metadata: SessionMetadata & Record<string, unknown> }]
 
 const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
+const SUSPICIOUS_REPORT_EVERY_MS = 60_000
+const MAX_REPORTED = 10_000
 
 /**
  * The plugin's warnings on the request's logger. A logger that throws is ignored, as the manager ignores one: several
@@ -59,8 +61,6 @@ function warn (request: FastifyRequest, fields: Record<string, unknown>, message
 function failure (error: unknown): Error {
   return error instanceof Error ? error : new Error(`fastify-distributed-session: a request hook failed without an Error (${String(error)})`)
 }
-const SUSPICIOUS_REPORT_EVERY_MS = 60_000
-const MAX_REPORTED = 10_000
 
 /**
  * The request path: loading the session with one store call, the security report and its throttling, and the reply
