@@ -98,6 +98,20 @@ async function ours (url, useMemoryStore, nearCache = false, lib = { MemoryStore
 }
 
 /**
+ * This package registered (memory store) on a route that opts out with `config: { session: false }`, answering the
+ * same constant as bare Fastify: what every request pays for the plugin being there (its onRequest hook, which
+ * stops at the route's config, and the request decorations), without reading a token or loading a session.
+ */
+async function oursOptOut () {
+  const app = Fastify()
+  // routes: false, so that this GET /profile is the app's own.
+  await app.register(sessionPlugin, { store: new MemoryStore(), routes: false })
+  app.get('/profile', { schema: PROFILE_SCHEMA, config: { session: false } }, async () => ({ userId: 'user-1', sessionId: 'constant' }))
+  await app.ready()
+  return { server: app.server, close: () => app.close() }
+}
+
+/**
  * @fastify/secure-session: the session travels in an encrypted cookie (libsodium secretbox, decrypted and parsed on
  * every request), nothing is stored, so nothing can be revoked. The same cookie parser as the others
  * (@fastify/cookie registered first, so secure-session uses it), `secure: false` because the bench speaks HTTP.
@@ -248,6 +262,7 @@ export const VARIANTS = [
   { key: 'floor', label: 'one GET + JSON.parse (floor)', auth: 'header', redis: true, build: (url) => floor(url) },
   { key: 'ours', label: 'this package, Redis', auth: 'header', redis: true, build: (url) => ours(url, false) },
   { key: 'oursMemory', label: 'this package, memory store', auth: 'header', redis: false, build: (url) => ours(url, true) },
+  { key: 'oursOptOut', label: 'this package registered, route opts out', auth: 'none', redis: false, build: () => oursOptOut() },
   { key: 'oursNearCache', label: 'this package, Redis + near cache (opt-in)', auth: 'header', redis: true, build: (url) => ours(url, false, true) },
   { key: 'secureSession', label: '@fastify/secure-session (cookie, no store)', auth: 'cookie', redis: false, anchors: true, build: () => secureSessionApp() },
   { key: 'jwt', label: '@fastify/jwt verify (bearer, no store)', auth: 'bearer', redis: false, anchors: true, build: () => jwtApp() },

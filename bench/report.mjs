@@ -80,7 +80,7 @@ function escapeXml (text) {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
-const OUR_VARIANTS = new Set(['ours', 'oursMemory', 'oursNearCache'])
+const OUR_VARIANTS = new Set(['ours', 'oursMemory', 'oursOptOut', 'oursNearCache'])
 const ANCHOR_VARIANTS = new Set(['secureSession', 'jwt'])
 
 /**
@@ -160,6 +160,13 @@ function verdict (results) {
     lines.push(`- For scale: the same plugin on the memory store runs at ${fixed(memory.ratioToBare)}x bare Fastify, ` +
       `so the plugin layer alone (hook, token parsing, hashing, security check, route) costs ${fixed((1 - memory.ratioToBare) * 100, 0)}% of bare throughput ` +
       `before any Redis round trip; the floor pays ${fixed((1 - (summaryRow(results.summary, 'floor', 50)?.ratioToBare ?? 1)) * 100, 0)}% for its round trip.`)
+    const optOut = summaryRow(results.summary, 'oursOptOut', 50)
+    if (optOut !== undefined && optOut.ratioToBare !== null) {
+      lines.push('- Of that, the plugin being registered at all (its onRequest hook stopping at a route with `config: { session: false }`, ' +
+        `and the request decorations) costs ${fixed((1 - optOut.ratioToBare) * 100, 0)}%: such a route runs at ` +
+        `${ratioWithSpread(ratioOverRounds(results.runs, 'oursOptOut', 'bare', 50), 'x bare')} (median and min-max of the per-round ratios). ` +
+        'The rest is reading the token, loading and checking the session, the security report and the built-in route\'s own hook.')
+    }
   }
   return lines.join('\n')
 }
@@ -695,7 +702,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '- `npm run bench`: builds, then runs everything below except the profile and the client measurements, and writes',
     `  \`bench/results/latest.json\`, this page and \`bench-reqs.svg\`${results.totalSeconds === undefined ? '' : ` (this run took ${Math.round(results.totalSeconds / 60)} minutes)`}.`,
     '  `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS` (3), `BENCH_VARIANTS` (comma-separated keys: bare, floor,',
-    '  ours, oursMemory, oursNearCache, secureSession, jwt, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0`',
+    '  ours, oursMemory, oursOptOut, oursNearCache, secureSession, jwt, fastifySession, fastifySessionNoRolling, expressSession, naive), `BENCH_EXTRAS=0`',
     '  (skip memory, latency and cleanup), `BENCH_MEMORY_SESSIONS` (10000,1000000), `BENCH_LATENCY_SIZES` (1000,10000,100000,1000000),',
     '  `BENCH_CLEANUP_SESSIONS` (100000), `BENCH_PAIR_REPEATS` (16: the paired repeats of each goal; 0 skips them), `BENCH_PAIR_SECONDS` (3). A run restricted to some variants still writes this page; ratios to a variant it left out are `-`.',
     '- secureSession and jwt come from `bench/anchors/`, a package of their own with its own lockfile (sodium-native, which',
