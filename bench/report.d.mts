@@ -6,3 +6,5 @@ export interface EveryRepeat { median: number | null, middle: [number, number] |
 export interface PairedRatio { median: number | null, spread: [number, number] | null, kept: number, dropped: number, bothOrders: boolean, every: EveryRepeat }
 export function pairedRatio (pairs: Pair[] | undefined, key: string, reference: string, field?: 'reqPerSec' | 'p99Ms'): PairedRatio | null
 export function middleHalf (values: number[]): [number, number] | null
+export interface RoundRun { round: number, variant: string, connections: number, reqPerSec: number }
+export function disturbedRounds (runs: RoundRun[]): Array<{ round: number, bare: number, faster: Array<[string, number]> }>
