@@ -17,6 +17,18 @@ function warning (obj: object, msg: string): void {
   process.emitWarning(`${msg} ${detail}`, { code: 'FST_SESSION_WARNING' })
 }
 
+/**
+ * Logs through `logger`, ignoring a logger that throws: a report must never change how the operation it reports ends,
+ * and in a promise handler a throw would become an unhandled rejection (the process exits).
+ */
+export function logQuietly (logger: SessionLogger, level: 'warn' | 'error', obj: object, msg: string): void {
+  try {
+    logger[level](obj, msg)
+  } catch {
+    // A throwing logger cannot be reported anywhere else.
+  }
+}
+
 /** Without a logger: process warnings (Node prints them to stderr; an app can listen to process "warning"). */
 export const warningLogger: SessionLogger = { warn: warning, error: warning }
 
@@ -34,11 +46,7 @@ export function rateLimited (logger: SessionLogger, msg: string, intervalMs = 10
       return
     }
     lastAt = at
-    try {
-      logger.error({ err: error, suppressed }, msg)
-    } catch {
-      // A logger that throws must not turn a connection error into an unhandled one.
-    }
+    logQuietly(logger, 'error', { err: error, suppressed }, msg)
     suppressed = 0
   }
 }

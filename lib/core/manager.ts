@@ -5,7 +5,7 @@ import { DEFAULT_CLEANUP_BATCH_SIZE } from './cleanup'
 import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyReason } from '../security/concurrency'
 import { parseDuration } from './duration'
 import { errors } from './errors'
-import { warningLogger, type SessionLogger } from './logger'
+import { logQuietly, warningLogger, type SessionLogger } from './logger'
 import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, serializeMetadata } from './metadata'
 import {
   deviceKey, effectiveFlags, ENDED_SESSION_MEMORY_MS, MAX_CONFIRM_METHOD_LENGTH, newestOtherCreation, validDeviceName, type SessionEnded, type SessionEndReason
@@ -897,12 +897,8 @@ export class SessionManager extends EventEmitter {
   }
 
   private reportListenerError (event: string | symbol, error: unknown, listener: string): void {
-    try {
-      this.logger.error({ err: error, event: String(event), listener: listener === '' ? '(anonymous)' : listener },
-        `fastify-distributed-session: a listener of the '${String(event)}' event threw; the operation went on`)
-    } catch {
-      // A throwing logger cannot be reported anywhere else.
-    }
+    logQuietly(this.logger, 'error', { err: error, event: String(event), listener: listener === '' ? '(anonymous)' : listener },
+      `fastify-distributed-session: a listener of the '${String(event)}' event threw; the operation went on`)
   }
 
   /** A clean-up a request does not depend on: its failure is logged (and emitted as 'storeError'), never thrown. */
@@ -910,11 +906,7 @@ export class SessionManager extends EventEmitter {
     try {
       this.emitEvents((await run()).events)
     } catch (error) {
-      try {
-        this.logger.warn({ err: error, operation, sessionId }, 'fastify-distributed-session: a best-effort clean-up failed; the request went on')
-      } catch {
-        // See reportListenerError.
-      }
+      logQuietly(this.logger, 'warn', { err: error, operation, sessionId }, 'fastify-distributed-session: a best-effort clean-up failed; the request went on')
       this.emit('storeError', error)
     }
   }
@@ -943,11 +935,7 @@ export class SessionManager extends EventEmitter {
     if (events.length === 0) return
     for (const raw of events) {
       if (raw.type === 'corrupt') {
-        try {
-          this.logger.warn({ userId: raw.userId, sessionId: raw.sessionId, data: raw.data }, 'fastify-distributed-session: damaged data in the store was removed or repaired')
-        } catch {
-          // See reportListenerError.
-        }
+        logQuietly(this.logger, 'warn', { userId: raw.userId, sessionId: raw.sessionId, data: raw.data }, 'fastify-distributed-session: damaged data in the store was removed or repaired')
       }
     }
     const wantsAudit = this.listenerCount('audit') > 0

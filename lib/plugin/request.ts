@@ -6,6 +6,7 @@ import { StoreGuard } from './store-guard'
 import { kDenied, kFromCookie, kHandler, kSessionToken } from './symbols'
 import { TokenTransport } from './transport'
 import { errors } from '../core/errors'
+import { logQuietly } from '../core/logger'
 import { fingerprintFromHeaders, requestSimilarity } from '../security/fingerprint'
 import { storedIpAddress, storedUserAgent, type LoadedSession, type Resolution, type Session, type SessionManager, type SessionData, type SessionMetadata } from '../core/manager'
 import type { ResolvedOptions, SuspiciousReport } from './options'
@@ -44,17 +45,9 @@ const STORE_ERROR = 'FST_SESSION_STORE_UNAVAILABLE'
 const SUSPICIOUS_REPORT_EVERY_MS = 60_000
 const MAX_REPORTED = 10_000
 
-/**
- * The plugin's warnings on the request's logger. A logger that throws is ignored, as the manager ignores one: several
- * of these run in promise handlers, where a throw would become an unhandled rejection (the process exits), and a
- * warning must not change how the request is answered.
- */
+/** The plugin's warnings on the request's logger; a logger that throws is ignored (see logQuietly). */
 function warn (request: FastifyRequest, fields: Record<string, unknown>, message: string): void {
-  try {
-    request.log.warn(fields, message)
-  } catch {
-    // Nothing left to report it with.
-  }
+  logQuietly(request.log, 'warn', fields, message)
 }
 
 /** `done`'s error for a throw or rejection: a falsy value must not read as success (the request would be served). */
