@@ -16,21 +16,26 @@ import { startRedis } from './helpers/redis'
 const SEED = [{ host: '127.0.0.1', port: 1 }]
 
 test('Cluster clients are told from standalone ones by shape, whichever package copy made them', async (t) => {
-  const clients: Array<[string, RedisClient, boolean]> = [
-    ['ioredis 6 Redis', new Redis6({ lazyConnect: true }), false],
-    ['ioredis 5 Redis', new Redis5({ lazyConnect: true }), false],
-    ['iovalkey Redis', new Valkey({ lazyConnect: true }), false],
-    ['ioredis 6 Cluster', new Cluster6(SEED, { lazyConnect: true }), true],
-    ['ioredis 5 Cluster', new Cluster5(SEED, { lazyConnect: true }), true],
-    ['iovalkey Cluster', new ValkeyCluster(SEED, { lazyConnect: true }), true]
+  const clients: Array<[string, RedisClient, RedisClient | null]> = [
+    ['ioredis 6 Redis', new Redis6({ lazyConnect: true }), null],
+    ['ioredis 5 Redis', new Redis5({ lazyConnect: true }), null],
+    ['iovalkey Redis', new Valkey({ lazyConnect: true }), null],
+    ['ioredis 6 Cluster', new Cluster6(SEED, { lazyConnect: true }), new Cluster6(SEED, { lazyConnect: true, scaleReads: 'slave' })],
+    ['ioredis 5 Cluster', new Cluster5(SEED, { lazyConnect: true }), new Cluster5(SEED, { lazyConnect: true, scaleReads: 'all' })],
+    ['iovalkey Cluster', new ValkeyCluster(SEED, { lazyConnect: true }), new ValkeyCluster(SEED, { lazyConnect: true, scaleReads: 'slave' })]
   ]
-  t.teardown(() => { for (const [, client] of clients) client.disconnect() })
-  for (const [name, client, clustered] of clients) {
+  t.teardown(() => { for (const [, client, replicaReader] of clients) { client.disconnect(); replicaReader?.disconnect() } })
+  for (const [name, client, replicaReader] of clients) {
+    const clustered = replicaReader !== null
     t.ok(isRedisClient(client), `${name} is accepted as a Redis client`)
     t.equal(isCluster(client), clustered, `${name} ${clustered ? 'is' : 'is not'} a Cluster`)
     if (clustered) {
-      // The near cache needs a standalone client: a Cluster of another copy must be refused too, not half-built.
-      t.throws(() => new RedisStore({ client, nearCache: true }), { code: 'FST_SESSION_INVALID_OPTION' }, `nearCache refuses the ${name}`)
+      // The near cache reads a Cluster of any copy through its broadcast tracking, and refuses one that reads replicas.
+      const store = new RedisStore({ client, nearCache: true })
+      t.ok(store.nearCache !== null, `the ${name} gets a near cache`)
+      await store.nearCache?.close()
+      t.throws(() => new RedisStore({ client: replicaReader, nearCache: true }), { code: 'FST_SESSION_INVALID_OPTION', message: /scaleReads/ },
+        `nearCache refuses the ${name} that reads replicas`)
     }
   }
   for (const value of [{}, { get () {}, defineCommand () {} }, 'not a client', null, 42]) {

@@ -1,4 +1,4 @@
-import { TAG_LENGTH } from '../../core/token'
+import { SESSION_ID_LENGTH, TAG_LENGTH } from '../../core/token'
 
 /**
  * Every Redis key name is built here (the Lua scripts derive the keys of a slot from the shard key; see
@@ -21,8 +21,20 @@ export function shardKey (prefix: string, tag: string): string {
   return `${prefix}{${tag}}:x`
 }
 
+/** What stands between a session key's hash tag and its session id. */
+const SESSION_KEY_MARK = '}:s:'
+
 export function sessionKey (prefix: string, sessionId: string): string {
-  return `${prefix}{${sessionId.slice(0, TAG_LENGTH)}}:s:${sessionId}`
+  return `${prefix}{${sessionId.slice(0, TAG_LENGTH)}${SESSION_KEY_MARK}${sessionId}`
+}
+
+/**
+ * The session id a session key ends with (`sessionKey`), null for any other key: the near cache's invalidations name
+ * keys as Redis sees them (after any ioredis `keyPrefix`), and on a Cluster every key under the prefix.
+ */
+export function sessionIdOfKey (key: string): string | null {
+  const at = key.length - SESSION_ID_LENGTH
+  return at >= SESSION_KEY_MARK.length && key.startsWith(SESSION_KEY_MARK, at - SESSION_KEY_MARK.length) ? key.slice(at) : null
 }
 
 /**

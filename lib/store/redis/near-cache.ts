@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
 
 export interface NearCacheOptions {
   /** Records kept in process, first in first out. @default 10000 */
@@ -20,60 +20,77 @@ interface Pending {
   isInvalidated: boolean
 }
 
+/** The session id a key names, or null for another key (see sessionKey in keys.ts). */
+export type IdOfKey = (redisKey: string) => string | null
+
 const INVALIDATE_CHANNEL = '__redis__:invalidate'
+/** After a set-up that failed on connections that are up, the next try. */
+const SETUP_RETRY_MS = 1000
+/**
+ * For the connections to a Cluster's nodes, copied from the client's own: those do not reconnect by default (the
+ * client finds nodes again through its slot map), ours must, and a connection to a replica sends no READONLY.
+ */
+const NODE_CONNECTION: Partial<RedisOptions> = { readOnly: false, retryStrategy: (times: number) => Math.min(times * 100, 2000) }
 
 /**
- * A near cache of session records: server-assisted client-side caching (Redis CLIENT TRACKING in RESP2 redirect
- * mode) on one standalone or Sentinel-managed Redis. The store reads session keys through a dedicated `reader`
- * connection whose reads Redis tracks; every later change of such a key (a write, a delete, an expiry, a flush)
- * makes Redis publish the key on a second, `listener` connection, and the entry is dropped. A revocation on any
- * instance therefore reaches every instance's cache as soon as that message arrives.
+ * How Redis is told to report changes, for one kind of deployment. The cache calls `establish` whenever a connection
+ * became ready or the deployment changed, and `read` for a miss while tracking is on.
+ */
+interface Tracking {
+  /** Reads a record for a miss; a read that may be cached goes through `cache.trackedRead`. */
+  read: (id: string, key: string, epoch: number) => Promise<string | null>
+  /** Turns tracking on over every connection; false when a connection is not ready (a later 'ready' calls again). */
+  establish: () => Promise<boolean>
+  close: () => void
+}
+
+/**
+ * A near cache of session records: server-assisted client-side caching (Redis CLIENT TRACKING, RESP2 redirect of the
+ * invalidations to a connection subscribed to `__redis__:invalidate`). Every change of a session key that Redis
+ * reports drops the entry, so a revocation on any instance reaches every instance's cache as soon as the message
+ * arrives. Two ways of tracking, chosen by the client:
+ * - standalone or Sentinel (`OptInTracking`): reads go through a dedicated `reader` connection whose reads Redis
+ *   tracks (OPTIN: a key is first read untracked and, when it holds a record, read again tracked, one round trip more
+ *   the first time an instance sees a session; random tokens fill neither the cache nor Redis's tracking table);
+ * - Cluster (`BroadcastTracking`): on every node the Cluster client knows, masters and replicas alike, a pair of
+ *   connections asks for every change under the store's key prefix (BCAST). Reads go through the Cluster client.
  *
  * Correctness rules:
  * - A reply is cached only if no invalidation of its key arrived while the read was in flight (the invalidation
  *   of a read can arrive before the read's own reply: they travel on different connections).
- * - Nothing is cached, and the cache is emptied, whenever either connection is not set up (after a disconnect,
- *   invalidations may have been lost); a read started before a reset is not cached.
+ * - Nothing is cached, and the cache is emptied, whenever a tracking connection is not set up or the deployment
+ *   changes (after a disconnect, invalidations may have been lost); a read started before a reset is not cached.
  * - `maxAgeMs` bounds what a silently broken listener connection could serve.
- * - Only records that exist are cached, and only they are tracked: tracking is OPTIN, a key is first read
- *   untracked and, when it holds a record, read again tracked (\`CLIENT CACHING YES\` + GET, one round trip
- *   more the first time an instance sees a session). Random tokens cannot fill the cache nor Redis's tracking
- *   table (in the default mode Redis kept ~145 bytes per distinct key read, unknown tokens included).
  */
 export class NearCache {
-  private readonly reader: Redis
-  private readonly listener: Redis
   /** By session id: a hit is one lookup of the id the token names, no key to build. */
   private readonly entries = new Map<string, NearCacheEntry>()
   private readonly pending = new Map<string, Pending>()
   private readonly maxEntries: number
   private readonly maxAgeMs: number
+  private readonly tracking: Tracking
   /** Bumped on every reset: a read that started in an older epoch is not cached. */
   private epoch = 0
   private isReady = false
   private isClosed = false
   private setupRunning: Promise<void> | null = null
   private isSetupWanted = false
-  /** The listener's connection id once it is subscribed; a new connection needs a new subscription. */
-  private listenerId: number | null = null
+  private retryTimer: NodeJS.Timeout | null = null
+
   /**
-   * @param idOfKey the session id of a session key as Redis names it (with the client's ioredis `keyPrefix`): how an
-   * invalidation message finds its entry. Only session keys are read tracked, so every invalidated key is one.
+   * @param client the store's client: misses while tracking is not on are read through it.
+   * @param idOfKey the session id of a key as Redis names it (with the client's ioredis `keyPrefix`); null for
+   * another key (only the Cluster's broadcast tracking reports other keys).
+   * @param prefix every session key's prefix as Redis sees it (ioredis `keyPrefix` + the store's prefix): what a
+   * Cluster's broadcast tracking asks Redis to report.
    */
-  constructor (private readonly client: Redis, private readonly idOfKey: (redisKey: string) => string,
+  constructor (private readonly client: Redis | Cluster, private readonly idOfKey: IdOfKey, prefix: string,
     options: NearCacheOptions = {}, private readonly now: () => number = Date.now) {
     this.maxEntries = options.maxEntries ?? 10_000
     this.maxAgeMs = options.maxAgeMs ?? 5_000
-    // RESP2 for the listener: invalidations then arrive as ordinary messages on the __redis__:invalidate channel.
-    this.listener = client.duplicate({ protocol: 2, autoResubscribe: false, lazyConnect: false })
-    this.reader = client.duplicate({ lazyConnect: false })
-    this.listener.on('close', () => { this.listenerId = null })
-    for (const connection of [this.listener, this.reader]) {
-      connection.on('error', () => {}) // reported by the commands that fail; the cache just stops being used
-      connection.on('close', () => this.reset())
-      connection.on('ready', () => { this.setup() })
-    }
-    this.listener.on('messageBuffer', (_channel: Buffer, keys: Buffer[] | null) => this.invalidate(keys))
+    this.tracking = client.isCluster
+      ? new BroadcastTracking(this, client as Cluster, prefix)
+      : new OptInTracking(this, client as Redis)
   }
 
   /** Reads answered from memory. */
@@ -97,15 +114,16 @@ export class NearCache {
     this.misses++
     // Not tracking (starting, or reconnecting): the store's own connection, as without a near cache.
     if (!this.isReady) return this.client.get(key)
-    const epoch = this.epoch
-    return this.reader.get(key).then((first) => {
-      if (first === null || epoch !== this.epoch || !this.isReady) return first
-      return this.trackedGet(id, key, epoch)
-    })
+    return this.tracking.read(id, key, this.epoch)
   }
 
-  /** Reads a key that holds a record again, tracked this time, and caches it unless it changed meanwhile. */
-  private trackedGet (id: string, key: string, epoch: number): Promise<string | null> {
+  /** Whether a read started in `epoch` may still be cached. */
+  isCurrent (epoch: number): boolean {
+    return epoch === this.epoch && this.isReady
+  }
+
+  /** Runs a read whose reply Redis reports changes of, and caches the record unless it changed meanwhile. */
+  trackedRead (id: string, epoch: number, read: () => Promise<string | null>): Promise<string | null> {
     let pending = this.pending.get(id)
     if (pending === undefined) {
       pending = { count: 0, isInvalidated: false }
@@ -116,14 +134,11 @@ export class NearCache {
     const release = (): void => {
       if (--inFlight.count === 0 && this.pending.get(id) === inFlight) this.pending.delete(id)
     }
-    return this.reader.pipeline().client('CACHING', 'YES').get(key).exec().then((results) => {
-      const [error, reply] = (results as Array<[Error | null, unknown]>)[1] as [Error | null, unknown]
-      if (error !== null) throw error
-      const record = reply as string | null
-      if (record !== null && !inFlight.isInvalidated && epoch === this.epoch && this.isReady) this.remember(id, record)
+    return read().then((record) => {
+      if (record !== null && !inFlight.isInvalidated && this.isCurrent(epoch)) this.remember(id, record)
       release()
       return record
-    }).catch((error: unknown) => {
+    }, (error: unknown) => {
       release()
       throw error
     })
@@ -151,9 +166,9 @@ export class NearCache {
 
   async close (): Promise<void> {
     this.isClosed = true
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
     this.reset()
-    this.reader.disconnect()
-    this.listener.disconnect()
+    this.tracking.close()
   }
 
   private remember (id: string, record: string): void {
@@ -163,17 +178,22 @@ export class NearCache {
     this.entries.set(id, { record, at: this.now(), parsed: undefined })
   }
 
-  private invalidate (keys: Buffer[] | null): void {
+  /** An invalidation message: the keys that changed, or null when anything may have (a flush). */
+  invalidate (keys: Buffer[] | null): void {
     if (keys === null) {
       // A flush, or Redis dropped its tracking table: everything may have changed.
       this.reset()
-      if (!this.isClosed) this.setup()
+      this.setup()
       return
     }
-    for (const raw of keys) this.evict(this.idOfKey(raw.toString()))
+    for (const raw of keys) {
+      const id = this.idOfKey(raw.toString())
+      if (id !== null) this.evict(id)
+    }
   }
 
-  private reset (): void {
+  /** Stops caching and empties the cache: invalidations may have been lost. */
+  reset (): void {
     this.isReady = false
     this.epoch++
     this.entries.clear()
@@ -181,32 +201,212 @@ export class NearCache {
   }
 
   /**
-   * (Re)connects tracking: the listener subscribes, then the reader redirects its invalidations to it. A request
-   * that comes while a set-up runs (another connection became ready, or dropped) runs it again afterwards.
+   * (Re)connects tracking. A request that comes while a set-up runs (another connection became ready, or dropped)
+   * runs it again afterwards.
    */
-  private setup (): void {
+  setup (): void {
     this.isSetupWanted = true
     if (this.isClosed || this.setupRunning !== null) return
     const run = async (): Promise<void> => {
       while (this.isSetupWanted && !this.isClosed) {
         this.isSetupWanted = false
-        if (this.listener.status !== 'ready' || this.reader.status !== 'ready') return
         const epoch = this.epoch
         try {
-          if (this.listenerId === null) {
-            const id = await this.listener.client('ID') as number
-            await this.listener.subscribe(INVALIDATE_CHANNEL)
-            this.listenerId = id
-          }
-          await this.reader.call('CLIENT', 'TRACKING', 'OFF')
-          await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(this.listenerId), 'OPTIN')
-          // A disconnect during the set-up bumped the epoch: caching waits for the set-up its 'ready' asks for.
-          if (epoch === this.epoch && !this.isClosed) this.isReady = true
+          // A disconnect or a change of the deployment during the set-up bumped the epoch: caching waits for the
+          // set-up that its event asks for.
+          if (await this.tracking.establish() && epoch === this.epoch && !this.isClosed) this.isReady = true
         } catch {
+          // A command failed on a connection that is up (a node going away, a refused command): try again later, as
+          // no 'ready' may come to ask for it.
           this.reset()
+          this.retrySoon()
         }
       }
     }
     this.setupRunning = run().finally(() => { this.setupRunning = null })
+  }
+
+  private retrySoon (): void {
+    if (this.retryTimer !== null || this.isClosed) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null
+      this.setup()
+    }, SETUP_RETRY_MS)
+    this.retryTimer.unref()
+  }
+}
+
+/**
+ * A listener connection subscribed to the invalidation channel, and the id that a tracking connection redirects to.
+ * Any drop resets the cache; any 'ready' asks for a set-up.
+ */
+class Listener {
+  readonly connection: Redis
+  /**
+   * The subscription of this connection, once asked for, resolving with the connection's id: a set-up that overlaps
+   * another waits for the same subscription (a subscribed connection accepts no CLIENT ID). A new connection needs a
+   * new one.
+   */
+  private subscription: Promise<number> | null = null
+
+  constructor (private readonly cache: NearCache, base: Redis, overrides: Partial<RedisOptions> = {}) {
+    // RESP2: invalidations then arrive as ordinary messages on the __redis__:invalidate channel.
+    this.connection = base.duplicate({ ...overrides, protocol: 2, autoResubscribe: false, lazyConnect: false })
+    this.connection.on('close', () => { this.subscription = null })
+    this.connection.on('messageBuffer', (_channel: Buffer, keys: Buffer[] | null) => { cache.invalidate(keys) })
+    watch(cache, this.connection)
+  }
+
+  /** Subscribes when not yet, and returns the id to redirect to. */
+  subscribed (): Promise<number> {
+    if (this.subscription !== null) return this.subscription
+    const subscription = (async () => {
+      const id = await this.connection.client('ID') as number
+      await this.connection.subscribe(INVALIDATE_CHANNEL)
+      return id
+    })()
+    this.subscription = subscription
+    // A failed subscription is asked for again by the next set-up.
+    subscription.catch(() => { if (this.subscription === subscription) this.subscription = null })
+    return subscription
+  }
+}
+
+/** A drop of one of the cache's connections resets it; its 'ready' asks for a set-up. */
+function watch (cache: NearCache, connection: Redis): void {
+  connection.on('error', () => {}) // reported by the commands that fail; the cache just stops being used
+  connection.on('close', () => { cache.reset() })
+  connection.on('ready', () => { cache.setup() })
+}
+
+/** Standalone or Sentinel: a tracked reader (OPTIN) and a listener. */
+class OptInTracking implements Tracking {
+  private readonly reader: Redis
+  private readonly listener: Listener
+
+  constructor (private readonly cache: NearCache, client: Redis) {
+    this.listener = new Listener(cache, client)
+    this.reader = client.duplicate({ lazyConnect: false })
+    watch(cache, this.reader)
+  }
+
+  read (id: string, key: string, epoch: number): Promise<string | null> {
+    return this.reader.get(key).then((first) => {
+      if (first === null || !this.cache.isCurrent(epoch)) return first
+      // Holds a record: read it again, tracked this time.
+      return this.cache.trackedRead(id, epoch, () => this.reader.pipeline().client('CACHING', 'YES').get(key).exec().then((results) => {
+        const [error, reply] = (results as Array<[Error | null, unknown]>)[1] as [Error | null, unknown]
+        if (error !== null) throw error
+        return reply as string | null
+      }))
+    })
+  }
+
+  async establish (): Promise<boolean> {
+    if (this.listener.connection.status !== 'ready' || this.reader.status !== 'ready') return false
+    const id = await this.listener.subscribed()
+    await this.reader.call('CLIENT', 'TRACKING', 'OFF')
+    await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'OPTIN')
+    return true
+  }
+
+  close (): void {
+    this.reader.disconnect()
+    this.listener.connection.disconnect()
+  }
+}
+
+/** One Cluster node's pair: a connection that asks for broadcast invalidations, redirected to a listener. */
+interface NodePair {
+  tracker: Redis
+  listener: Listener
+}
+
+/**
+ * Redis Cluster: tracking is per node, so every node the Cluster client knows (masters and replicas) gets a pair of
+ * connections with `CLIENT TRACKING ON REDIRECT <listener> BCAST PREFIX <prefix>`: the node reports every change of a
+ * key under the prefix, whoever made it, and a replica reports the changes it replicates. Reads need no tracked
+ * connection, so they go through the Cluster client and its routing.
+ *
+ * Caching is on only while every node the client knows has its pair set up. A node the client learns of ('+node',
+ * after a failover, a MOVED or a refresh of the slots) empties the cache until its pair is set up.
+ * A master that loses its slots to a node this instance does not know yet keeps reporting: it is either gone (its
+ * pair drops, the cache empties) or a replica of the new owner (it reports the changes it replicates).
+ */
+class BroadcastTracking implements Tracking {
+  private readonly pairs = new Map<string, NodePair>()
+  private isClosed = false
+
+  constructor (private readonly cache: NearCache, private readonly cluster: Cluster, private readonly prefix: string) {
+    cluster.on('+node', this.onNodeAdded)
+    cluster.on('-node', this.onNodeRemoved)
+    for (const node of cluster.nodes('all')) this.add(node)
+  }
+
+  private readonly onNodeAdded = (node: Redis): void => {
+    this.add(node)
+    this.cache.reset()
+    this.cache.setup()
+  }
+
+  /**
+   * A node the client no longer routes to needs no tracking: it is dead (its pair dropped and reset the cache then),
+   * or no longer serves slots, and a node that took them over was added first (the client adds a layout's new nodes
+   * before the old ones end), or is reached through a MOVED that adds it. Its pair may have been the one keeping
+   * caching off: set up again.
+   */
+  private readonly onNodeRemoved = (node: Redis): void => {
+    const key = nodeKey(node)
+    const pair = this.pairs.get(key)
+    if (pair === undefined || this.cluster.nodes('all').some((known) => nodeKey(known) === key)) return
+    this.pairs.delete(key)
+    disconnect(pair)
+    this.cache.setup()
+  }
+
+  private add (node: Redis): void {
+    const key = nodeKey(node)
+    if (this.isClosed || this.pairs.has(key)) return
+    const tracker = node.duplicate({ ...NODE_CONNECTION, lazyConnect: false })
+    watch(this.cache, tracker)
+    this.pairs.set(key, { tracker, listener: new Listener(this.cache, node, NODE_CONNECTION) })
+  }
+
+  read (id: string, key: string, epoch: number): Promise<string | null> {
+    return this.cache.trackedRead(id, epoch, () => this.cluster.get(key))
+  }
+
+  async establish (): Promise<boolean> {
+    const known = this.cluster.nodes('all')
+    if (known.length === 0 || known.some((node) => !this.pairs.has(nodeKey(node)))) return false
+    const pairs = [...this.pairs.values()]
+    if (pairs.some((pair) => pair.tracker.status !== 'ready' || pair.listener.connection.status !== 'ready')) return false
+    await Promise.all(pairs.map(async (pair) => {
+      const id = await pair.listener.subscribed()
+      await pair.tracker.call('CLIENT', 'TRACKING', 'OFF')
+      await pair.tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.prefix)
+    }))
+    return true
+  }
+
+  close (): void {
+    this.isClosed = true
+    this.cluster.off('+node', this.onNodeAdded)
+    this.cluster.off('-node', this.onNodeRemoved)
+    for (const pair of this.pairs.values()) disconnect(pair)
+    this.pairs.clear()
+  }
+}
+
+function nodeKey (node: Redis): string {
+  return `${node.options.host ?? ''}:${node.options.port ?? ''}`
+}
+
+/** Ends a pair this cache no longer needs: its connections closing is no reason to reset the cache. */
+function disconnect (pair: NodePair): void {
+  for (const connection of [pair.tracker, pair.listener.connection]) {
+    connection.removeAllListeners('close')
+    connection.removeAllListeners('ready')
+    connection.disconnect()
   }
 }

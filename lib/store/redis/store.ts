@@ -1,5 +1,5 @@
 import { Redis, type Cluster } from 'ioredis'
-import { DEFAULT_KEY_PREFIX, lockKey, sessionKey, shardKey } from './keys'
+import { DEFAULT_KEY_PREFIX, lockKey, sessionIdOfKey, sessionKey, shardKey } from './keys'
 import { rateLimited, warningLogger, type SessionLogger } from '../../core/logger'
 import { FORBIDDEN_KEYS, isWellFormed } from '../../core/metadata'
 import { randomId, SESSION_ID_LENGTH, shardTag, TAG_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
@@ -27,7 +27,8 @@ export interface RedisStoreOptions {
   prefix?: string
   /**
    * Keep session records in process, invalidated by Redis (CLIENT TRACKING) when they change anywhere: repeat
-   * requests cost no round trip. Standalone or Sentinel Redis only. Off by default; see docs/benchmarks.md.
+   * requests cost no round trip. Standalone, Sentinel or Cluster (reading from masters). Off by default; see
+   * docs/benchmarks.md.
    */
   nearCache?: boolean | NearCacheOptions
   /**
@@ -99,9 +100,15 @@ export class RedisStore implements Store {
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX
     const near = options.nearCache ?? false
     if (near !== false && isCluster(this.client)) {
-      throw new errors.INVALID_OPTION('"nearCache": needs a standalone or Sentinel Redis, not a Cluster client')
+      const scaleReads = (this.client as Cluster).options.scaleReads ?? 'master'
+      if (scaleReads !== 'master') {
+        // A replica's copy lags: a record read there after its revocation was reported would be cached.
+        throw new errors.INVALID_OPTION(`"nearCache": needs a Cluster client that reads from masters (scaleReads: 'master'), got scaleReads ${typeof scaleReads === 'string' ? `'${scaleReads}'` : 'as a function'}`)
+      }
     }
-    this.nearCache = near === false ? null : new NearCache(this.client as Redis, sessionIdOfKey, near === true ? {} : near)
+    this.nearCache = near === false
+      ? null
+      : new NearCache(this.client, sessionIdOfKey, `${this.client.options.keyPrefix ?? ''}${this.prefix}`, near === true ? {} : near)
     for (const [name, lua] of Object.entries(COMMANDS)) {
       this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
     }
@@ -359,11 +366,6 @@ function copyMetadata (metadata: Record<string, unknown>): Record<string, unknow
     copy[key] = value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value
   }
   return copy
-}
-
-/** The session id a session key ends with (`sessionKey`); the near cache's invalidations name keys. */
-function sessionIdOfKey (key: string): string {
-  return key.slice(-SESSION_ID_LENGTH)
 }
 
 function tagOf (sessionId: string): string {
