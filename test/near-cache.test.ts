@@ -135,6 +135,30 @@ test('a lost invalidation connection empties the cache and nothing stale is serv
   t.equal(store.nearCache?.size, 0, 'a flush empties it')
 })
 
+test('a set-up that Redis refuses on live connections is tried again: caching starts once it is allowed', async (t) => {
+  const server = await startRedis(t)
+  const admin = await client(t, server)
+  await admin.acl('SETUSER', 'app', 'on', '>app-password', '~*', '&*', '+@all', '-client|tracking')
+  const redis = new Redis(server.url, { username: 'app', password: 'app-password' })
+  t.teardown(() => redis.quit())
+  const app = await buildApp(t, { redis, nearCache: true })
+  const store = app.sessions.store as RedisStore
+  const { token } = await login(app, 'gus')
+  const headers = { ...BROWSER, 'x-session-id': token }
+  // The set-up runs over real connections and is refused there: give it time to try.
+  await sleep(200)
+  t.equal(store.nearCache?.ready, false, 'not caching while CLIENT TRACKING is refused')
+  for (let n = 0; n < 3; n++) t.equal((await app.inject({ url: '/orders', headers })).statusCode, 200, 'requests are served from Redis')
+  t.equal(app.sessions.cacheStats()?.hits, 0)
+  await admin.acl('SETUSER', 'app', '+client|tracking')
+  // No connection drops or comes back: only the retry (every second) can turn caching on.
+  for (let n = 0; n < 300 && store.nearCache?.ready !== true; n++) await sleep(10)
+  t.equal(store.nearCache?.ready, true, 'caching starts once Redis allows the tracking')
+  await app.inject({ url: '/orders', headers })
+  await app.inject({ url: '/orders', headers })
+  t.equal(app.sessions.cacheStats()?.hits, 1, 'and a repeat request is a hit')
+})
+
 test('the near cache is refused where it cannot work', async (t) => {
   const app = Fastify()
   app.register(sessionPlugin, { nearCache: true })

@@ -149,7 +149,8 @@ export interface SessionPluginOptions {
   onStoreError?: 'fail-closed' | 'fail-open'
   /**
    * Cache session records in process, invalidated by Redis when they change on any instance (CLIENT TRACKING):
-   * repeat requests cost no round trip. Needs `redis` (standalone or Sentinel, not Cluster). @default false
+   * repeat requests cost no round trip. Needs `redis`: standalone, Sentinel, or a Cluster client that reads from masters
+   * (`scaleReads: 'master'`, its default). @default false
    */
   nearCache?: boolean | {
     /** @default 10000 */
