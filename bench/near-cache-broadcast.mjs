@@ -1,11 +1,13 @@
 // What the near cache's broadcast tracking (the Redis Cluster mode, lib/store/redis/near-cache.ts) costs a Redis
 // node: every write under the key prefix is reported to every app instance's listener on that node.
-//   node bench/near-cache-broadcast.mjs [writes per run, default 20000] [repeats, default 3]
+//   node bench/near-cache-broadcast.mjs [writes per run, default 20000] [repeats, default 3] [users in flight, default 32]
 // On a redis-server of its own (a Cluster node tracks the same way, for its own keys), the run writes sessions the
 // way the plugin does (logins and logouts through SessionManager, 2 write scripts per user) while 0, 10 and 50
 // simulated instances listen (each a tracking connection with CLIENT TRACKING ON REDIRECT ... BCAST PREFIX sess:, and
 // a subscribed listener), in a rotated order per repeat. Prints Redis CPU per write script (INFO cpu) for each count,
 // the invalidation messages each listener received per write, and the tracking table's size (BCAST keeps none).
+// Redis sends the keys changed under a prefix as one message per event-loop turn: with many users in flight a
+// message carries the keys of many writes; with 1 in flight, each write is a message of its own (the dearest case).
 import { pathToFileURL } from 'node:url'
 import { resolve } from 'node:path'
 import { Redis } from 'ioredis'
@@ -15,7 +17,7 @@ import { median } from './report.mjs'
 const WRITES = Number(process.argv[2] ?? 20_000)
 const REPEATS = Number(process.argv[3] ?? 3)
 const LISTENER_COUNTS = [0, 10, 50]
-const IN_FLIGHT = 32
+const IN_FLIGHT = Number(process.argv[4] ?? 32)
 const { RedisStore, SessionManager } = await import(pathToFileURL(resolve('dist/index.js')).href)
 
 const redis = await startRedis()
@@ -81,7 +83,7 @@ try {
     for (const listeners of order) results.push(await run(listeners, repeat))
   }
   const base = median(results.filter((r) => r.listeners === 0).map((r) => r.cpuMicrosPerWrite))
-  console.log(`${WRITES} write scripts per run (logins and logouts), ${REPEATS} repeats, medians; ${new Date().toISOString()}`)
+  console.log(`${WRITES} write scripts per run (logins and logouts), ${IN_FLIGHT} users in flight, ${REPEATS} repeats, medians; ${new Date().toISOString()}`)
   console.log('listening instances | Redis CPU per write (µs) | extra per instance (µs) | messages per write per instance | keys per message | tracking keys')
   for (const listeners of LISTENER_COUNTS) {
     const runs = results.filter((r) => r.listeners === listeners)

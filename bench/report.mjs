@@ -602,8 +602,11 @@ function commentary (results, profiles, decode) {
         : `, ${fixed(near.ratioToSecureSession)}x @fastify/secure-session (the stateless cookie that cannot be revoked)`) +
       ((near.cacheHitRatio ?? null) === null ? '. ' : ` (hit ratio ${percent(near.cacheHitRatio)}, median over rounds). `) +
       'A revocation reaches the other instances\' caches within a few milliseconds on loopback (`test/near-cache.test.ts` ' +
-      'prints the measured delays). It is off by default: it costs two extra connections per instance and Redis memory for ' +
-      'the tracking table, and a silently broken listener connection could serve a revoked session until `nearCache.maxAge` (5 s).')
+      'prints the measured delays, and `test/near-cache-cluster.test.ts` on a Redis Cluster, where each node broadcasts ' +
+      'the changes under the key prefix). It is off by default: it costs two extra connections per instance (per node on ' +
+      'a Cluster) and Redis memory for the tracking table (on a Cluster, a message per write and instance instead: ' +
+      '[capacity.md](capacity.md#limits-of-the-design)), and a silently broken listener connection could serve a revoked ' +
+      'session until `nearCache.maxAge` (5 s).')
   }
   if (decode !== null) {
     parts.push('', `Client CPU to read one session by reply shape (\`node bench/client-decode.mjs\`, ${decode.measuredAt ?? 'measured separately'}: ${decode.inFlight} calls in flight, ` +
