@@ -91,6 +91,42 @@ test("onSuspicious 'deny' answers 403 FST_SESSION_SUSPICIOUS; a function receive
   t.match(reports, [{ url: '/orders', userId: 'frank', sessionId: c.sessionId, reasons: ['ip_changed'] }])
 })
 
+test('an onSuspicious handler that never settles is bounded by storeTimeout: 503, a warning, and no late crash', async (t) => {
+  const lines: string[] = []
+  let rejectLate: (error: Error) => void = () => {}
+  const app = await buildApp(t, {
+    storeTimeout: 150,
+    security: {
+      onSuspicious: async (request) => {
+        if (request.headers['x-hang'] === 'reject-late') await new Promise((_resolve, reject) => { rejectLate = reject })
+        else if (request.headers['x-hang'] === 'forever') await new Promise(() => {})
+      }
+    }
+  }, { logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } } })
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+  const { token } = await login(app, 'hank', from('10.0.0.1'))
+  const elsewhere = (hang: string): Record<string, string> => from('10.9.9.9', { 'x-session-id': token, 'x-hang': hang })
+  t.equal((await app.inject({ url: '/orders', headers: elsewhere('no') })).statusCode, 200, 'a handler that settles in time lets the request through')
+  const startedAt = performance.now()
+  const hung = await app.inject({ url: '/orders', headers: elsewhere('forever') })
+  const waitedMs = performance.now() - startedAt
+  t.equal(hung.statusCode, 503)
+  t.equal(hung.json().code, 'FST_SESSION_SUSPICIOUS_HANDLER_TIMEOUT')
+  t.ok(waitedMs >= 140 && waitedMs < 1500, `answered after ${waitedMs.toFixed(0)} ms, at storeTimeout (150 ms) plus at most a tick`)
+  t.ok(lines.some((line) => line.includes('onSuspicious handler did not settle')), 'a warning names the handler')
+  t.notOk(lines.some((line) => line.includes(token.split('.')[1] as string)), 'without the token')
+  const late = await app.inject({ url: '/orders', headers: elsewhere('reject-late') })
+  t.equal(late.statusCode, 503, 'a handler still pending at the deadline')
+  rejectLate(new Error('decided too late'))
+  // The late rejection settles on the next turns of the event loop.
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(unhandled, [], 'its late rejection is no unhandled rejection')
+  t.equal((await app.inject({ url: '/orders', headers: elsewhere('no') })).statusCode, 200, 'and the app keeps serving')
+})
+
 test('security events are emitted, logged at warn without the token, and recorded in the audit log', async (t) => {
   const lines: string[] = []
   const app = await buildApp(t, { maxSessionsPerUser: 1 }, { logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } } })

@@ -23,5 +23,6 @@ export const errors = {
   INVALID_OWNER: createError('FST_SESSION_INVALID_OWNER', 'The owner (userId) was given but is not a non-empty string: pass the owner\'s user id, or leave the key out to mean any owner', 400),
   CONFLICT: createError('FST_SESSION_CONFLICT', 'The session changed since revision %s: read it again and retry', 409),
   STORE_CHECK_FAILED: createError('FST_SESSION_STORE_CHECK_FAILED', 'fastify-distributed-session: the session store failed the startup check: %s (option "startupCheck": false starts without it)', 500),
+  SUSPICIOUS_HANDLER_TIMEOUT: createError('FST_SESSION_SUSPICIOUS_HANDLER_TIMEOUT', 'The security check of this session did not finish in time: try again shortly', 503),
   REAUTH_REQUIRED: createError('FST_SESSION_REAUTH_REQUIRED', 'This action needs a recent authentication: confirm your password or second factor first', 403)
 }

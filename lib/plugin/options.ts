@@ -80,6 +80,10 @@ const OptionsSchema = Type.Object({
   now: Type.Optional(Type.Unknown())
 }, { additionalProperties: false })
 
+/**
+ * Decides about a suspicious session's request: return (or resolve) to serve it, throw (or reject) to refuse it. An
+ * async handler is waited for up to `storeTimeout`, then the request fails with 503 FST_SESSION_SUSPICIOUS_HANDLER_TIMEOUT.
+ */
 export type SuspiciousHandler = (request: FastifyRequest, report: SuspiciousReport) => void | Promise<void>
 
 /** Why a request was flagged by `requiresSecurityCheck`. */

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { boundedDuration, markResolved } from '../core/bounds'
 import { InvalidTokenTracker } from '../security/abuse'
 import { flagReasons } from '../security/concurrency'
+import { DeadlineQueue } from './deadline'
 import { StoreGuard } from './store-guard'
 import { kDenied, kFromCookie, kHandler, kSessionToken } from './symbols'
 import { TokenTransport } from './transport'
@@ -66,10 +67,13 @@ export class RequestHandler {
   private readonly tracker: InvalidTokenTracker
   /** sessionId -> last time a suspicious report was recorded for it by this instance. */
   private readonly reported = new Map<string, number>()
+  /** Bounds an async `onSuspicious` handler by `storeTimeout`: a handler that never settles must not hang the request. */
+  private readonly handlerDeadlines: DeadlineQueue
 
   constructor (readonly manager: SessionManager, readonly options: ResolvedOptions) {
     this.transport = new TokenTransport(options, manager.now)
     this.store = new StoreGuard(manager, options.storeTimeoutMs)
+    this.handlerDeadlines = new DeadlineQueue(options.storeTimeoutMs)
     this.tracker = new InvalidTokenTracker(markResolved({
       threshold: options.invalidTokenThreshold,
       windowMs: options.invalidTokenWindowMs,
@@ -201,8 +205,16 @@ export class RequestHandler {
     request.session = loaded.session
     if (typeof policy !== 'function') return
     const handled: unknown = policy(request, report)
-    // An async handler is waited for; a plain one returned undefined.
-    return handled === undefined ? undefined : Promise.resolve(handled).then(() => {})
+    // An async handler is waited for, up to storeTimeout (then 503: the check did not decide); a plain one returned
+    // undefined.
+    if (handled === undefined) return undefined
+    return this.handlerDeadlines.bound(Promise.resolve(handled).then(() => {}), () => this.handlerTimedOut(request, report), (error) => error)
+  }
+
+  private handlerTimedOut (request: FastifyRequest, report: SuspiciousReport): Error {
+    warn(request, { userId: report.userId, sessionId: report.sessionId, timeoutMs: this.options.storeTimeoutMs },
+      'fastify-distributed-session: the onSuspicious handler did not settle within storeTimeout; the request is refused')
+    return new errors.SUSPICIOUS_HANDLER_TIMEOUT()
   }
 
   /**
