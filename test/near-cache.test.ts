@@ -141,7 +141,8 @@ test('a set-up that Redis refuses on live connections is tried again: caching st
   await admin.acl('SETUSER', 'app', 'on', '>app-password', '~*', '&*', '+@all', '-client|tracking')
   const redis = new Redis(server.url, { username: 'app', password: 'app-password' })
   t.teardown(() => redis.quit())
-  const app = await buildApp(t, { redis, nearCache: true })
+  const lines: string[] = []
+  const app = await buildApp(t, { redis, nearCache: true }, { logger: { level: 'warn', stream: { write: (line: string) => { lines.push(line) } } } })
   const store = app.sessions.store as RedisStore
   const { token } = await login(app, 'gus')
   const headers = { ...BROWSER, 'x-session-id': token }
@@ -150,6 +151,9 @@ test('a set-up that Redis refuses on live connections is tried again: caching st
   t.equal(store.nearCache?.ready, false, 'not caching while CLIENT TRACKING is refused')
   for (let n = 0; n < 3; n++) t.equal((await app.inject({ url: '/orders', headers })).statusCode, 200, 'requests are served from Redis')
   t.equal(app.sessions.cacheStats()?.hits, 0)
+  const refusals = lines.filter((line) => line.includes('near cache could not turn on Redis tracking'))
+  t.equal(refusals.length, 1, 'the refusal is logged, once (at most one line a minute)')
+  t.match(refusals[0], /"level":50.*NOPERM/, 'as an error, with Redis\'s reason')
   await admin.acl('SETUSER', 'app', '+client|tracking')
   // No connection drops or comes back: only the retry (every second) can turn caching on.
   for (let n = 0; n < 300 && store.nearCache?.ready !== true; n++) await sleep(10)

@@ -83,9 +83,12 @@ export class NearCache {
    * another key (only the Cluster's broadcast tracking reports other keys).
    * @param prefix every session key's prefix as Redis sees it (ioredis `keyPrefix` + the store's prefix): what a
    * Cluster's broadcast tracking asks Redis to report.
+   * @param onSetupError told when turning tracking on fails (a refused command, a connection lost meanwhile): the
+   * cache stays off, reads go to Redis, and the set-up is tried again.
    */
   constructor (private readonly client: Redis | Cluster, private readonly idOfKey: IdOfKey, prefix: string,
-    options: NearCacheOptions = {}, private readonly now: () => number = Date.now) {
+    options: NearCacheOptions = {}, private readonly onSetupError: (error: unknown) => void = () => {},
+    private readonly now: () => number = Date.now) {
     this.maxEntries = options.maxEntries ?? 10_000
     this.maxAgeMs = options.maxAgeMs ?? 5_000
     this.tracking = client.isCluster
@@ -215,11 +218,13 @@ export class NearCache {
           // A disconnect or a change of the deployment during the set-up bumped the epoch: caching waits for the
           // set-up that its event asks for.
           if (await this.tracking.establish() && epoch === this.epoch && !this.isClosed) this.isReady = true
-        } catch {
-          // A command failed on a connection that is up (a node going away, a refused command): try again later, as
-          // no 'ready' may come to ask for it.
+        } catch (error) {
+          // A command failed: try again later, as no 'ready' may come to ask for it. Told only when no connection
+          // dropped meanwhile (a drop bumped the epoch and explains the failure; its 'ready' sets up again).
+          const isExplained = epoch !== this.epoch
           this.reset()
           this.retrySoon()
+          if (!isExplained) this.onSetupError(error)
         }
       }
     }
@@ -379,14 +384,20 @@ class BroadcastTracking implements Tracking {
   async establish (): Promise<boolean> {
     const known = this.cluster.nodes('all')
     if (known.length === 0 || known.some((node) => !this.pairs.has(nodeKey(node)))) return false
-    const pairs = [...this.pairs.values()]
-    if (pairs.some((pair) => pair.tracker.status !== 'ready' || pair.listener.connection.status !== 'ready')) return false
-    await Promise.all(pairs.map(async (pair) => {
-      const id = await pair.listener.subscribed()
-      await pair.tracker.call('CLIENT', 'TRACKING', 'OFF')
-      await pair.tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.prefix)
+    const pairs = [...this.pairs]
+    if (pairs.some(([, pair]) => pair.tracker.status !== 'ready' || pair.listener.connection.status !== 'ready')) return false
+    await Promise.all(pairs.map(async ([key, pair]) => {
+      try {
+        const id = await pair.listener.subscribed()
+        await pair.tracker.call('CLIENT', 'TRACKING', 'OFF')
+        await pair.tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.prefix)
+      } catch (error) {
+        // A pair removed meanwhile (its node left the client's pool) fails for that reason alone.
+        if (this.pairs.get(key) === pair) throw error
+      }
     }))
-    return true
+    // With a pair removed meanwhile, the set-up that its removal asked for decides.
+    return pairs.every(([key, pair]) => this.pairs.get(key) === pair)
   }
 
   close (): void {

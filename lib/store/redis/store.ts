@@ -108,7 +108,9 @@ export class RedisStore implements Store {
     }
     this.nearCache = near === false
       ? null
-      : new NearCache(this.client, sessionIdOfKey, `${this.client.options.keyPrefix ?? ''}${this.prefix}`, near === true ? {} : near)
+      : new NearCache(this.client, sessionIdOfKey, `${this.client.options.keyPrefix ?? ''}${this.prefix}`, near === true ? {} : near,
+        rateLimited(logger, 'fastify-distributed-session: the near cache could not turn on Redis tracking (CLIENT TRACKING); ' +
+          'sessions are read from Redis until it can, and it tries again every second', NEAR_CACHE_REPORT_EVERY_MS))
     for (const [name, lua] of Object.entries(COMMANDS)) {
       this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
     }
@@ -367,6 +369,9 @@ function copyMetadata (metadata: Record<string, unknown>): Record<string, unknow
   }
   return copy
 }
+
+/** How often a near cache that cannot turn tracking on says so. */
+const NEAR_CACHE_REPORT_EVERY_MS = 60_000
 
 function tagOf (sessionId: string): string {
   return sessionId.slice(0, TAG_LENGTH)
