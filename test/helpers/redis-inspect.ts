@@ -28,6 +28,13 @@ export async function dumpRedis (client: Redis): Promise<string> {
   return parts.join('\n')
 }
 
+/** Calls of one command the server has processed so far (INFO commandstats), 0 before the first. */
+export async function commandCalls (client: Redis, command: string): Promise<number> {
+  const info = await client.info('commandstats')
+  const match = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(info)
+  return Number(match?.[1] ?? 0)
+}
+
 /** Commands the server has processed so far (INFO stats). */
 export async function commandsProcessed (client: Redis): Promise<number> {
   const info = await client.info('stats')

@@ -26,11 +26,18 @@ export type IdOfKey = (redisKey: string) => string | null
 const INVALIDATE_CHANNEL = '__redis__:invalidate'
 /** After a set-up that failed on connections that are up, the next try. */
 const SETUP_RETRY_MS = 1000
+/** How often a Cluster's nodes are listed (CLUSTER NODES), to track a node before any failover needs it. */
+const DISCOVERY_MS = 1000
 /**
  * For the connections to a Cluster's nodes, copied from the client's own: those do not reconnect by default (the
  * client finds nodes again through its slot map), ours must, and a connection to a replica sends no READONLY.
  */
-const NODE_CONNECTION: Partial<RedisOptions> = { readOnly: false, retryStrategy: (times: number) => Math.min(times * 100, 2000) }
+const NODE_CONNECTION: Partial<RedisOptions> = {
+  readOnly: false,
+  retryStrategy: (times: number) => Math.min(times * 100, 2000),
+  // A frozen node must not hold the set-up forever.
+  commandTimeout: 2000
+}
 
 /**
  * How Redis is told to report changes, for one kind of deployment. The cache calls `establish` whenever a connection
@@ -52,14 +59,15 @@ interface Tracking {
  * - standalone or Sentinel (`OptInTracking`): reads go through a dedicated `reader` connection whose reads Redis
  *   tracks (OPTIN: a key is first read untracked and, when it holds a record, read again tracked, one round trip more
  *   the first time an instance sees a session; random tokens fill neither the cache nor Redis's tracking table);
- * - Cluster (`BroadcastTracking`): on every node the Cluster client knows, masters and replicas alike, a pair of
- *   connections asks for every change under the store's key prefix (BCAST). Reads go through the Cluster client.
+ * - Cluster (`BroadcastTracking`): on every node, masters and replicas alike, a pair of connections asks for every
+ *   change under the store's key prefix (BCAST). Reads go through the Cluster client.
  *
  * Correctness rules:
  * - A reply is cached only if no invalidation of its key arrived while the read was in flight (the invalidation
  *   of a read can arrive before the read's own reply: they travel on different connections).
  * - Nothing is cached, and the cache is emptied, whenever a tracking connection is not set up or the deployment
  *   changes (after a disconnect, invalidations may have been lost); a read started before a reset is not cached.
+ *   Every set-up starts from an empty cache (it turns tracking off and on again).
  * - `maxAgeMs` bounds what a silently broken listener connection could serve.
  */
 export class NearCache {
@@ -213,6 +221,9 @@ export class NearCache {
     const run = async (): Promise<void> => {
       while (this.isSetupWanted && !this.isClosed) {
         this.isSetupWanted = false
+        // A set-up starts from an empty cache: it turns tracking off and on again, and changes made in between go
+        // unreported (OPTIN also forgets the keys it tracked).
+        if (this.isReady) this.reset()
         const epoch = this.epoch
         try {
           // A disconnect or a change of the deployment during the set-up bumped the epoch: caching waits for the
@@ -256,7 +267,9 @@ class Listener {
 
   constructor (private readonly cache: NearCache, base: Redis, overrides: Partial<RedisOptions> = {}) {
     // RESP2: invalidations then arrive as ordinary messages on the __redis__:invalidate channel.
-    this.connection = base.duplicate({ ...overrides, protocol: 2, autoResubscribe: false, lazyConnect: false })
+    // No command resent after a reconnect: a SUBSCRIBE in flight at a drop would leave the new connection subscribed
+    // before the set-up asks its CLIENT ID (refused there).
+    this.connection = base.duplicate({ ...overrides, protocol: 2, autoResubscribe: false, autoResendUnfulfilledCommands: false, lazyConnect: false })
     this.connection.on('close', () => { this.subscription = null })
     this.connection.on('messageBuffer', (_channel: Buffer, keys: Buffer[] | null) => { cache.invalidate(keys) })
     watch(cache, this.connection)
@@ -327,54 +340,102 @@ interface NodePair {
   listener: Listener
 }
 
+/** A node's address as the Cluster client names it ("host:port"), and where to connect. */
+interface NodeAddress {
+  key: string
+  host: string
+  port: number
+}
+
 /**
- * Redis Cluster: tracking is per node, so every node the Cluster client knows (masters and replicas) gets a pair of
- * connections with `CLIENT TRACKING ON REDIRECT <listener> BCAST PREFIX <prefix>`: the node reports every change of a
- * key under the prefix, whoever made it, and a replica reports the changes it replicates. Reads need no tracked
- * connection, so they go through the Cluster client and its routing.
+ * Redis Cluster: tracking is per node, so every node gets a pair of connections with
+ * `CLIENT TRACKING ON REDIRECT <listener> BCAST PREFIX <prefix>`: the node reports every change of a key under the
+ * prefix, whoever made it, and a replica reports the changes it replicates. Reads need no tracked connection, so they
+ * go through the Cluster client and its routing.
  *
- * Caching is on only while every node the client knows has its pair set up. A node the client learns of ('+node',
- * after a failover, a MOVED or a refresh of the slots) empties the cache until its pair is set up.
- * A master that loses its slots to a node this instance does not know yet keeps reporting: it is either gone (its
- * pair drops, the cache empties) or a replica of the new owner (it reports the changes it replicates).
+ * The nodes tracked are those of the client's pool and those that `CLUSTER NODES` lists as not failed, replicas
+ * included, asked every DISCOVERY_MS: a replica that a failover promotes is then already tracked, even one that the
+ * client's slot map never listed (Redis leaves a replica that has not synced yet out of CLUSTER SLOTS) and even when
+ * the old master froze without closing a connection. Any change of that set (a node added to or dropped from the pool,
+ * a node found or failed) empties the cache until every node of the new set is tracked; a tracking connection that
+ * drops does too.
  */
 class BroadcastTracking implements Tracking {
   private readonly pairs = new Map<string, NodePair>()
+  /** The healthy nodes of the last `CLUSTER NODES`, by key. */
+  private discovered = new Map<string, NodeAddress>()
+  private readonly discovery: NodeJS.Timeout
+  private isDiscovering = false
   private isClosed = false
 
   constructor (private readonly cache: NearCache, private readonly cluster: Cluster, private readonly prefix: string) {
-    cluster.on('+node', this.onNodeAdded)
-    cluster.on('-node', this.onNodeRemoved)
-    for (const node of cluster.nodes('all')) this.add(node)
+    cluster.on('+node', this.onPoolChanged)
+    cluster.on('-node', this.onPoolChanged)
+    this.reconcile()
+    this.discovery = setInterval(() => { this.discover() }, DISCOVERY_MS)
+    this.discovery.unref()
   }
 
-  private readonly onNodeAdded = (node: Redis): void => {
-    this.add(node)
+  /**
+   * The client's pool changed: a node added (a failover, a MOVED, a refresh of the slot map) or dropped (its
+   * connection ended, which a live node's can too). Either way, changes may have gone unreported: empty the cache.
+   */
+  private readonly onPoolChanged = (): void => {
+    this.reconcile()
     this.cache.reset()
     this.cache.setup()
   }
 
-  /**
-   * A node the client no longer routes to needs no tracking: it is dead (its pair dropped and reset the cache then),
-   * or no longer serves slots, and a node that took them over was added first (the client adds a layout's new nodes
-   * before the old ones end), or is reached through a MOVED that adds it. Its pair may have been the one keeping
-   * caching off: set up again.
-   */
-  private readonly onNodeRemoved = (node: Redis): void => {
-    const key = nodeKey(node)
-    const pair = this.pairs.get(key)
-    if (pair === undefined || this.cluster.nodes('all').some((known) => nodeKey(known) === key)) return
-    this.pairs.delete(key)
-    disconnect(pair)
-    this.cache.setup()
+  /** The nodes to track: the pool's and the discovered ones. */
+  private wanted (): Map<string, NodeAddress> {
+    const wanted = new Map(this.discovered)
+    for (const node of this.cluster.nodes('all')) {
+      const key = nodeKey(node)
+      wanted.set(key, { key, host: node.options.host ?? '', port: node.options.port ?? 0 })
+    }
+    return wanted
   }
 
-  private add (node: Redis): void {
-    const key = nodeKey(node)
-    if (this.isClosed || this.pairs.has(key)) return
-    const tracker = node.duplicate({ ...NODE_CONNECTION, lazyConnect: false })
-    watch(this.cache, tracker)
-    this.pairs.set(key, { tracker, listener: new Listener(this.cache, node, NODE_CONNECTION) })
+  /** Opens a pair for every wanted node without one and ends the pairs of the others; true when anything changed. */
+  private reconcile (): boolean {
+    if (this.isClosed) return false
+    const wanted = this.wanted()
+    // The options of a pool connection (password, TLS...), for the node's own address.
+    const base = this.cluster.nodes('all')[0]
+    let isChanged = false
+    for (const [key, pair] of this.pairs) {
+      if (wanted.has(key)) continue
+      this.pairs.delete(key)
+      disconnect(pair)
+      isChanged = true
+    }
+    if (base === undefined) return isChanged
+    for (const address of wanted.values()) {
+      if (this.pairs.has(address.key)) continue
+      const options = { ...NODE_CONNECTION, host: address.host, port: address.port }
+      const tracker = base.duplicate({ ...options, lazyConnect: false })
+      watch(this.cache, tracker)
+      this.pairs.set(address.key, { tracker, listener: new Listener(this.cache, base, options) })
+      isChanged = true
+    }
+    return isChanged
+  }
+
+  /** The healthy nodes the cluster lists now. */
+  private async listNodes (): Promise<void> {
+    this.discovered = healthyNodes(await this.cluster.cluster('NODES') as string, this.cluster.options.natMap)
+  }
+
+  /** Asks the cluster which nodes exist, every DISCOVERY_MS: a new one, or one that failed, changes the set to track. */
+  private discover (): void {
+    if (this.isDiscovering || this.isClosed || !this.cache.ready) return
+    this.isDiscovering = true
+    this.listNodes().then(() => {
+      if (this.reconcile()) {
+        this.cache.reset()
+        this.cache.setup()
+      }
+    }, () => {}).finally(() => { this.isDiscovering = false }) // an unreachable cluster: the pairs' own drops tell
   }
 
   read (id: string, key: string, epoch: number): Promise<string | null> {
@@ -382,31 +443,72 @@ class BroadcastTracking implements Tracking {
   }
 
   async establish (): Promise<boolean> {
-    const known = this.cluster.nodes('all')
-    if (known.length === 0 || known.some((node) => !this.pairs.has(nodeKey(node)))) return false
+    // Caching starts only once the cluster's own list of nodes is known and tracked.
+    await this.listNodes()
+    this.reconcile()
+    const wanted = this.wanted()
+    if (wanted.size === 0 || [...wanted.keys()].some((key) => !this.pairs.has(key))) return false
     const pairs = [...this.pairs]
     if (pairs.some(([, pair]) => pair.tracker.status !== 'ready' || pair.listener.connection.status !== 'ready')) return false
-    await Promise.all(pairs.map(async ([key, pair]) => {
+    // Every pair's commands settle before the next set-up can start: two set-ups never interleave on one tracker.
+    const results = await Promise.allSettled(pairs.map(async ([key, pair]) => {
       try {
         const id = await pair.listener.subscribed()
         await pair.tracker.call('CLIENT', 'TRACKING', 'OFF')
         await pair.tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.prefix)
       } catch (error) {
-        // A pair removed meanwhile (its node left the client's pool) fails for that reason alone.
+        // A pair ended meanwhile (its node left the set) fails for that reason alone.
         if (this.pairs.get(key) === pair) throw error
       }
     }))
-    // With a pair removed meanwhile, the set-up that its removal asked for decides.
+    const failed = results.find((result) => result.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
+    // With a pair ended meanwhile, the set-up that its end asked for decides.
     return pairs.every(([key, pair]) => this.pairs.get(key) === pair)
   }
 
   close (): void {
     this.isClosed = true
-    this.cluster.off('+node', this.onNodeAdded)
-    this.cluster.off('-node', this.onNodeRemoved)
+    clearInterval(this.discovery)
+    this.cluster.off('+node', this.onPoolChanged)
+    this.cluster.off('-node', this.onPoolChanged)
     for (const pair of this.pairs.values()) disconnect(pair)
     this.pairs.clear()
   }
+}
+
+/**
+ * The nodes of a `CLUSTER NODES` reply that are not failed, in handshake or without an address, by the key the
+ * Cluster client would give them (after its `natMap`).
+ */
+export function healthyNodes (text: string, natMap?: unknown): Map<string, NodeAddress> {
+  const nodes = new Map<string, NodeAddress>()
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(' ')
+    const address = fields[1]
+    const flags = (fields[2] ?? '').split(',')
+    if (address === undefined || flags.some((flag) => flag === 'fail' || flag === 'handshake' || flag === 'noaddr')) continue
+    // ip:port@cport[,hostname]; an IPv6 address has colons of its own.
+    const hostPort = address.split('@')[0] ?? ''
+    const colon = hostPort.lastIndexOf(':')
+    const host = hostPort.slice(0, colon)
+    const port = Number(hostPort.slice(colon + 1))
+    if (colon <= 0 || !Number.isInteger(port) || port <= 0) continue
+    const mapped = mapNat(natMap, `${host}:${port}`) ?? { host, port }
+    const key = `${mapped.host}:${mapped.port}`
+    nodes.set(key, { key, host: mapped.host, port: mapped.port })
+  }
+  return nodes
+}
+
+/** What ioredis's `natMap` (an object or a function) makes of "host:port", if anything. */
+function mapNat (natMap: unknown, key: string): { host: string, port: number } | undefined {
+  const mapped: unknown = typeof natMap === 'function'
+    ? (natMap as (key: string) => unknown)(key)
+    : natMap !== null && typeof natMap === 'object' ? (natMap as Record<string, unknown>)[key] : undefined
+  if (mapped === null || typeof mapped !== 'object') return undefined
+  const { host, port } = mapped as { host?: unknown, port?: unknown }
+  return typeof host === 'string' && typeof port === 'number' ? { host, port } : undefined
 }
 
 function nodeKey (node: Redis): string {
