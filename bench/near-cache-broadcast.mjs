@@ -11,6 +11,7 @@
 import { pathToFileURL } from 'node:url'
 import { resolve } from 'node:path'
 import { Redis } from 'ioredis'
+import { broadcastListeners } from './capacity/probe.mjs'
 import { info, redisCpuSeconds, startRedis } from './redis.mjs'
 import { median } from './report.mjs'
 
@@ -23,27 +24,9 @@ const { RedisStore, SessionManager } = await import(pathToFileURL(resolve('dist/
 const redis = await startRedis()
 const client = new Redis(redis.url)
 
-/** `count` simulated instances: a tracking connection redirected to a listener, each; returns their message counts. */
-async function listen (count) {
-  const pairs = await Promise.all(Array.from({ length: count }, async () => {
-    const listener = new Redis(redis.url, { protocol: 2 })
-    const tracker = new Redis(redis.url)
-    const pair = { listener, tracker, messages: 0, keys: 0 }
-    listener.on('messageBuffer', (_channel, keys) => {
-      pair.messages++
-      pair.keys += keys === null ? 0 : keys.length
-    })
-    const id = await listener.client('ID')
-    await listener.subscribe('__redis__:invalidate')
-    await tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', 'sess:')
-    return pair
-  }))
-  return pairs
-}
-
 async function run (listeners, repeat) {
   await client.flushall()
-  const pairs = await listen(listeners)
+  const instances = await broadcastListeners(redis.url, listeners)
   const manager = new SessionManager({ store: new RedisStore({ client }), audit: { retention: 0 } })
   const users = WRITES / 2
   const cpuBefore = await redisCpuSeconds(client)
@@ -60,12 +43,9 @@ async function run (listeners, repeat) {
   await new Promise((resolve) => setTimeout(resolve, 200))
   const tracking = await info(client, 'stats')
   await manager.close()
-  const messages = pairs.reduce((sum, pair) => sum + pair.messages, 0)
-  const keys = pairs.reduce((sum, pair) => sum + pair.keys, 0)
-  for (const pair of pairs) {
-    pair.tracker.disconnect()
-    pair.listener.disconnect()
-  }
+  const messages = instances.messages()
+  const keys = instances.keys()
+  instances.close()
   return {
     listeners,
     cpuMicrosPerWrite: cpu * 1e6 / WRITES,

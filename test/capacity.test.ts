@@ -29,7 +29,8 @@ const UNITS: Units = {
   },
   cleanup: { perExpired: { redisCpuUs: 100, roundTrips: 0.002 }, idleRun: { redisCpuUs: 360_000, roundTrips: 4096 }, expiredPerSecond: 5000 },
   memory: { userWith1Session: 1000, perExtraSession: 500, perAuditEvent: 100, perTombstone: 200, trackingPerKey: 100 },
-  node: { cpuUsPerRequest: 40 }
+  node: { cpuUsPerRequest: 40 },
+  nearCacheBroadcast: { redisCpuUsPerWritePerInstance: 5 }
 }
 
 // 1,000,000 users x 2 sessions, 10,000 requests/s, 100 logins/s, every other parameter at its default.
@@ -85,14 +86,36 @@ test('the plan of a fixed input matches the arithmetic done by hand', async (t) 
   t.equal(result.auditPerHour.bytesWritten, 72_000_000)
 })
 
-test('the near cache takes its hits off Redis and puts its entries in the tracking table', async (t) => {
+test('on one Redis, the near cache takes its hits off Redis and puts its entries in the tracking table', async (t) => {
   const { plan } = await loadModel()
-  const result = plan({ ...INPUT, nearCacheHitRatio: 0.5 }, UNITS)
+  // 64 GiB per master: the 28.4 GB of the input fit one Redis.
+  const result = plan({ ...INPUT, nearCacheHitRatio: 0.5, maxMemoryPerMasterGiB: 64 }, UNITS)
+  t.equal(result.redis.isCluster, false)
   t.equal(result.rates.nearCacheHit, 4750)
   t.equal(result.rates.request, 4750)
   t.equal(result.redis.cpuUsPerS, 175_950 - 47_500)
   // One app instance x 10,000 entries x 100 B.
   t.equal(result.memory.trackingBytes, 1_000_000)
+  t.equal(result.operations.nearCacheBroadcast, undefined, 'no broadcast on one Redis')
+})
+
+test('on a Cluster, the near cache keeps no tracking table and every write is broadcast to every instance', async (t) => {
+  const { plan } = await loadModel()
+  const result = plan({ ...INPUT, nearCacheHitRatio: 0.5 }, UNITS)
+  t.equal(result.redis.isCluster, true)
+  t.equal(result.memory.trackingBytes, 0)
+  // Writes/s: 500 touches + 100 logins + 20 logouts + 1 revoke-all + 80 expired / 500 per cleanup script = 621.16,
+  // x 1 app instance x 5 us.
+  t.ok(isClose(result.operations.nearCacheBroadcast?.perSecond ?? 0, 621.16))
+  t.ok(isClose(result.operations.nearCacheBroadcast?.redisCpuUsPerS ?? 0, 3105.8))
+  t.ok(isClose(result.redis.cpuUsPerS, 175_950 - 47_500 + 3105.8))
+  // With 200 us per request: 10,000 x 200 + 100 x 100 + 20 x 50 = 2.011 cores busy, 4.022 at 50%: five instances,
+  // and each hears every write.
+  const wide = plan({ ...INPUT, nearCacheHitRatio: 0.5, nodeUsPerRequest: 200 }, UNITS)
+  t.equal(wide.node.appInstances, 5)
+  t.ok(isClose(wide.operations.nearCacheBroadcast?.redisCpuUsPerS ?? 0, 621.16 * 5 * 5))
+  const { nearCacheBroadcast: _omitted, ...withoutUnit } = UNITS
+  t.throws(() => plan({ ...INPUT, nearCacheHitRatio: 0.5 }, withoutUnit), /nearCacheBroadcast\.redisCpuUsPerWritePerInstance missing/, 'units without the broadcast cost: told to measure again')
 })
 
 test('explicit parameters override the defaults: eviction, audit events, core speed, memory per master', async (t) => {

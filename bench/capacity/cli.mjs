@@ -83,7 +83,7 @@ export function format (result, units, unitsPath) {
   add(`  sessions (records, indexes, queues, first events, devices)  ${bytes(memory.sessionsBytes)}`)
   add(`  audit (${round(memory.auditEventsPerUser, 1)} events kept per user, ${round(Math.max(0, memory.auditEventsPerUser - p.sessionsPerUser), 1)} beyond the logins)  ${bytes(memory.auditBytes)}`)
   add(`  tombstones of ended sessions (${round(memory.tombstones)} for ${p.tombstoneHours} h)  ${bytes(memory.tombstoneBytes)}`)
-  add(`  near-cache tracking table  ${bytes(memory.trackingBytes)}`)
+  add(`  near-cache tracking table (one Redis; a Cluster keeps none, see nearCacheBroadcast below)  ${bytes(memory.trackingBytes)}`)
   add(`  data ${bytes(memory.dataBytes)} + Redis overhead ${round(p.redisOverhead * 100)}% ${bytes(memory.overheadBytes)} + headroom ${round(p.headroom * 100)}% ${bytes(memory.headroomBytes)} = ${bytes(memory.totalBytes)}`)
   add()
   add(`Redis CPU: ${round(redis.cpuUsPerS / 1e6, 2)} cores busy, ${round(redis.roundTripsPerS)} round trips/s; at ${round(p.targetUtilization * 100)}% target utilisation ${round(redis.cores, 2)} cores`)

@@ -162,7 +162,8 @@ function limitsTable () {
   const { cleanup, memory } = units
   return [
     `- Cleanup: ${n(cleanup.expiredPerSecond)} expired sessions/s for the one instance holding the lock (${n(cleanup.perExpired.redisCpuUs, 1)} µs of Redis CPU each); a run that finds nothing costs ${n(cleanup.idleRun.redisCpuUs / 1000, 1)} ms of Redis CPU and ${n(cleanup.idleRun.roundTrips)} round trips (${n(cleanup.idleRun.seconds, 2)} s).`,
-    `- Near cache: ${n(memory.trackingPerKey)} B of Redis memory per tracked key (used_memory over ${n(units.settings.opsPerType)} keys read through the cache; \`tracking_total_keys\` was ${n(memory.trackedKeys)}).`
+    `- Near cache: ${n(memory.trackingPerKey)} B of Redis memory per tracked key (used_memory over ${n(units.settings.opsPerType)} keys read through the cache; \`tracking_total_keys\` was ${n(memory.trackedKeys)}).`,
+    `- Near cache on a Cluster: ${n(units.nearCacheBroadcast.redisCpuUsPerWritePerInstance, 2)} µs of Redis CPU per write and listening app instance (a login ${n(units.nearCacheBroadcast.loginUsQuiet, 1)} µs alone, ${n(units.nearCacheBroadcast.loginUsHeard, 1)} µs with ${units.nearCacheBroadcast.listeners} instances listening; writes one at a time, each its own message; the model charges it for every write script when the plan is a Cluster).`
   ].join('\n')
 }
 

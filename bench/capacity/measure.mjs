@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { RedisStore, SessionManager, fingerprintFromHeaders } from '../../dist/index.js'
 import { exitOnSignals, info, startRedis } from '../redis.mjs'
-import { allKeys, machine, measure, probeClient, redisCpuUs, runConcurrently, steadyMemory, usedMemory } from './probe.mjs'
+import { allKeys, broadcastListeners, machine, measure, probeClient, redisCpuUs, runConcurrently, steadyMemory, usedMemory } from './probe.mjs'
+import { median } from '../report.mjs'
 import { MIX, startWorkers } from './validate.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -28,6 +29,8 @@ const RESIDENT = Number(process.env.CAPACITY_RESIDENT ?? 1_000_000)
 const OUT = process.env.CAPACITY_OUT ?? path.join(here, '..', 'results', 'capacity-units.json')
 const LATEST = path.join(here, '..', 'results', 'latest.json')
 const EXTRA_EVENTS = 10
+/** Simulated app instances listening to broadcast invalidations (the Cluster near cache's unit cost). */
+const BROADCAST_LISTENERS = 10
 
 const HEADERS = {
   'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36',
@@ -246,10 +249,46 @@ async function operationUnits (url, probe) {
     log(`  near cache: ${trackedKeys} keys in the tracking table, ${trackingPerKey.toFixed(0)} B each (used_memory)`)
     await near.close()
     nearClient.disconnect()
-    return { ops, trackingPerKey, trackedKeys }
+    const nearCacheBroadcast = await broadcastUnits(url, probe, manager)
+    return { ops, trackingPerKey, trackedKeys, nearCacheBroadcast }
   } finally {
     client.disconnect()
   }
+}
+
+/**
+ * The near cache on a Cluster: the Redis CPU a node spends reporting one write (a login script) to one listening app
+ * instance (broadcast tracking, see probe.mjs's broadcastListeners). Writes one at a time, so that each goes out as a
+ * message of its own: the dearest case (under load Redis sends one message per event-loop turn for many writes).
+ * Rounds interleave runs without and with BROADCAST_LISTENERS instances; the median of the per-round differences.
+ */
+async function broadcastUnits (url, probe, manager) {
+  const listeners = BROADCAST_LISTENERS
+  const perRound = Math.max(1, Math.floor(OPS / ROUNDS))
+  const login = (tag) => (n) => manager.create(`cap-${tag}${n}`, sessionData(n))
+  const rounds = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const quiet = await measure(probe, { count: perRound, concurrency: 1, operation: login(`q${round}-`) })
+    const instances = await broadcastListeners(url, listeners)
+    const heard = await measure(probe, { count: perRound, concurrency: 1, operation: login(`h${round}-`) })
+    // The last messages are on their way: wait for them before counting.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    rounds.push({ quietUs: quiet.usedCpuUs, heardUs: heard.usedCpuUs, messagesPerWrite: instances.messages() / listeners / perRound })
+    instances.close()
+  }
+  const perInstance = rounds.map((r) => (r.heardUs - r.quietUs) / listeners)
+  const result = {
+    redisCpuUsPerWritePerInstance: median(perInstance),
+    roundsUs: perInstance.map((value) => Math.round(value * 100) / 100),
+    listeners,
+    concurrency: 1,
+    writesPerRound: perRound,
+    loginUsQuiet: median(rounds.map((r) => r.quietUs)),
+    loginUsHeard: median(rounds.map((r) => r.heardUs)),
+    messagesPerWritePerInstance: median(rounds.map((r) => r.messagesPerWrite))
+  }
+  log(`  near cache on a Cluster: ${result.redisCpuUsPerWritePerInstance.toFixed(2)} us of Redis CPU per write per listening instance (rounds ${result.roundsUs.join(' ')}; a login ${result.loginUsQuiet.toFixed(1)} us alone, ${result.loginUsHeard.toFixed(1)} us with ${listeners} listening; ${result.messagesPerWritePerInstance.toFixed(2)} messages per write and instance)`)
+  return result
 }
 
 async function cleanupUnits (url, probe) {
@@ -384,7 +423,7 @@ async function main () {
     const host = await machine(probe)
     log(`capacity units: ${USERS} users, ${OPS} ops per type, ${CLEANUP} expired sessions, ${CONCURRENCY} in flight; node ${host.node}, redis ${host.redis}, ${host.cpus} cores, load ${host.loadAverage.join(' ')}`)
     log('operations:')
-    const { ops, trackingPerKey, trackedKeys } = await operationUnits(redis.url, probe)
+    const { ops, trackingPerKey, trackedKeys, nearCacheBroadcast } = await operationUnits(redis.url, probe)
     log('cleanup:')
     const cleanup = await cleanupUnits(redis.url, probe)
     log('memory:')
@@ -424,6 +463,7 @@ async function main () {
       ops: { ...pricedOps, cleanup: { ...cleanup.perExpired, redisCpuUs: cleanup.perExpired.redisCpuUs } },
       cleanup,
       memory: { ...memory, trackingPerKey, trackedKeys },
+      nearCacheBroadcast,
       node: nodeUnits(ops),
       rawPing: ops.ping
     }

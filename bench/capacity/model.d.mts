@@ -9,6 +9,8 @@ export interface Units {
   cleanup?: { perExpired: OperationUnit, idleRun: { redisCpuUs: number, roundTrips: number }, expiredPerSecond: number }
   memory: Record<string, number | unknown>
   node?: { cpuUsPerRequest: number, source?: string }
+  /** The Cluster near cache: Redis CPU per write and listening app instance (broadcast tracking). */
+  nearCacheBroadcast?: { redisCpuUsPerWritePerInstance: number, [field: string]: unknown }
 }
 export type PlanInput = { users: number } & Partial<Omit<typeof DEFAULTS, 'auditEventsPerUser' | 'nodeUsPerRequest'>> & {
   auditEventsPerUser?: number | null

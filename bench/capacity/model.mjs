@@ -32,7 +32,7 @@ export const DEFAULTS = Object.freeze({
   /** How long an ended session's tombstone stays (ENDED_SESSION_MEMORY_MS, lib/security/stepup.ts). */
   tombstoneHours: 24,
   cleanupIntervalS: 3600,
-  /** Near-cache entries per app instance (NearCacheOptions.maxEntries): keys in Redis's tracking table. */
+  /** Near-cache entries per app instance (NearCacheOptions.maxEntries): keys in the tracking table of one Redis. */
   nearCacheEntries: 10_000,
   targetUtilization: 0.5,
   /** Redis memory beyond the data: allocator fragmentation, client and replication buffers (fraction of data). */
@@ -55,6 +55,8 @@ const SHARES = ['logoutShare', 'evictionShare', 'touchShare', 'nearCacheHitRatio
 const POSITIVE = ['cleanupIntervalS', 'targetUtilization', 'maxMemoryPerMasterGiB', 'coreSpeed', 'nodeCoresPerInstance', 'auditCapPerUser']
 
 const GB = 1024 ** 3
+/** Expired sessions one cleanup script ends (the cleanup's batch, lib/core/cleanup.ts): one write per batch. */
+const CLEANUP_BATCH = 500
 
 /** The parameters with their defaults, or a RangeError naming the first bad one. */
 export function validateInput (input) {
@@ -80,6 +82,13 @@ function unit (units, name) {
     throw new RangeError(`units: ops.${name} needs redisCpuUs and roundTrips (regenerate with npm run capacity:measure)`)
   }
   return op
+}
+
+/** Redis CPU, µs, a node spends reporting one write to one listening instance (the Cluster near cache). */
+function broadcastUnit (units) {
+  const value = units.nearCacheBroadcast?.redisCpuUsPerWritePerInstance
+  if (typeof value !== 'number') throw new RangeError('units: nearCacheBroadcast.redisCpuUsPerWritePerInstance missing (regenerate with npm run capacity:measure)')
+  return value
 }
 
 function memoryUnit (units, name) {
@@ -140,9 +149,12 @@ export function plan (input, units) {
   operations.cleanupRuns = { perSecond: 1 / p.cleanupIntervalS, redisCpuUsEach: idleRun.redisCpuUs / speed, roundTripsEach: idleRun.roundTrips, redisCpuUsPerS: idleUsPerS }
   redisUsPerS += idleUsPerS
   roundTripsPerS += idleRun.roundTrips / p.cleanupIntervalS
-  for (const op of Object.values(operations)) op.share = redisUsPerS === 0 ? 0 : op.redisCpuUsPerS / redisUsPerS
 
-  const redisCores = redisUsPerS / 1e6 / p.targetUtilization
+  const nodeUsPerRequest = p.nodeUsPerRequest ?? units.node?.cpuUsPerRequest
+  if (typeof nodeUsPerRequest !== 'number') throw new RangeError('units: node.cpuUsPerRequest missing (or pass nodeUsPerRequest)')
+  const nodeUsPerS = p.rps * nodeUsPerRequest / speed + nodeStoreUsPerS
+  const nodeCores = nodeUsPerS / 1e6 / p.targetUtilization
+  const appInstances = Math.max(p.rps > 0 || p.loginsPerS > 0 ? 1 : 0, Math.ceil(nodeCores / p.nodeCoresPerInstance))
 
   // Memory. userWith1Session holds a session, its login event and its device; each further session adds
   // perExtraSession (its record, index and queue entries, login event and device).
@@ -159,20 +171,30 @@ export function plan (input, units) {
     trackingBytes: 0
   }
 
-  const nodeUsPerRequest = p.nodeUsPerRequest ?? units.node?.cpuUsPerRequest
-  if (typeof nodeUsPerRequest !== 'number') throw new RangeError('units: node.cpuUsPerRequest missing (or pass nodeUsPerRequest)')
-  const nodeUsPerS = p.rps * nodeUsPerRequest / speed + nodeStoreUsPerS
-  const nodeCores = nodeUsPerS / 1e6 / p.targetUtilization
-  const appInstances = Math.max(p.rps > 0 || p.loginsPerS > 0 ? 1 : 0, Math.ceil(nodeCores / p.nodeCoresPerInstance))
-  // With a near cache, each app instance's entries are keys in Redis's tracking table.
-  if (p.nearCacheHitRatio > 0) memory.trackingBytes = appInstances * p.nearCacheEntries * memoryUnit(units, 'trackingPerKey')
+  const maxBytesPerMaster = p.maxMemoryPerMasterGiB * GB
+  const totalOf = (data) => data * (1 + p.redisOverhead) * (1 + p.headroom)
+  // The near cache. On one Redis, each app instance's entries are keys in its tracking table. On a Cluster there is
+  // no table (broadcast tracking), but the node that runs a write script reports it to every instance.
+  if (p.nearCacheHitRatio > 0) {
+    const trackingBytes = appInstances * p.nearCacheEntries * memoryUnit(units, 'trackingPerKey')
+    const data = memory.sessionsBytes + memory.auditBytes + memory.tombstoneBytes + trackingBytes
+    if (redisUsPerS / 1e6 / p.targetUtilization <= 1 && totalOf(data) <= maxBytesPerMaster) {
+      memory.trackingBytes = trackingBytes
+    } else {
+      const writesPerS = touches + loginsPlain + loginsEvict + logoutsPerS + rates.revokeAll + expiredPerS / CLEANUP_BATCH
+      const each = broadcastUnit(units) / speed
+      operations.nearCacheBroadcast = { perSecond: writesPerS * appInstances, redisCpuUsEach: each, roundTripsEach: 0, redisCpuUsPerS: writesPerS * appInstances * each }
+      redisUsPerS += writesPerS * appInstances * each
+    }
+  }
+  for (const op of Object.values(operations)) op.share = redisUsPerS === 0 ? 0 : op.redisCpuUsPerS / redisUsPerS
+  const redisCores = redisUsPerS / 1e6 / p.targetUtilization
 
   const dataBytes = memory.sessionsBytes + memory.auditBytes + memory.tombstoneBytes + memory.trackingBytes
   const overheadBytes = dataBytes * p.redisOverhead
   const headroomBytes = (dataBytes + overheadBytes) * p.headroom
   const totalBytes = dataBytes + overheadBytes + headroomBytes
 
-  const maxBytesPerMaster = p.maxMemoryPerMasterGiB * GB
   const mastersForCpu = Math.ceil(redisCores)
   const mastersForMemory = Math.ceil(totalBytes / maxBytesPerMaster)
   // A Cluster needs three masters for a majority to survive one failure. Its masters are not equally loaded: each

@@ -3,6 +3,7 @@
 import os from 'node:os'
 import { Redis } from 'ioredis'
 import { info } from '../redis.mjs'
+import { median } from '../report.mjs'
 
 const counter = { isOn: false, total: 0, byName: {} }
 const sendCommand = Redis.prototype.sendCommand
@@ -116,12 +117,6 @@ async function measureOnce (probe, { from, count, concurrency, operation }) {
   }
 }
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
-
 /**
  * `measureOnce` over `rounds` consecutive slices of the `count` operations (operation n always gets index n, so
  * operations that use up their input, such as a logout, never repeat one), and the median of the rounds: a burst of
@@ -161,4 +156,38 @@ export async function * allKeys (probe) {
     cursor = next
     yield * batch
   } while (cursor !== '0')
+}
+
+/**
+ * `count` simulated app instances with the near cache on one Cluster node: each a connection that asks for every
+ * change under `prefix` (CLIENT TRACKING ON REDIRECT <listener> BCAST PREFIX, as lib/store/redis/near-cache.ts does on
+ * a Cluster) and a subscribed listener that counts the invalidation messages and keys it receives. Their own commands
+ * are not counted as round trips.
+ */
+export async function broadcastListeners (url, count, prefix = 'sess:') {
+  const pairs = await Promise.all(Array.from({ length: count }, async () => {
+    const listener = new Redis(url, { protocol: 2 })
+    const tracker = new Redis(url)
+    listener.isProbe = true
+    tracker.isProbe = true
+    const pair = { listener, tracker, messages: 0, keys: 0 }
+    listener.on('messageBuffer', (_channel, keys) => {
+      pair.messages++
+      pair.keys += keys === null ? 0 : keys.length
+    })
+    const id = await listener.client('ID')
+    await listener.subscribe('__redis__:invalidate')
+    await tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', prefix)
+    return pair
+  }))
+  return {
+    messages: () => pairs.reduce((sum, pair) => sum + pair.messages, 0),
+    keys: () => pairs.reduce((sum, pair) => sum + pair.keys, 0),
+    close () {
+      for (const pair of pairs) {
+        pair.tracker.disconnect()
+        pair.listener.disconnect()
+      }
+    }
+  }
 }
