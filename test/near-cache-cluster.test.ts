@@ -56,6 +56,35 @@ async function servedFromCache (app: FastifyInstance, token: string): Promise<bo
   return false
 }
 
+/** Where a session lives: its slot, the port of the master serving it and of that master's replica. */
+async function placeOf (client: Cluster, sessionId: string): Promise<{ slot: number, port: number, replicaPort: number }> {
+  const slot = await client.cluster('KEYSLOT', sessionKey('sess:', sessionId)) as number
+  const port = await slotOwner(client, slot)
+  const nodes = (await client.cluster('NODES') as string).trim().split('\n').map((line) => line.split(' '))
+  const masterId = nodes.find((fields) => (fields[1] ?? '').startsWith(`127.0.0.1:${String(port)}@`))?.[0]
+  const replicaPort = Number(nodes.find((fields) => fields[3] === masterId)?.[1]?.split(':')[1]?.split('@')[0])
+  if (port === undefined || !(replicaPort > 0)) throw new Error(`no master and replica for slot ${slot}`)
+  return { slot, port, replicaPort }
+}
+
+/** A cluster of its own, an instance with the near cache (ready) and one without, for a test that breaks a node. */
+async function brokenNodeSetup (t: Test, storeTimeout: number): Promise<{ cluster: Awaited<ReturnType<typeof startRedisCluster>>, client: Cluster, cached: FastifyInstance, otherClient: Cluster, other: FastifyInstance }> {
+  const cluster = await startRedisCluster(t)
+  const client = clusterClient(t, cluster.startupNodes)
+  const cached = await buildApp(t, { redis: client, nearCache: NEAR_CACHE, storeTimeout })
+  await nearCacheReady(cached)
+  const otherClient = clusterClient(t, cluster.startupNodes)
+  const other = await buildApp(t, { redis: otherClient })
+  return { cluster, client, cached, otherClient, other }
+}
+
+/** After a node broke: the cache gets ready again and caches a new session. */
+async function cachesAgain (t: Test, cached: FastifyInstance, other: FastifyInstance, user: string): Promise<void> {
+  await nearCacheReady(cached)
+  const again = await login(other, user)
+  t.ok(await servedFromCache(cached, again.token), 'caching again once every node is tracked')
+}
+
 /** The master port serving `slot`, as the cluster sees it now. */
 async function slotOwner (client: Cluster, slot: number): Promise<number | undefined> {
   const ranges = await client.cluster('SLOTS')
@@ -206,16 +235,8 @@ test('the near cache on Redis Cluster', async (t) => {
   await t.test('after a manual failover, a revocation through the new master reaches the cache', async (t) => {
     const { token, sessionId } = await login(other, 'erin')
     t.ok(await servedFromCache(cached, token), 'cached')
-    const slot = await client.cluster('KEYSLOT', sessionKey('sess:', sessionId)) as number
-    const port = await slotOwner(client, slot)
-    const master = cluster.nodes.find((node) => node.port === port)
-    if (master === undefined) throw new Error(`no master for slot ${slot}`)
     // Its replica takes over; the old master stays up, as a replica.
-    const nodes = (await client.cluster('NODES') as string).trim().split('\n').map((line) => line.split(' '))
-    const masterId = nodes.find((fields) => (fields[1] ?? '').startsWith(`127.0.0.1:${port}@`))?.[0]
-    const replicaAddress = nodes.find((fields) => fields[3] === masterId)?.[1]
-    if (replicaAddress === undefined) throw new Error('no replica found')
-    const replicaPort = Number(replicaAddress.split(':')[1]?.split('@')[0])
+    const { slot, replicaPort } = await placeOf(client, sessionId)
     const replica = new Redis({ host: '127.0.0.1', port: replicaPort })
     t.teardown(() => replica.disconnect())
     await replica.cluster('FAILOVER')
@@ -227,26 +248,17 @@ test('the near cache on Redis Cluster', async (t) => {
     t.equal(await fresh.sessions.invalidate(sessionId), true, 'revoked through the new master')
     const delay = await refusedAfter(cached, token, revokedAt)
     t.not(delay, null, `the cached instance refuses it (${delay?.toFixed(1) ?? 'never'} ms)`)
-    await nearCacheReady(cached)
-    const again = await login(other, 'erin')
-    t.ok(await servedFromCache(cached, again.token), 'and caches again')
+    await cachesAgain(t, cached, other, 'erin')
   })
 })
 
 test('the near cache on Redis Cluster: the SIGKILL of a master empties it, and nothing stale is served after the failover', async (t) => {
-  const cluster = await startRedisCluster(t)
-  const client = clusterClient(t, cluster.startupNodes)
-  await client.ping()
-  const cached = await buildApp(t, { redis: client, nearCache: NEAR_CACHE, storeTimeout: 1000 })
-  await nearCacheReady(cached)
-  const otherClient = clusterClient(t, cluster.startupNodes)
-  const other = await buildApp(t, { redis: otherClient })
+  const { cluster, client, cached, otherClient, other } = await brokenNodeSetup(t, 1000)
   const { token, sessionId } = await login(other, 'frank')
   const headers = { ...BROWSER, 'x-session-id': token }
   t.ok(await servedFromCache(cached, token), 'cached')
   const store = cached.sessions.store as RedisStore
-  const slot = await client.cluster('KEYSLOT', sessionKey('sess:', sessionId)) as number
-  const port = await slotOwner(client, slot)
+  const { slot, port } = await placeOf(client, sessionId)
   const master = cluster.nodes.find((node) => node.port === port)
   const connection = client.nodes('master').find((node) => node.options.port === port)
   if (master === undefined || connection === undefined) throw new Error(`no master for slot ${slot}`)
@@ -277,26 +289,16 @@ test('the near cache on Redis Cluster: the SIGKILL of a master empties it, and n
   }
   t.equal(answers.at(-1), 401, 'the revoked session is refused')
   t.ok(answers.every((status) => status === 401 || status === 503), `never served after its revocation (${[...new Set(answers)].join(', ')})`)
-  await nearCacheReady(cached)
-  const again = await login(other, 'frank')
-  t.ok(await servedFromCache(cached, again.token), 'caching again once every known node is tracked')
+  await cachesAgain(t, cached, other, 'frank')
 })
 
 test('the near cache on Redis Cluster: a frozen master fails over to its replica, tracked before it was promoted', async (t) => {
-  const cluster = await startRedisCluster(t)
-  const client = clusterClient(t, cluster.startupNodes)
-  const cached = await buildApp(t, { redis: client, nearCache: NEAR_CACHE, storeTimeout: 300 })
-  await nearCacheReady(cached)
-  const other = await buildApp(t, { redis: clusterClient(t, cluster.startupNodes) })
+  const { cluster, client, cached, other } = await brokenNodeSetup(t, 300)
   const { token, sessionId } = await login(other, 'jack')
   t.ok(await servedFromCache(cached, token), 'cached')
-  const slot = await client.cluster('KEYSLOT', sessionKey('sess:', sessionId)) as number
-  const port = await slotOwner(client, slot)
-  const nodes = (await client.cluster('NODES') as string).trim().split('\n').map((line) => line.split(' '))
-  const masterId = nodes.find((fields) => (fields[1] ?? '').startsWith(`127.0.0.1:${port}@`))?.[0]
-  const replicaPort = Number(nodes.find((fields) => fields[3] === masterId)?.[1]?.split(':')[1]?.split('@')[0])
+  const { slot, port, replicaPort } = await placeOf(client, sessionId)
   const master = cluster.nodes.find((node) => node.port === port)
-  if (master === undefined || !(replicaPort > 0)) throw new Error(`no master and replica for slot ${slot}`)
+  if (master === undefined) throw new Error(`no master for slot ${slot}`)
   t.comment(`the client's pool ${client.nodes('all').some((node) => node.options.port === replicaPort) ? 'lists' : 'does not list'} the replica`)
   const connection = client.nodes('master').find((node) => node.options.port === port)
   t.equal(await connection?.wait(1, 5000), 1, 'the session is on the replica before its master freezes')
