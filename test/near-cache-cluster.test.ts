@@ -6,7 +6,7 @@ import { Cluster as ValkeyCluster } from 'iovalkey'
 import { test, type Test } from 'tap'
 import sessionPlugin from '../lib/index'
 import { sessionIdOfKey, sessionKey } from '../lib/store/redis/keys'
-import { healthyNodes } from '../lib/store/redis/near-cache'
+import { clusterNodes } from '../lib/store/redis/near-cache'
 import type { RedisStore } from '../lib/store/redis/store'
 import { buildApp, BROWSER, login } from './helpers/app'
 import { startRedisCluster } from './helpers/redis'
@@ -25,8 +25,8 @@ function clusterClient (t: Test, startupNodes: Array<{ host: string, port: numbe
 
 async function nearCacheReady (app: FastifyInstance): Promise<void> {
   const store = app.sessions.store as RedisStore
-  // Tracking is set up over real connections to every node: poll.
-  for (let n = 0; n < 500 && store.nearCache?.ready !== true; n++) await sleep(10)
+  // Tracking is set up over real connections to every node (after a node died, once the cluster has failed it): poll.
+  for (let n = 0; n < 1000 && store.nearCache?.ready !== true; n++) await sleep(10)
   if (store.nearCache?.ready !== true) throw new Error('the near cache did not get ready')
 }
 
@@ -111,12 +111,15 @@ test('CLUSTER NODES: the nodes to track, failed and handshaking ones left out, n
     'g7 ::1:7005@17005 slave,fail? b2 0 0 2 connected',
     ''
   ].join('\n')
-  t.same([...healthyNodes(text).keys()], ['10.0.0.1:7000', '10.0.0.2:7001', '10.0.0.3:7002', '::1:7005'])
-  const mapped = healthyNodes(text, { '10.0.0.1:7000': { host: 'public-a', port: 30000 } })
+  const { healthy, failed } = clusterNodes(text)
+  t.same([...healthy.keys()], ['10.0.0.1:7000', '10.0.0.2:7001', '10.0.0.3:7002', '::1:7005'])
+  t.same([...failed], ['10.0.0.4:7003'], 'the failed one, kept apart (not tracked even while the client routes to it)')
+  const mapped = clusterNodes(text, { '10.0.0.1:7000': { host: 'public-a', port: 30000 } }).healthy
   t.same(mapped.get('public-a:30000'), { key: 'public-a:30000', host: 'public-a', port: 30000 }, 'a natMap object')
-  const byFunction = healthyNodes(text, (key: string) => key === '10.0.0.3:7002' ? { host: 'public-c', port: 30002 } : null)
+  const byFunction = clusterNodes(text, (key: string) => key === '10.0.0.3:7002' ? { host: 'public-c', port: 30002 } : null).healthy
   t.ok(byFunction.has('public-c:30002') && byFunction.has('10.0.0.1:7000'), 'a natMap function, unmapped nodes kept as listed')
-  t.same([...healthyNodes('garbage\n\n  \nx y z').keys()], [], 'lines that name no address')
+  const garbage = clusterNodes('garbage\n\n  \nx y z')
+  t.same([garbage.healthy.size, garbage.failed.size], [0, 0], 'lines that name no address')
 })
 
 test('the near cache on Redis Cluster', async (t) => {
@@ -290,6 +293,16 @@ test('the near cache on Redis Cluster: the SIGKILL of a master empties it, and n
   t.equal(answers.at(-1), 401, 'the revoked session is refused')
   t.ok(answers.every((status) => status === 401 || status === 503), `never served after its revocation (${[...new Set(answers)].join(', ')})`)
   await cachesAgain(t, cached, other, 'frank')
+
+  // A replica dies: no event of the client's pool (it lists no replica), only the cluster's word that it failed.
+  const another = await login(other, 'frank-again')
+  const { replicaPort } = await placeOf(otherClient, another.sessionId)
+  const replica = cluster.nodes.find((node) => node.port === replicaPort)
+  if (replica === undefined) throw new Error('no replica')
+  replica.kill('SIGKILL')
+  for (let n = 0; n < 200 && store.nearCache?.ready !== false; n++) await sleep(10) // its connections drop: poll
+  t.equal(store.nearCache?.ready, false, 'caching stops when a replica\'s connections drop')
+  await cachesAgain(t, cached, other, 'frank-later')
 })
 
 test('the near cache on Redis Cluster: a frozen master fails over to its replica, tracked before it was promoted', async (t) => {
@@ -325,6 +338,10 @@ test('the near cache on Redis Cluster: a frozen master fails over to its replica
   const delay = performance.now() - revokedAt
   t.not(status, 200, `no longer served ${delay.toFixed(1)} ms after the revocation (answered ${status})`)
   t.ok(delay < 1000, 'within a second, not at maxAge')
+  // The frozen node answers nothing: once the cluster has failed it, caching goes on without it. (Reads of its old
+  // slots still go to it until this instance's client learns the new slot map: that is the client's routing.)
+  await nearCacheReady(cached)
+  t.equal((cached.sessions.store as RedisStore).nearCache?.ready, true, 'caching is on again without the frozen node')
 })
 
 test('the near cache is refused on a Cluster client that reads from replicas', async (t) => {

@@ -28,6 +28,8 @@ const INVALIDATE_CHANNEL = '__redis__:invalidate'
 const SETUP_RETRY_MS = 1000
 /** How often a Cluster's nodes are listed (CLUSTER NODES), to track a node before any failover needs it. */
 const DISCOVERY_MS = 1000
+/** Longest wait for CLUSTER NODES (the Cluster client has no command timeout by default: a frozen node). */
+const LIST_TIMEOUT_MS = 2000
 /**
  * For the connections to a Cluster's nodes, copied from the client's own: those do not reconnect by default (the
  * client finds nodes again through its slot map), ours must, and a connection to a replica sends no READONLY.
@@ -228,7 +230,11 @@ export class NearCache {
         try {
           // A disconnect or a change of the deployment during the set-up bumped the epoch: caching waits for the
           // set-up that its event asks for.
-          if (await this.tracking.establish() && epoch === this.epoch && !this.isClosed) this.isReady = true
+          const isEstablished = await this.tracking.establish()
+          if (isEstablished && epoch === this.epoch && !this.isClosed) this.isReady = true
+          // A connection not ready yet: its 'ready' asks again, but one to a node that died may never be (only the
+          // cluster's word that the node failed lets the set-up go on without it).
+          else if (!isEstablished) this.retrySoon()
         } catch (error) {
           // A command failed: try again later, as no 'ready' may come to ask for it. Told only when no connection
           // dropped meanwhile (a drop bumped the epoch and explains the failure; its 'ready' sets up again).
@@ -290,10 +296,15 @@ class Listener {
   }
 }
 
-/** A drop of one of the cache's connections resets it; its 'ready' asks for a set-up. */
+/** A drop of one of the cache's connections resets it and starts a set-up; its 'ready' asks for one too. */
 function watch (cache: NearCache, connection: Redis): void {
   connection.on('error', () => {}) // reported by the commands that fail; the cache just stops being used
-  connection.on('close', () => { cache.reset() })
+  connection.on('close', () => {
+    cache.reset()
+    // Its 'ready' sets up again, but a node that died may never come back: the set-up keeps trying meanwhile, and
+    // goes on without the node once the cluster has failed it.
+    cache.setup()
+  })
   connection.on('ready', () => { cache.setup() })
 }
 
@@ -362,8 +373,9 @@ interface NodeAddress {
  */
 class BroadcastTracking implements Tracking {
   private readonly pairs = new Map<string, NodePair>()
-  /** The healthy nodes of the last `CLUSTER NODES`, by key. */
+  /** The healthy nodes of the last `CLUSTER NODES`, by key, and the keys of the nodes it said had failed. */
   private discovered = new Map<string, NodeAddress>()
+  private failed = new Set<string>()
   private readonly discovery: NodeJS.Timeout
   private isDiscovering = false
   private isClosed = false
@@ -386,12 +398,15 @@ class BroadcastTracking implements Tracking {
     this.cache.setup()
   }
 
-  /** The nodes to track: the pool's and the discovered ones. */
+  /**
+   * The nodes to track: the discovered ones and the pool's, but not one the cluster has failed (it takes no writes; a
+   * frozen one would hold the set-up until the client's slot map drops it).
+   */
   private wanted (): Map<string, NodeAddress> {
     const wanted = new Map(this.discovered)
     for (const node of this.cluster.nodes('all')) {
       const key = nodeKey(node)
-      wanted.set(key, { key, host: node.options.host ?? '', port: node.options.port ?? 0 })
+      if (!this.failed.has(key)) wanted.set(key, { key, host: node.options.host ?? '', port: node.options.port ?? 0 })
     }
     return wanted
   }
@@ -421,9 +436,20 @@ class BroadcastTracking implements Tracking {
     return isChanged
   }
 
-  /** The healthy nodes the cluster lists now. */
+  /** The healthy nodes the cluster lists now; a node that does not answer within 2 s fails the set-up (tried again). */
   private async listNodes (): Promise<void> {
-    this.discovered = healthyNodes(await this.cluster.cluster('NODES') as string, this.cluster.options.natMap)
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`CLUSTER NODES did not answer within ${LIST_TIMEOUT_MS} ms`)) }, LIST_TIMEOUT_MS)
+    })
+    try {
+      const text = await Promise.race([this.cluster.cluster('NODES') as Promise<string>, timeout])
+      const nodes = clusterNodes(text, this.cluster.options.natMap)
+      this.discovered = nodes.healthy
+      this.failed = nodes.failed
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   /** Asks the cluster which nodes exist, every DISCOVERY_MS: a new one, or one that failed, changes the set to track. */
@@ -478,16 +504,17 @@ class BroadcastTracking implements Tracking {
 }
 
 /**
- * The nodes of a `CLUSTER NODES` reply that are not failed, in handshake or without an address, by the key the
- * Cluster client would give them (after its `natMap`).
+ * A `CLUSTER NODES` reply: the nodes to track (not failed, in handshake or without an address) and the keys of the
+ * failed ones, named as the Cluster client names nodes (after its `natMap`).
  */
-export function healthyNodes (text: string, natMap?: unknown): Map<string, NodeAddress> {
-  const nodes = new Map<string, NodeAddress>()
+export function clusterNodes (text: string, natMap?: unknown): { healthy: Map<string, NodeAddress>, failed: Set<string> } {
+  const healthy = new Map<string, NodeAddress>()
+  const failed = new Set<string>()
   for (const line of text.split('\n')) {
     const fields = line.trim().split(' ')
     const address = fields[1]
     const flags = (fields[2] ?? '').split(',')
-    if (address === undefined || flags.some((flag) => flag === 'fail' || flag === 'handshake' || flag === 'noaddr')) continue
+    if (address === undefined || flags.some((flag) => flag === 'handshake' || flag === 'noaddr')) continue
     // ip:port@cport[,hostname]; an IPv6 address has colons of its own.
     const hostPort = address.split('@')[0] ?? ''
     const colon = hostPort.lastIndexOf(':')
@@ -496,9 +523,10 @@ export function healthyNodes (text: string, natMap?: unknown): Map<string, NodeA
     if (colon <= 0 || !Number.isInteger(port) || port <= 0) continue
     const mapped = mapNat(natMap, `${host}:${port}`) ?? { host, port }
     const key = `${mapped.host}:${mapped.port}`
-    nodes.set(key, { key, host: mapped.host, port: mapped.port })
+    if (flags.includes('fail')) failed.add(key)
+    else healthy.set(key, { key, host: mapped.host, port: mapped.port })
   }
-  return nodes
+  return { healthy, failed }
 }
 
 /** What ioredis's `natMap` (an object or a function) makes of "host:port", if anything. */
