@@ -151,7 +151,7 @@ test('a set-up that Redis refuses on live connections is tried again: caching st
   t.equal(store.nearCache?.ready, false, 'not caching while CLIENT TRACKING is refused')
   for (let n = 0; n < 3; n++) t.equal((await app.inject({ url: '/orders', headers })).statusCode, 200, 'requests are served from Redis')
   t.equal(app.sessions.cacheStats()?.hits, 0)
-  const refusals = lines.filter((line) => line.includes('near cache could not turn on Redis tracking'))
+  const refusals = lines.filter((line) => line.includes('near cache is off, it could not set up Redis tracking'))
   t.equal(refusals.length, 1, 'the refusal is logged, once (at most one line a minute)')
   t.match(refusals[0], /"level":50.*NOPERM/, 'as an error, with Redis\'s reason')
   await admin.acl('SETUSER', 'app', '+client|tracking')

@@ -30,6 +30,8 @@ const SETUP_RETRY_MS = 1000
 const DISCOVERY_MS = 1000
 /** Longest wait for CLUSTER NODES (the Cluster client has no command timeout by default: a frozen node). */
 const LIST_TIMEOUT_MS = 2000
+/** How long set-ups may find connections not ready before it is reported (a node the app cannot reach). */
+const OFF_REPORT_MS = 30_000
 /**
  * For the connections to a Cluster's nodes, copied from the client's own: those do not reconnect by default (the
  * client finds nodes again through its slot map), ours must, and a connection to a replica sends no READONLY.
@@ -50,6 +52,8 @@ interface Tracking {
   read: (id: string, key: string, epoch: number) => Promise<string | null>
   /** Turns tracking on over every connection; false when a connection is not ready (a later 'ready' calls again). */
   establish: () => Promise<boolean>
+  /** The connections that are not ready, for the report of a cache that stays off. */
+  notReady: () => string[]
   close: () => void
 }
 
@@ -86,6 +90,8 @@ export class NearCache {
   private setupRunning: Promise<void> | null = null
   private isSetupWanted = false
   private retryTimer: NodeJS.Timeout | null = null
+  /** Since when set-ups have found connections not ready (null: the cache is on, or no set-up found any). */
+  private offSince: number | null = null
 
   /**
    * @param client the store's client: misses while tracking is not on are read through it.
@@ -231,10 +237,15 @@ export class NearCache {
           // A disconnect or a change of the deployment during the set-up bumped the epoch: caching waits for the
           // set-up that its event asks for.
           const isEstablished = await this.tracking.establish()
-          if (isEstablished && epoch === this.epoch && !this.isClosed) this.isReady = true
-          // A connection not ready yet: its 'ready' asks again, but one to a node that died may never be (only the
-          // cluster's word that the node failed lets the set-up go on without it).
-          else if (!isEstablished) this.retrySoon()
+          if (isEstablished && epoch === this.epoch && !this.isClosed) {
+            this.isReady = true
+            this.offSince = null
+          } else if (!isEstablished) {
+            // A connection not ready yet: its 'ready' asks again, but one to a node that died may never be (only the
+            // cluster's word that the node failed lets the set-up go on without it), or one the app cannot reach.
+            this.retrySoon()
+            this.reportIfOffTooLong()
+          }
         } catch (error) {
           // A command failed: try again later, as no 'ready' may come to ask for it. Told only when no connection
           // dropped meanwhile (a drop bumped the epoch and explains the failure; its 'ready' sets up again).
@@ -246,6 +257,14 @@ export class NearCache {
       }
     }
     this.setupRunning = run().finally(() => { this.setupRunning = null })
+  }
+
+  /** A cache that stays off for OFF_REPORT_MS because connections do not come up says which. */
+  private reportIfOffTooLong (): void {
+    const now = Date.now()
+    this.offSince ??= now
+    if (now - this.offSince < OFF_REPORT_MS) return
+    this.onSetupError(new Error(`connections not ready for ${Math.round((now - this.offSince) / 1000)} s: ${this.tracking.notReady().join(', ')}`))
   }
 
   private retrySoon (): void {
@@ -339,6 +358,12 @@ class OptInTracking implements Tracking {
     return true
   }
 
+  notReady (): string[] {
+    return [['reader', this.reader], ['listener', this.listener.connection]]
+      .filter(([, connection]) => (connection as Redis).status !== 'ready')
+      .map(([name, connection]) => `${name as string} (${(connection as Redis).status})`)
+  }
+
   close (): void {
     this.reader.disconnect()
     this.listener.connection.disconnect()
@@ -379,6 +404,8 @@ class BroadcastTracking implements Tracking {
   private readonly discovery: NodeJS.Timeout
   private isDiscovering = false
   private isClosed = false
+  /** Which ready tracking connection asks CLUSTER NODES next. */
+  private turn = 0
 
   constructor (private readonly cache: NearCache, private readonly cluster: Cluster, private readonly prefix: string) {
     cluster.on('+node', this.onPoolChanged)
@@ -436,15 +463,27 @@ class BroadcastTracking implements Tracking {
     return isChanged
   }
 
-  /** The healthy nodes the cluster lists now; a node that does not answer within 2 s fails the set-up (tried again). */
+  /**
+   * The healthy nodes the cluster lists now, asked over the cache's own tracking connections in turn (they time out
+   * after 2 s, and a frozen node is not asked twice in a row), or the Cluster client before any is ready (bounded by
+   * the same 2 s). A node that does not answer fails the set-up, which is tried again.
+   */
   private async listNodes (): Promise<void> {
+    const ready = [...this.pairs.values()].filter((pair) => pair.tracker.status === 'ready')
+    const asked = ready.length === 0 ? this.cluster : (ready[this.turn++ % ready.length] as NodePair).tracker
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => { reject(new Error(`CLUSTER NODES did not answer within ${LIST_TIMEOUT_MS} ms`)) }, LIST_TIMEOUT_MS)
     })
     try {
-      const text = await Promise.race([this.cluster.cluster('NODES') as Promise<string>, timeout])
-      const nodes = clusterNodes(text, this.cluster.options.natMap)
+      const text = await Promise.race([asked.cluster('NODES') as Promise<string>, timeout])
+      // Hostname endpoints: the client's pool names nodes by hostname (from CLUSTER SLOTS).
+      const poolHosts = new Set(this.cluster.nodes('all').map((node) => node.options.host))
+      const preferHostname = text.split('\n').some((line) => {
+        const hostname = (line.split(' ')[1] ?? '').split(',')[1]
+        return hostname !== undefined && hostname !== '' && poolHosts.has(hostname)
+      })
+      const nodes = clusterNodes(text, this.cluster.options.natMap, preferHostname)
       this.discovered = nodes.healthy
       this.failed = nodes.failed
     } finally {
@@ -493,6 +532,15 @@ class BroadcastTracking implements Tracking {
     return pairs.every(([key, pair]) => this.pairs.get(key) === pair)
   }
 
+  notReady (): string[] {
+    const waiting: string[] = []
+    for (const [key, pair] of this.pairs) {
+      const statuses = [pair.tracker.status, pair.listener.connection.status]
+      if (statuses.some((status) => status !== 'ready')) waiting.push(`${key} (${statuses.join('/')})`)
+    }
+    return waiting
+  }
+
   close (): void {
     this.isClosed = true
     clearInterval(this.discovery)
@@ -507,7 +555,7 @@ class BroadcastTracking implements Tracking {
  * A `CLUSTER NODES` reply: the nodes to track (not failed, in handshake or without an address) and the keys of the
  * failed ones, named as the Cluster client names nodes (after its `natMap`).
  */
-export function clusterNodes (text: string, natMap?: unknown): { healthy: Map<string, NodeAddress>, failed: Set<string> } {
+export function clusterNodes (text: string, natMap?: unknown, preferHostname = false): { healthy: Map<string, NodeAddress>, failed: Set<string> } {
   const healthy = new Map<string, NodeAddress>()
   const failed = new Set<string>()
   for (const line of text.split('\n')) {
@@ -515,12 +563,14 @@ export function clusterNodes (text: string, natMap?: unknown): { healthy: Map<st
     const address = fields[1]
     const flags = (fields[2] ?? '').split(',')
     if (address === undefined || flags.some((flag) => flag === 'handshake' || flag === 'noaddr')) continue
-    // ip:port@cport[,hostname]; an IPv6 address has colons of its own.
-    const hostPort = address.split('@')[0] ?? ''
-    const colon = hostPort.lastIndexOf(':')
-    const host = hostPort.slice(0, colon)
-    const port = Number(hostPort.slice(colon + 1))
+    // ip:port@cport[,hostname]; an IPv6 address has colons of its own. With hostname endpoints
+    // (cluster-preferred-endpoint-type hostname) the client names nodes by their hostname, and so does this.
+    const [hostPort = '', hostname = ''] = address.split(',')
+    const ipPort = hostPort.split('@')[0] ?? ''
+    const colon = ipPort.lastIndexOf(':')
+    const port = Number(ipPort.slice(colon + 1))
     if (colon <= 0 || !Number.isInteger(port) || port <= 0) continue
+    const host = preferHostname && hostname !== '' ? hostname : ipPort.slice(0, colon)
     const mapped = mapNat(natMap, `${host}:${port}`) ?? { host, port }
     const key = `${mapped.host}:${mapped.port}`
     if (flags.includes('fail')) failed.add(key)

@@ -109,8 +109,9 @@ export class RedisStore implements Store {
     this.nearCache = near === false
       ? null
       : new NearCache(this.client, sessionIdOfKey, `${this.client.options.keyPrefix ?? ''}${this.prefix}`, near === true ? {} : near,
-        rateLimited(logger, 'fastify-distributed-session: the near cache could not turn on Redis tracking (CLIENT TRACKING); ' +
-          'sessions are read from Redis until it can, and it tries again every second', NEAR_CACHE_REPORT_EVERY_MS))
+        rateLimited(logger, 'fastify-distributed-session: the near cache is off, it could not set up Redis tracking (CLIENT ' +
+          'TRACKING, and CLUSTER NODES on a Cluster); sessions are read from Redis until it can, and it tries again every second',
+        NEAR_CACHE_REPORT_EVERY_MS))
     for (const [name, lua] of Object.entries(COMMANDS)) {
       this.client.defineCommand(COMMAND_PREFIX + name, { numberOfKeys: 1, lua })
     }
