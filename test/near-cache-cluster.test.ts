@@ -328,6 +328,14 @@ test('the near cache on Redis Cluster: a frozen master fails over to its replica
     if (role !== 'master') await sleep(25) // the cluster's failover runs on real time: poll
   }
   t.equal(role, 'master', 'the replica took over')
+  // Every node still answering must know it before a new client reads the slot map from one of them (a node that
+  // had not heard yet would send it to the frozen master).
+  const live = cluster.nodes.filter((node) => node.port !== port).map((node) => new Redis({ host: '127.0.0.1', port: node.port }))
+  t.teardown(() => { for (const connection of live) connection.disconnect() })
+  const owners = async (): Promise<Array<number | undefined>> => await Promise.all(live.map(async (connection) =>
+    (await connection.cluster('SLOTS')).find(([first, last]) => slot >= first && slot <= last)?.[2]?.[1]))
+  for (let n = 0; n < 400 && !(await owners()).every((owner) => owner === replicaPort); n++) await sleep(25) // gossip: poll
+  t.same(new Set(await owners()), new Set([replicaPort]), 'every live node sees the new master')
   // An instance that only knows the nodes still answering: its write goes to the new master.
   const fresh = await buildApp(t, { redis: clusterClient(t, cluster.startupNodes.filter((node) => node.port !== port)) })
   const revokedAt = performance.now()
