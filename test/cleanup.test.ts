@@ -215,14 +215,16 @@ test('a claim lasts no longer than lockTtlMs', async (t) => {
   const hung = deferred<CleanupResult>()
   a.store.cleanup = () => hung.promise
   t.teardown(() => hung.resolve({ expired: 0, orphaned: 0 }))
-  const dying = service(t, a.manager, { intervalMs: DAY, lockTtlMs: 100 })
-  const heir = service(t, b.manager, { intervalMs: DAY, lockTtlMs: 100 })
+  // 1 s: long enough that a loaded machine (the suite runs files in parallel) still finds the lock held below; 100 ms
+  // ran out before the heir's first try once in CI.
+  const dying = service(t, a.manager, { intervalMs: DAY, lockTtlMs: 1000 })
+  const heir = service(t, b.manager, { intervalMs: DAY, lockTtlMs: 1000 })
   const holding = dying.runOnce()
   await until(t, () => a.runs.length === 1, 1000, 'the claim')
-  t.ok(await a.client.pttl(lockKey(PREFIX, 'cleanup')) <= 100)
+  t.ok(await a.client.pttl(lockKey(PREFIX, 'cleanup')) <= 1000)
   t.equal((await heir.runOnce()).skipped, true, 'held')
-  // The lock TTL (100 ms) runs out in Redis, on real time.
-  await sleep(150)
+  // The lock TTL (1 s) runs out in Redis, on real time.
+  await sleep(1100)
   t.equal((await heir.runOnce()).skipped, false, 'taken over once the TTL ran out')
   hung.resolve({ expired: 0, orphaned: 0 })
   await holding
