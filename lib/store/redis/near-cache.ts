@@ -290,7 +290,7 @@ class Listener {
    */
   private subscription: Promise<number> | null = null
 
-  constructor (private readonly cache: NearCache, base: Redis, overrides: Partial<RedisOptions> = {}) {
+  constructor (cache: NearCache, base: Redis, overrides: Partial<RedisOptions> = {}) {
     // RESP2: invalidations then arrive as ordinary messages on the __redis__:invalidate channel.
     // No command resent after a reconnect: a SUBSCRIBE in flight at a drop would leave the new connection subscribed
     // before the set-up asks its CLIENT ID (refused there).
@@ -466,10 +466,12 @@ class BroadcastTracking implements Tracking {
   /**
    * The healthy nodes the cluster lists now, asked over the cache's own tracking connections in turn (they time out
    * after 2 s, and a frozen node is not asked twice in a row), or the Cluster client before any is ready (bounded by
-   * the same 2 s). A node that does not answer fails the set-up, which is tried again.
+   * the same 2 s). A node that does not answer fails the set-up, which is tried again. False when no connection is
+   * ready to ask (a command would wait in the client's offline queue, one more at every retry).
    */
-  private async listNodes (): Promise<void> {
+  private async listNodes (): Promise<boolean> {
     const ready = [...this.pairs.values()].filter((pair) => pair.tracker.status === 'ready')
+    if (ready.length === 0 && this.cluster.status !== 'ready') return false
     const asked = ready.length === 0 ? this.cluster : (ready[this.turn++ % ready.length] as NodePair).tracker
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
@@ -486,6 +488,7 @@ class BroadcastTracking implements Tracking {
       const nodes = clusterNodes(text, this.cluster.options.natMap, preferHostname)
       this.discovered = nodes.healthy
       this.failed = nodes.failed
+      return true
     } finally {
       clearTimeout(timer)
     }
@@ -495,8 +498,8 @@ class BroadcastTracking implements Tracking {
   private discover (): void {
     if (this.isDiscovering || this.isClosed || !this.cache.ready) return
     this.isDiscovering = true
-    this.listNodes().then(() => {
-      if (this.reconcile()) {
+    this.listNodes().then((isListed) => {
+      if (isListed && this.reconcile()) {
         this.cache.reset()
         this.cache.setup()
       }
@@ -509,7 +512,7 @@ class BroadcastTracking implements Tracking {
 
   async establish (): Promise<boolean> {
     // Caching starts only once the cluster's own list of nodes is known and tracked.
-    await this.listNodes()
+    if (!await this.listNodes()) return false
     this.reconcile()
     const wanted = this.wanted()
     if (wanted.size === 0 || [...wanted.keys()].some((key) => !this.pairs.has(key))) return false
