@@ -19,3 +19,16 @@ export function parseDuration (value: unknown): number | null {
   const ms = Number(match[1]) * (UNITS[match[2] as string] as number)
   return Number.isSafeInteger(ms) ? ms : null
 }
+
+/** Settles like `promise`, or rejects with `new Error(message)` once `timeoutMs` has passed; the timer never outlives it. */
+export async function withinTime<T> (promise: Promise<T>, timeoutMs: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(message)) }, timeoutMs)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}

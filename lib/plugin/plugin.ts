@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyRep
 import fp from 'fastify-plugin'
 import { formatDuration, kResolved, markResolved } from '../core/bounds'
 import { SessionCleanupService } from '../core/cleanup'
+import { withinTime } from '../core/duration'
 import { errors } from '../core/errors'
 import { SessionManager, type ResolvedManagerOptions } from '../core/manager'
 import { registerMetrics } from './metrics'
@@ -32,16 +33,10 @@ function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPr
 
 /** Bounds the store's startup check; the error names the problem and the option that skips the check. */
 async function checkStore (store: Store, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`the store did not answer within ${formatDuration(timeoutMs)} (option "startupCheck.timeout")`)) }, timeoutMs)
-  })
   try {
-    await Promise.race([store.check(), timeout])
+    await withinTime(store.check(), timeoutMs, `the store did not answer within ${formatDuration(timeoutMs)} (option "startupCheck.timeout")`)
   } catch (error) {
     throw new errors.STORE_CHECK_FAILED(error instanceof Error ? error.message : String(error), { cause: error })
-  } finally {
-    clearTimeout(timer)
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
+import { withinTime } from '../../core/duration'
 
 export interface NearCacheOptions {
   /** Records kept in process, first in first out. @default 10000 */
@@ -327,6 +328,22 @@ function watch (cache: NearCache, connection: Redis): void {
   connection.on('ready', () => { cache.setup() })
 }
 
+/** "tracker/listener" statuses when either connection is not ready, null when both are. */
+function notReady (tracker: Redis, listener: Listener): string | null {
+  const statuses = [tracker.status, listener.connection.status]
+  return statuses.every((status) => status === 'ready') ? null : statuses.join('/')
+}
+
+/**
+ * Turns tracking on for `tracker`, its invalidations redirected to `listener` (subscribed first), in `mode`. Off first:
+ * a connection still tracking with an old redirect or prefix refuses a second ON.
+ */
+async function turnOn (tracker: Redis, listener: Listener, ...mode: string[]): Promise<void> {
+  const id = await listener.subscribed()
+  await tracker.call('CLIENT', 'TRACKING', 'OFF')
+  await tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), ...mode)
+}
+
 /** Standalone or Sentinel: a tracked reader (OPTIN) and a listener. */
 class OptInTracking implements Tracking {
   private readonly reader: Redis
@@ -351,17 +368,14 @@ class OptInTracking implements Tracking {
   }
 
   async establish (): Promise<boolean> {
-    if (this.listener.connection.status !== 'ready' || this.reader.status !== 'ready') return false
-    const id = await this.listener.subscribed()
-    await this.reader.call('CLIENT', 'TRACKING', 'OFF')
-    await this.reader.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'OPTIN')
+    if (notReady(this.reader, this.listener) !== null) return false
+    await turnOn(this.reader, this.listener, 'OPTIN')
     return true
   }
 
   notReady (): string[] {
-    return [['reader', this.reader], ['listener', this.listener.connection]]
-      .filter(([, connection]) => (connection as Redis).status !== 'ready')
-      .map(([name, connection]) => `${name as string} (${(connection as Redis).status})`)
+    const statuses = notReady(this.reader, this.listener)
+    return statuses === null ? [] : [`reader/listener (${statuses})`]
   }
 
   close (): void {
@@ -473,25 +487,12 @@ class BroadcastTracking implements Tracking {
     const ready = [...this.pairs.values()].filter((pair) => pair.tracker.status === 'ready')
     if (ready.length === 0 && this.cluster.status !== 'ready') return false
     const asked = ready.length === 0 ? this.cluster : (ready[this.turn++ % ready.length] as NodePair).tracker
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new Error(`CLUSTER NODES did not answer within ${LIST_TIMEOUT_MS} ms`)) }, LIST_TIMEOUT_MS)
-    })
-    try {
-      const text = await Promise.race([asked.cluster('NODES') as Promise<string>, timeout])
-      // Hostname endpoints: the client's pool names nodes by hostname (from CLUSTER SLOTS).
-      const poolHosts = new Set(this.cluster.nodes('all').map((node) => node.options.host))
-      const preferHostname = text.split('\n').some((line) => {
-        const hostname = (line.split(' ')[1] ?? '').split(',')[1]
-        return hostname !== undefined && hostname !== '' && poolHosts.has(hostname)
-      })
-      const nodes = clusterNodes(text, this.cluster.options.natMap, preferHostname)
-      this.discovered = nodes.healthy
-      this.failed = nodes.failed
-      return true
-    } finally {
-      clearTimeout(timer)
-    }
+    const text = await withinTime(asked.cluster('NODES') as Promise<string>, LIST_TIMEOUT_MS, `CLUSTER NODES did not answer within ${LIST_TIMEOUT_MS} ms`)
+    const poolHosts = new Set(this.cluster.nodes('all').map((node) => node.options.host ?? ''))
+    const nodes = clusterNodes(text, this.cluster.options.natMap, poolHosts)
+    this.discovered = nodes.healthy
+    this.failed = nodes.failed
+    return true
   }
 
   /** Asks the cluster which nodes exist, every DISCOVERY_MS: a new one, or one that failed, changes the set to track. */
@@ -517,13 +518,11 @@ class BroadcastTracking implements Tracking {
     const wanted = this.wanted()
     if (wanted.size === 0 || [...wanted.keys()].some((key) => !this.pairs.has(key))) return false
     const pairs = [...this.pairs]
-    if (pairs.some(([, pair]) => pair.tracker.status !== 'ready' || pair.listener.connection.status !== 'ready')) return false
+    if (pairs.some(([, pair]) => notReady(pair.tracker, pair.listener) !== null)) return false
     // Every pair's commands settle before the next set-up can start: two set-ups never interleave on one tracker.
     const results = await Promise.allSettled(pairs.map(async ([key, pair]) => {
       try {
-        const id = await pair.listener.subscribed()
-        await pair.tracker.call('CLIENT', 'TRACKING', 'OFF')
-        await pair.tracker.call('CLIENT', 'TRACKING', 'ON', 'REDIRECT', String(id), 'BCAST', 'PREFIX', this.prefix)
+        await turnOn(pair.tracker, pair.listener, 'BCAST', 'PREFIX', this.prefix)
       } catch (error) {
         // A pair ended meanwhile (its node left the set) fails for that reason alone.
         if (this.pairs.get(key) === pair) throw error
@@ -538,8 +537,8 @@ class BroadcastTracking implements Tracking {
   notReady (): string[] {
     const waiting: string[] = []
     for (const [key, pair] of this.pairs) {
-      const statuses = [pair.tracker.status, pair.listener.connection.status]
-      if (statuses.some((status) => status !== 'ready')) waiting.push(`${key} (${statuses.join('/')})`)
+      const statuses = notReady(pair.tracker, pair.listener)
+      if (statuses !== null) waiting.push(`${key} (${statuses})`)
     }
     return waiting
   }
@@ -558,16 +557,18 @@ class BroadcastTracking implements Tracking {
  * A `CLUSTER NODES` reply: the nodes to track (not failed, in handshake or without an address) and the keys of the
  * failed ones, named as the Cluster client names nodes (after its `natMap`).
  */
-export function clusterNodes (text: string, natMap?: unknown, preferHostname = false): { healthy: Map<string, NodeAddress>, failed: Set<string> } {
+export function clusterNodes (text: string, natMap?: unknown, poolHosts: ReadonlySet<string> = new Set()): { healthy: Map<string, NodeAddress>, failed: Set<string> } {
   const healthy = new Map<string, NodeAddress>()
   const failed = new Set<string>()
-  for (const line of text.split('\n')) {
-    const fields = line.trim().split(' ')
+  const lines = text.split('\n').map((line) => line.trim().split(' '))
+  // Hostname endpoints (cluster-preferred-endpoint-type hostname): the client's pool names nodes by the hostnames that
+  // CLUSTER SLOTS gives, and so does this.
+  const preferHostname = lines.some((fields) => poolHosts.has((fields[1] ?? '').split(',')[1] ?? ''))
+  for (const fields of lines) {
     const address = fields[1]
     const flags = (fields[2] ?? '').split(',')
     if (address === undefined || flags.some((flag) => flag === 'handshake' || flag === 'noaddr')) continue
-    // ip:port@cport[,hostname]; an IPv6 address has colons of its own. With hostname endpoints
-    // (cluster-preferred-endpoint-type hostname) the client names nodes by their hostname, and so does this.
+    // ip:port@cport[,hostname]; an IPv6 address has colons of its own.
     const [hostPort = '', hostname = ''] = address.split(',')
     const ipPort = hostPort.split('@')[0] ?? ''
     const colon = ipPort.lastIndexOf(':')
