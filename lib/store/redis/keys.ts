@@ -61,3 +61,38 @@ export function auditFeedKey (prefix: string, tag: string): string {
 export function lockKey (prefix: string, name: string): string {
   return `${prefix}lock:${name}`
 }
+
+/** CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with, one byte at a time. */
+const CRC16_TABLE = Array.from({ length: 256 }, (_, byte) => {
+  let crc = byte << 8
+  for (let bit = 0; bit < 8; bit++) crc = (crc & 0x8000) !== 0 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+  return crc
+})
+
+/**
+ * The Cluster hash slot of a key as Redis computes it (CLUSTER KEYSLOT): CRC16 of the key's UTF-8 bytes, or of its
+ * hash tag, the text between the first `{` and the next `}` when that text is not empty; modulo 16384.
+ */
+export function keySlot (key: string): number {
+  let hashed = key
+  const open = key.indexOf('{')
+  if (open !== -1) {
+    const close = key.indexOf('}', open + 1)
+    if (close > open + 1) hashed = key.slice(open + 1, close)
+  }
+  let crc = 0
+  let isAscii = true
+  for (let index = 0; index < hashed.length; index++) {
+    const code = hashed.charCodeAt(index)
+    if (code > 0x7f) {
+      isAscii = false
+      break
+    }
+    crc = ((crc << 8) & 0xffff) ^ (CRC16_TABLE[((crc >> 8) ^ code) & 0xff] as number)
+  }
+  if (!isAscii) {
+    crc = 0
+    for (const byte of Buffer.from(hashed, 'utf8')) crc = ((crc << 8) & 0xffff) ^ (CRC16_TABLE[((crc >> 8) ^ byte) & 0xff] as number)
+  }
+  return crc & 0x3fff
+}

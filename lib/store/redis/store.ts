@@ -7,6 +7,7 @@ import { errors } from '../../core/errors'
 import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import { packUserAgent, unpackUserAgent } from './user-agent'
+import { WriteBatch } from './write-batch'
 import * as scripts from './scripts'
 import type {
   AuditEventType, AuditPage, CacheStats, CleanupResult, ConfirmInput, CreateInput, CreateResult, EndResult, EndedRecord, LoadResult,
@@ -85,6 +86,8 @@ export class RedisStore implements Store {
   private config: StoreConfig | null = null
   /** The near cache, when enabled. */
   readonly nearCache: NearCache | null
+  /** Sends the commands of one event-loop turn to a node in one write. */
+  private readonly batch: WriteBatch
 
   constructor (options: RedisStoreOptions) {
     const logger = options.logger ?? warningLogger
@@ -98,6 +101,7 @@ export class RedisStore implements Store {
       this.ownsClient = false
     }
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX
+    this.batch = new WriteBatch(this.client as unknown as ConstructorParameters<typeof WriteBatch>[0], this.client.options.keyPrefix ?? '')
     const near = options.nearCache ?? false
     if (near !== false && isCluster(this.client)) {
       const scaleReads = (this.client as Cluster).options.scaleReads ?? 'master'
@@ -171,6 +175,7 @@ export class RedisStore implements Store {
   load (sessionId: string): Promise<LoadResult> {
     // The request path: one GET, no script, no extra promise layer.
     const key = sessionKey(this.prefix, sessionId)
+    if (this.nearCache === null) this.batch.hold(key)
     return (this.nearCache === null ? this.client.get(key) : this.nearCache.get(sessionId, key)).then(
       (record) => parseRecord(sessionId, record),
       (error: unknown) => {
@@ -350,7 +355,9 @@ export class RedisStore implements Store {
     /* c8 ignore next -- the manager configures its store in its constructor */
     if (config === null) throw new Error('fastify-distributed-session: store used before configure()')
     const command = (this.client as unknown as Record<string, ScriptCall>)[COMMAND_PREFIX + name] as ScriptCall
-    return command.call(this.client, shardKey(this.prefix, tag), String(now), String(config.idleTimeoutMs),
+    const key = shardKey(this.prefix, tag)
+    this.batch.hold(key)
+    return command.call(this.client, key, String(now), String(config.idleTimeoutMs),
       auditSettings(config), String(config.rules.maxDistinctIps),
       String(config.rules.maxDistinctUserAgents), String(config.rules.rapidCreationWindowMs), ...args)
   }

@@ -1,0 +1,84 @@
+import { keySlot } from './keys'
+
+/** What a connection's socket offers to hold writes back (net.Socket, tls.TLSSocket). */
+interface Corkable {
+  cork: () => void
+  uncork: () => void
+}
+
+/** The parts of an ioredis (or iovalkey) connection read here; any of them may be missing. */
+interface Connection {
+  status?: string
+  stream?: Partial<Corkable>
+}
+
+/** The parts of an ioredis (or iovalkey) Cluster read here: its slot map and its connections, by node key. */
+interface ClusterInternals {
+  slots?: unknown
+  connectionPool?: { getInstanceByKey?: (nodeKey: string) => Connection | undefined }
+}
+
+/**
+ * Sends the commands of one event-loop turn to a Redis node in one socket write.
+ *
+ * Under load, Node reads the requests of many connections in one turn of the event loop, and each sends its own
+ * command to Redis: one write on the client, one read and one write in Redis, per request. Before a command is sent,
+ * `hold` corks the socket of the connection it will go through; the check phase of the same turn (`setImmediate`)
+ * uncorks it, and what the turn wrote leaves in one `writev`. Redis then reads the commands together and answers
+ * them together. A lone request loses nothing but the rest of its turn: nothing else is waiting.
+ *
+ * Commands keep their order: every write of the connection, the app's own included, goes through the same socket
+ * buffer. Standalone and Sentinel clients hold the socket of `client.stream`. On a Cluster, the connection is the
+ * master of the key's slot, found in the client's slot map (ioredis and iovalkey keep it in `slots` and
+ * `connectionPool`, which are not typed as public); a client without them, a connection that is not ready, or a socket
+ * without `cork` is left alone, and its commands are sent as they come.
+ */
+export class WriteBatch {
+  /** The sockets corked in this turn, uncorked together in its check phase. */
+  private readonly held: Corkable[] = []
+  private isReleaseScheduled = false
+
+  constructor (private readonly client: Connection & ClusterInternals & { isCluster?: boolean }, private readonly keyPrefix: string) {}
+
+  /** Before sending a command on `key`: holds the writes of the connection it goes through until the end of this turn. */
+  hold (key: string): void {
+    const socket = this.socketFor(key)
+    if (socket === null || this.held.includes(socket)) return
+    socket.cork()
+    this.held.push(socket)
+    if (!this.isReleaseScheduled) {
+      this.isReleaseScheduled = true
+      setImmediate(release, this)
+    }
+  }
+
+  /** Uncorks every socket held in this turn. */
+  release (): void {
+    this.isReleaseScheduled = false
+    // uncork on a socket that has ended since is a no-op (end() flushes what was held).
+    for (const socket of this.held) socket.uncork()
+    this.held.length = 0
+  }
+
+  private socketFor (key: string): Corkable | null {
+    const connection = this.client.isCluster === true ? this.masterOf(key) : this.client
+    if (connection === undefined || connection.status !== 'ready') return null
+    const stream = connection.stream
+    if (stream === undefined || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function') return null
+    return stream as Corkable
+  }
+
+  /** The connection to the master of the key's slot, as the Cluster client will pick it (undefined when unknown). */
+  private masterOf (key: string): Connection | undefined {
+    const slots = this.client.slots
+    const pool = this.client.connectionPool
+    if (!Array.isArray(slots) || typeof pool?.getInstanceByKey !== 'function') return undefined
+    const nodes: unknown = slots[keySlot(this.keyPrefix + key)]
+    if (!Array.isArray(nodes) || typeof nodes[0] !== 'string') return undefined
+    return pool.getInstanceByKey(nodes[0])
+  }
+}
+
+function release (batch: WriteBatch): void {
+  batch.release()
+}

@@ -1,0 +1,139 @@
+import { test } from 'tap'
+import { Cluster, Redis } from 'ioredis'
+import { SessionManager } from '../lib/core/manager'
+import { parseToken } from '../lib/core/token'
+import { keySlot } from '../lib/store/redis/keys'
+import { RedisStore } from '../lib/store/redis/store'
+import { startRedis, startRedisCluster } from './helpers/redis'
+
+// The store sends the commands of one event-loop turn to a node in one socket write (lib/store/redis/write-batch.ts).
+
+interface Socket {
+  writableCorked: number
+  _write: (...args: unknown[]) => unknown
+  _writev?: (...args: unknown[]) => unknown
+}
+
+/** Counts the socket writes (`_write`, `_writev`) a connection makes from now on: what reaches the kernel. */
+function countWrites (connection: Redis): () => number {
+  const socket = (connection as unknown as { stream: Socket }).stream
+  let writes = 0
+  const write = socket._write
+  const writev = socket._writev
+  socket._write = function (...args: unknown[]) { writes++; return write.apply(this, args) }
+  if (writev !== undefined) socket._writev = function (...args: unknown[]) { writes++; return writev.apply(this, args) }
+  return () => writes
+}
+
+/** Redis's own count of the reads it made from its clients (INFO stats), less the read of this INFO. */
+async function readsProcessed (probe: Redis): Promise<number> {
+  const stats = await probe.info('stats')
+  return Number(/total_reads_processed:(\d+)/.exec(stats)?.[1]) - 1
+}
+
+async function sessionsOf (manager: SessionManager, count: number): Promise<string[]> {
+  const tokens: string[] = []
+  for (let n = 0; n < count; n++) tokens.push((await manager.create(`user-${n}`, { ipAddress: '10.0.0.1', userAgent: 'test' })).token)
+  return tokens
+}
+
+test('keySlot is the slot Redis Cluster computes (CLUSTER KEYSLOT)', async (t) => {
+  const server = await startRedis(t, { args: ['--cluster-enabled', 'yes'] })
+  const probe = new Redis(server.url)
+  t.teardown(() => probe.quit())
+  const keys = ['', 'a', 'sess:{u4}:s:u4WOrEGStHNCjHH2MjDdv9c0', 'sess:{u4}:x', '{}', 'a{}b', 'a{}{b}', '{a', 'a}b{', '{{a}}',
+    'app{tenant}:sess:{u4}:x', 'clé{é}', '日本{語}', '{😀}', 'x'.repeat(300)]
+  for (let n = 0; n < 200; n++) keys.push(`k${n}:{${String.fromCharCode(33 + (n * 7) % 90)}${n}}`)
+  for (const key of keys) {
+    t.equal(keySlot(key), Number(await probe.cluster('KEYSLOT', key)), JSON.stringify(key))
+  }
+})
+
+test('standalone: the session reads of one turn leave in one write and reach Redis in one read', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  const probe = new Redis(server.url)
+  t.teardown(() => Promise.all([client.quit(), probe.quit()]))
+  const manager = new SessionManager({ store: new RedisStore({ client }) })
+  const tokens = await sessionsOf(manager, 64)
+
+  const writes = countWrites(client)
+  const readsBefore = await readsProcessed(probe)
+  // One turn: 64 requests read their sessions.
+  const loads = tokens.map((token) => manager.resolve(token, false))
+  const socket = (client as unknown as { stream: Socket }).stream
+  t.equal(socket.writableCorked, 1, 'the socket is held while the turn runs')
+  const loaded = await Promise.all(loads)
+  t.equal(writes(), 1, '64 GETs, one socket write')
+  t.ok(await readsProcessed(probe) - readsBefore <= 2, 'and Redis read them together')
+  t.same(loaded.map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`), 'each request got its own session')
+  t.equal(socket.writableCorked, 0, 'the socket is released at the end of the turn')
+
+  // A lone request: sent in its own turn, answered at once.
+  const lone = countWrites(client)
+  t.equal((await manager.resolve(tokens[3] as string, false))?.session?.userId, 'user-3')
+  t.equal(lone(), 1)
+})
+
+test('standalone: the app\'s own commands on the same client keep their order in a held turn', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const store = new RedisStore({ client })
+  const manager = new SessionManager({ store })
+  const [token] = await sessionsOf(manager, 1)
+  const sessionId = parseToken(token)?.sessionId as string
+  const results = await Promise.all([
+    client.set('app:counter', '1'),
+    manager.resolve(token as string, false),
+    client.incr('app:counter'),
+    client.get('app:counter'),
+    manager.invalidate(sessionId, { reason: 'test' }),
+    manager.resolve(token as string, false)
+  ])
+  t.equal(results[0], 'OK')
+  t.equal((results[1] as Awaited<ReturnType<SessionManager['resolve']>>)?.session?.id, sessionId)
+  t.equal(results[2], 2)
+  t.equal(results[3], '2', 'a read after a write of the same turn sees it')
+  t.equal(results[4], true)
+  t.equal((results[5] as { session: unknown } | null)?.session ?? null, null, 'a read after a revocation of the same turn sees it')
+})
+
+test('standalone: a connection dropped while its writes are held: held commands are sent or resent as unheld ones are', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url, { maxRetriesPerRequest: 1 })
+  t.teardown(() => client.disconnect())
+  const manager = new SessionManager({ store: new RedisStore({ client }) })
+  const [token] = await sessionsOf(manager, 1)
+
+  // The connection goes away in the same turn, before the held write leaves, and ioredis reconnects: it sends the
+  // unanswered command again on the new connection (autoResendUnfulfilledCommands).
+  const resent = manager.resolve(token as string, false)
+  client.disconnect(true)
+  t.equal((await resent)?.session?.userId, 'user-0', 'the held read is answered on the new connection')
+  t.equal((client as unknown as { stream: Socket }).stream.writableCorked, 0, 'the new socket is not left held')
+  t.equal((await manager.resolve(token as string, false))?.session?.userId, 'user-0', 'and serves the next turn')
+
+  // Closed for good in the same turn: closing the socket sends what it held first (as an unheld write was already
+  // sent), so the read is answered before the connection ends, as without batching; a later one fails.
+  const held = manager.resolve(token as string, false)
+  client.disconnect()
+  t.equal((await held)?.session?.userId, 'user-0', 'the held read was sent before the close')
+  await t.rejects(manager.resolve(token as string, false), /Connection is closed/, 'a read after the close fails at once')
+})
+
+test('Cluster: the reads of one turn leave in one write per master', async (t) => {
+  const cluster = await startRedisCluster(t)
+  const client = new Cluster(cluster.startupNodes, { keyPrefix: 'app:' })
+  t.teardown(() => client.quit())
+  await client.ping()
+  const manager = new SessionManager({ store: new RedisStore({ client }) })
+  const tokens = await sessionsOf(manager, 60)
+  const masters = client.nodes('master')
+  t.equal(masters.length, 3)
+  const counters = masters.map((node) => countWrites(node))
+  const loaded = await Promise.all(tokens.map((token) => manager.resolve(token, false)))
+  t.same(loaded.map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`), 'each request got its own session')
+  // 60 sessions over 3 masters: each master got its share in one write.
+  t.same(counters.map((writes) => writes()), [1, 1, 1], 'one write per master')
+})
