@@ -75,6 +75,23 @@ test('standalone: the session reads of one turn leave in one write and reach Red
   t.equal(lone(), 1)
 })
 
+test('batchWrites: false sends each command as it comes; anything but a boolean is refused', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const manager = new SessionManager({ store: new RedisStore({ client, batchWrites: false }) })
+  const tokens = await sessionsOf(manager, 16)
+  const writes = countWrites(client)
+  const loads = tokens.map((token) => manager.resolve(token, false))
+  t.equal((client as unknown as { stream: Socket }).stream.writableCorked, 0, 'nothing is held')
+  t.same((await Promise.all(loads)).map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`))
+  t.ok(writes() > 1, `16 GETs in ${writes()} socket writes`)
+  for (const batchWrites of ['yes', 1, null]) {
+    t.throws(() => new RedisStore({ client, batchWrites: batchWrites as unknown as boolean }),
+      { code: 'FST_SESSION_INVALID_OPTION', message: /"batchWrites": expected true or false/ }, String(batchWrites))
+  }
+})
+
 test('standalone: the app\'s own commands on the same client keep their order in a held turn', async (t) => {
   const server = await startRedis(t)
   const client = new Redis(server.url)
@@ -136,4 +153,16 @@ test('Cluster: the reads of one turn leave in one write per master', async (t) =
   t.same(loaded.map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`), 'each request got its own session')
   // 60 sessions over 3 masters: each master got its share in one write.
   t.same(counters.map((writes) => writes()), [1, 1, 1], 'one write per master')
+
+  // A socket whose uncork throws (broken) must not crash the process or keep the other masters' writes held.
+  const broken = (masters[0] as unknown as { stream: { uncork: () => void } }).stream
+  const uncork = broken.uncork
+  broken.uncork = function (this: unknown) {
+    uncork.call(this)
+    broken.uncork = uncork
+    throw new Error('a broken socket')
+  }
+  const again = await Promise.all(tokens.map((token) => manager.resolve(token, false)))
+  t.same(again.map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`), 'every read answered, on every master')
+  t.equal(broken.uncork, uncork, 'the throwing uncork ran')
 })

@@ -33,6 +33,12 @@ export interface RedisStoreOptions {
    */
   nearCache?: boolean | NearCacheOptions
   /**
+   * Send the commands of one event-loop turn to a Redis node in one socket write (see docs/design.md, "One write per
+   * turn"): under load, far fewer system calls in this process and in Redis. `false` sends each command as it comes,
+   * as a plain ioredis call does. @default true
+   */
+  batchWrites?: boolean
+  /**
    * Where the store reports the connection errors of a client it created from a URL (at most one line per 10 s,
    * with the number left out). @default process warnings
    */
@@ -86,10 +92,14 @@ export class RedisStore implements Store {
   private config: StoreConfig | null = null
   /** The near cache, when enabled. */
   readonly nearCache: NearCache | null
-  /** Sends the commands of one event-loop turn to a node in one write. */
-  private readonly batch: WriteBatch
+  /** Sends the commands of one event-loop turn to a node in one write; null with `batchWrites: false`. */
+  private readonly batch: WriteBatch | null
 
   constructor (options: RedisStoreOptions) {
+    // Checked before a client is created from a URL: a refused option leaves no connection behind.
+    if (options.batchWrites !== undefined && typeof options.batchWrites !== 'boolean') {
+      throw new errors.INVALID_OPTION(`"batchWrites": expected true or false, got ${JSON.stringify(options.batchWrites) ?? String(options.batchWrites)}`)
+    }
     const logger = options.logger ?? warningLogger
     if (typeof options.client === 'string') {
       this.client = new Redis(options.client, { maxRetriesPerRequest: 1 })
@@ -101,7 +111,9 @@ export class RedisStore implements Store {
       this.ownsClient = false
     }
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX
-    this.batch = new WriteBatch(this.client as unknown as ConstructorParameters<typeof WriteBatch>[0], this.client.options.keyPrefix ?? '')
+    this.batch = options.batchWrites === false
+      ? null
+      : new WriteBatch(this.client as unknown as ConstructorParameters<typeof WriteBatch>[0], this.client.options.keyPrefix ?? '')
     const near = options.nearCache ?? false
     if (near !== false && isCluster(this.client)) {
       const scaleReads = (this.client as Cluster).options.scaleReads ?? 'master'
@@ -175,7 +187,7 @@ export class RedisStore implements Store {
   load (sessionId: string): Promise<LoadResult> {
     // The request path: one GET, no script, no extra promise layer.
     const key = sessionKey(this.prefix, sessionId)
-    if (this.nearCache === null) this.batch.hold(key)
+    if (this.nearCache === null) this.batch?.hold(key)
     return (this.nearCache === null ? this.client.get(key) : this.nearCache.get(sessionId, key)).then(
       (record) => parseRecord(sessionId, record),
       (error: unknown) => {
@@ -356,7 +368,7 @@ export class RedisStore implements Store {
     if (config === null) throw new Error('fastify-distributed-session: store used before configure()')
     const command = (this.client as unknown as Record<string, ScriptCall>)[COMMAND_PREFIX + name] as ScriptCall
     const key = shardKey(this.prefix, tag)
-    this.batch.hold(key)
+    this.batch?.hold(key)
     return command.call(this.client, key, String(now), String(config.idleTimeoutMs),
       auditSettings(config), String(config.rules.maxDistinctIps),
       String(config.rules.maxDistinctUserAgents), String(config.rules.rapidCreationWindowMs), ...args)

@@ -55,9 +55,14 @@ export class WriteBatch {
   /** Uncorks every socket held in this turn. */
   release (): void {
     this.isReleaseScheduled = false
-    // uncork on a socket that has ended since is a no-op (end() flushes what was held).
-    for (const socket of this.held) socket.uncork()
-    this.held.length = 0
+    const held = this.held.splice(0)
+    for (const socket of held) {
+      // On a socket that has ended since, uncork does nothing (end() sent what was held). One that throws is broken:
+      // ioredis sees it close and fails or resends its commands; the other sockets must still be released.
+      try {
+        socket.uncork()
+      } catch {}
+    }
   }
 
   private socketFor (key: string): Corkable | null {
