@@ -58,6 +58,10 @@ function unitsTable () {
   lines.push(`| cleanup run that finds nothing (${n(cleanup.idleRun.liveSessions)} live sessions) | ${n(cleanup.idleRun.redisCpuUs)} | ${n(cleanup.idleRun.execUs)} | ${n(cleanup.idleRun.roundTrips)} | |`)
   lines.push(`| PING (the per-round-trip floor) | ${n(units.rawPing.usedCpuUs, 1)} | ${n(units.rawPing.execUs, 1)} | 1 | ${n(units.rawPing.nodeCpuUs, 0)} |`)
   lines.push('')
+  if (ops.requestBatched !== undefined) {
+    lines.push(`Every type above is measured with \`batchWrites: false\`: each command sent in a write of its own, the most it costs. With batching (the default: the commands of one event-loop turn go to a node in one write), a request cost ${n(ops.requestBatched.redisCpuUs, 1)} µs of Redis CPU in the same measurement instead of ${n(ops.request.redisCpuUs, 1)}. How much of that a deployment gets depends on how many commands each app instance sends one node per turn, which grows with its load and shrinks as a Cluster spreads them over more masters, so the plans below do not count it: their Redis figures are upper bounds.`)
+    lines.push('')
+  }
   lines.push(`Cleanup rate: ${n(cleanup.expiredPerSecond)} expired sessions/s (one \`manager.cleanup()\` over ${n(cleanup.expiredSessions)}). Node CPU per authenticated HTTP request: ${n(node.cpuUsPerRequest, 1)} µs (${node.source})${node.cpuUsPerRequestNearCache === null ? '' : `; ${n(node.cpuUsPerRequestNearCache, 1)} µs with the near cache`}.`)
   lines.push('')
   lines.push('| memory | bytes |')

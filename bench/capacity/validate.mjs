@@ -55,9 +55,10 @@ async function worker () {
   // The plain manager's clock stands still, so a plain request never finds a touch due; the touch manager's clock
   // moves 61 s when the run starts and each time it has gone through its pool, so each of its requests does.
   const frozen = Date.now()
-  const plain = new SessionManager({ store: new RedisStore({ client }), now: () => frozen })
+  // batchWrites: false, as in the measured units (measure.mjs): the model prices each command sent alone.
+  const plain = new SessionManager({ store: new RedisStore({ client, batchWrites: false }), now: () => frozen })
   let touchClock = frozen
-  const touching = new SessionManager({ store: new RedisStore({ client }), now: () => touchClock })
+  const touching = new SessionManager({ store: new RedisStore({ client, batchWrites: false }), now: () => touchClock })
   const tokens = []
   const touchTokens = []
   const endable = []
