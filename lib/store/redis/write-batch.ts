@@ -10,6 +10,8 @@ interface Corkable {
 interface Connection {
   status?: string
   stream?: Partial<Corkable>
+  /** The commands sent and not answered yet (ioredis and iovalkey keep them in `commandQueue`). */
+  commandQueue?: { length: number }
 }
 
 /** The parts of an ioredis (or iovalkey) Cluster read here: its slot map and its connections, by node key. */
@@ -22,10 +24,11 @@ interface ClusterInternals {
  * Sends the commands of one event-loop turn to a Redis node in one socket write.
  *
  * Under load, Node reads the requests of many connections in one turn of the event loop, and each sends its own
- * command to Redis: one write on the client, one read and one write in Redis, per request. Before a command is sent,
- * `hold` corks the socket of the connection it will go through; the check phase of the same turn (`setImmediate`)
- * uncorks it, and what the turn wrote leaves in one `writev`. Redis then reads the commands together and answers
- * them together. A lone request loses nothing but the rest of its turn: nothing else is waiting.
+ * command to Redis: one write on the client, one read and one write in Redis, per request. Before a command is sent
+ * on a connection that still awaits answers (so under load), `hold` corks its socket; the check phase of the same turn
+ * (`setImmediate`) uncorks it, and what the turn wrote leaves in one `writev`. Redis then reads the commands together
+ * and answers them together. A command on an idle connection goes out at once, as without batching: requests that come
+ * one at a time pay nothing, not even a `setImmediate`.
  *
  * Commands keep their order: every write of the connection, the app's own included, goes through the same socket
  * buffer. Standalone and Sentinel clients hold the socket of `client.stream`. On a Cluster, the connection is the
@@ -42,8 +45,13 @@ export class WriteBatch {
 
   /** Before sending a command on `key`: holds the writes of the connection it goes through until the end of this turn. */
   hold (key: string): void {
-    const socket = this.socketFor(key)
+    const connection = this.client.isCluster === true ? this.masterOf(key) : this.client
+    if (connection === undefined || connection.status !== 'ready') return
+    const socket = corkable(connection.stream)
     if (socket === null || this.held.includes(socket)) return
+    // An idle connection, with no command awaiting its answer, sends at once: when requests come one at a time,
+    // each goes out without waiting for the end of its turn. While answers are awaited, more requests are coming.
+    if (connection.commandQueue?.length === 0) return
     socket.cork()
     this.held.push(socket)
     if (!this.isReleaseScheduled) {
@@ -65,14 +73,6 @@ export class WriteBatch {
     }
   }
 
-  private socketFor (key: string): Corkable | null {
-    const connection = this.client.isCluster === true ? this.masterOf(key) : this.client
-    if (connection === undefined || connection.status !== 'ready') return null
-    const stream = connection.stream
-    if (stream === undefined || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function') return null
-    return stream as Corkable
-  }
-
   /** The connection to the master of the key's slot, as the Cluster client will pick it (undefined when unknown). */
   private masterOf (key: string): Connection | undefined {
     const slots = this.client.slots
@@ -82,6 +82,12 @@ export class WriteBatch {
     if (!Array.isArray(nodes) || typeof nodes[0] !== 'string') return undefined
     return pool.getInstanceByKey(nodes[0])
   }
+}
+
+/** The socket, when it can hold writes back. */
+function corkable (stream: Partial<Corkable> | undefined): Corkable | null {
+  if (stream === undefined || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function') return null
+  return stream as Corkable
 }
 
 function release (batch: WriteBatch): void {
