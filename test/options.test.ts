@@ -145,3 +145,14 @@ test('one duration syntax: the option schema accepts exactly the strings the man
     t.equal(isAccepted, parsed !== null, `${JSON.stringify(idleTimeout)}: the plugin ${isAccepted ? 'accepts' : 'refuses'} it, parseDuration says ${String(parsed)}`)
   }
 })
+
+test('a BigInt or a circular object in a numeric option is refused with FST_SESSION_INVALID_OPTION, not a TypeError from the message', async (t) => {
+  const circular: Record<string, unknown> = {}
+  circular.self = circular
+  for (const [value, shownAs] of [[10n, /got 10n/], [circular, /cannot be shown as JSON/]] as const) {
+    t.throws(() => new SessionManager({ store: new MemoryStore(), idleTimeout: value as unknown as number }),
+      { code: 'FST_SESSION_INVALID_OPTION', message: shownAs })
+    t.throws(() => new SessionManager({ store: new MemoryStore(), maxSessionsPerUser: value as unknown as number }),
+      { code: 'FST_SESSION_INVALID_OPTION', message: shownAs })
+  }
+})

@@ -89,10 +89,35 @@ test('batchWrites: false sends each command as it comes; anything but a boolean 
   t.equal((client as unknown as { stream: Socket }).stream.writableCorked, 0, 'nothing is held')
   t.same((await Promise.all(loads)).map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`))
   t.ok(writes() > 1, `16 GETs in ${writes()} socket writes`)
-  for (const batchWrites of ['yes', 1, null]) {
+  const circular: Record<string, unknown> = {}
+  circular.self = circular
+  for (const batchWrites of ['yes', 1, null, 10n, circular]) {
     t.throws(() => new RedisStore({ client, batchWrites: batchWrites as unknown as boolean }),
       { code: 'FST_SESSION_INVALID_OPTION', message: /"batchWrites": expected true or false/ }, String(batchWrites))
   }
+})
+
+test('a faked setImmediate (test tools that fake timers) cannot keep a connection held', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  const manager = new SessionManager({ store: new RedisStore({ client }) })
+  const tokens = await sessionsOf(manager, 8)
+  const real = globalThis.setImmediate
+  // What Vitest's or Sinon's fake timers do: the global is replaced, and its callbacks run only when the test says so.
+  globalThis.setImmediate = (() => ({})) as unknown as typeof setImmediate
+  let outcome: unknown
+  try {
+    outcome = await Promise.race([
+      Promise.all(tokens.map((token) => manager.resolve(token, false))),
+      new Promise((resolve) => setTimeout(resolve, 2000, 'held'))
+    ])
+  } finally {
+    globalThis.setImmediate = real
+  }
+  t.not(outcome, 'held', 'the reads of a held turn are answered')
+  t.same((outcome as Array<{ session: { userId: string } | null } | null>).map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`))
+  t.equal(await client.ping(), 'PONG', 'and the connection is not left held')
 })
 
 test('standalone: the app\'s own commands on the same client keep their order in a held turn', async (t) => {

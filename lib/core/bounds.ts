@@ -58,8 +58,13 @@ export function formatDuration (ms: number): string {
   return `${ms} ms`
 }
 
-function shown (value: unknown): string {
-  return JSON.stringify(value) ?? String(value)
+/** A value as an error message shows it; never throws (a BigInt or a circular object cannot be JSON). */
+export function shown (value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return typeof value === 'bigint' ? `${String(value)}n` : `a value of type ${typeof value} that cannot be shown as JSON`
+  }
 }
 
 /**

@@ -4,6 +4,7 @@ import { rateLimited, warningLogger, type SessionLogger } from '../../core/logge
 import { FORBIDDEN_KEYS, isWellFormed } from '../../core/metadata'
 import { randomId, SESSION_ID_LENGTH, shardTag, TAG_LENGTH, TOKEN_HASH_LENGTH } from '../../core/token'
 import { errors } from '../../core/errors'
+import { shown } from '../../core/bounds'
 import { isCluster, type RedisClient } from './client'
 import { NearCache, type NearCacheOptions } from './near-cache'
 import { packUserAgent, unpackUserAgent } from './user-agent'
@@ -98,7 +99,7 @@ export class RedisStore implements Store {
   constructor (options: RedisStoreOptions) {
     // Checked before a client is created from a URL: a refused option leaves no connection behind.
     if (options.batchWrites !== undefined && typeof options.batchWrites !== 'boolean') {
-      throw new errors.INVALID_OPTION(`"batchWrites": expected true or false, got ${JSON.stringify(options.batchWrites) ?? String(options.batchWrites)}`)
+      throw new errors.INVALID_OPTION(`"batchWrites": expected true or false, got ${shown(options.batchWrites)}`)
     }
     const logger = options.logger ?? warningLogger
     if (typeof options.client === 'string') {

@@ -1,5 +1,11 @@
 import { keySlot } from './keys'
 
+/**
+ * The event loop's own setImmediate, taken when this module loads: test tools that fake timers (Vitest, Sinon's
+ * fake-timers) replace the global one, and a release that never runs would keep a connection's writes held for good.
+ */
+const nativeSetImmediate = globalThis.setImmediate
+
 /** What a connection's socket offers to hold writes back (net.Socket, tls.TLSSocket). */
 interface Corkable {
   cork: () => void
@@ -56,7 +62,7 @@ export class WriteBatch {
     this.held.push(socket)
     if (!this.isReleaseScheduled) {
       this.isReleaseScheduled = true
-      setImmediate(release, this)
+      nativeSetImmediate(release, this)
     }
   }
 
