@@ -43,9 +43,8 @@ interface ClusterInternals {
  * without `cork` is left alone, and its commands are sent as they come.
  */
 export class WriteBatch {
-  /** The sockets corked in this turn, uncorked together in its check phase. */
+  /** The sockets corked in this turn, uncorked together in its check phase (scheduled when the first is held). */
   private readonly held: Corkable[] = []
-  private isReleaseScheduled = false
 
   constructor (private readonly client: Connection & ClusterInternals & { isCluster?: boolean }, private readonly keyPrefix: string) {}
 
@@ -59,16 +58,11 @@ export class WriteBatch {
     // each goes out without waiting for the end of its turn. While answers are awaited, more requests are coming.
     if (connection.commandQueue?.length === 0) return
     socket.cork()
-    this.held.push(socket)
-    if (!this.isReleaseScheduled) {
-      this.isReleaseScheduled = true
-      nativeSetImmediate(release, this)
-    }
+    if (this.held.push(socket) === 1) nativeSetImmediate(release, this)
   }
 
   /** Uncorks every socket held in this turn. */
   release (): void {
-    this.isReleaseScheduled = false
     const held = this.held.splice(0)
     for (const socket of held) {
       // On a socket that has ended since, uncork does nothing (end() sent what was held). One that throws is broken:
