@@ -6,7 +6,8 @@
 // BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
 // BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000),
 // BENCH_BASELINE (another build's dist/index.js: adds baseline, baselineMemory, baselineNearCache to compare a change in one run),
-// BENCH_PAIR_REPEATS (16; 0 skips) and BENCH_PAIR_SECONDS (3): the paired measurement of each goal of issue 15 (measurePairs).
+// BENCH_PAIR_REPEATS (16; 0 skips) and BENCH_PAIR_SECONDS (3): the paired measurement of each goal of issue 15 (measurePairs);
+// BENCH_PAIRS (variant/reference,...): other pairs than the goals'.
 // The anchor variants (secureSession, jwt) need bench/anchors/ installed: it is, on first use (installAnchors).
 import { fork, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
@@ -35,7 +36,11 @@ const CONNECTIONS = [50, 1]
 const PAIR_REPEATS = Number(process.env.BENCH_PAIR_REPEATS ?? 16)
 const PAIR_SECONDS = Number(process.env.BENCH_PAIR_SECONDS ?? 3)
 /** The throughput goals of issue 15 as [variant, reference]: each is measured in pairs (measurePairs). */
-const GOAL_PAIRS = [['oursMemory', 'bare'], ['oursNearCache', 'bare'], ['oursNearCache', 'secureSession'], ['ours', 'floor']]
+// BENCH_PAIRS=variant/reference,... measures those pairs instead (for example oursNearCache/baselineNearCache with
+// BENCH_BASELINE: a change against the code before it, paired like a goal).
+const GOAL_PAIRS = process.env.BENCH_PAIRS === undefined
+  ? [['oursMemory', 'bare'], ['oursNearCache', 'bare'], ['oursNearCache', 'secureSession'], ['ours', 'floor']]
+  : process.env.BENCH_PAIRS.split(',').filter((s) => s !== '').map((pair) => pair.split('/'))
 const CREATE_USERS = 1000
 const WANTED = process.env.BENCH_VARIANTS?.split(',') ?? VARIANTS.map((v) => v.key)
 
