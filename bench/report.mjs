@@ -585,8 +585,9 @@ function commentary (results, profiles, decode) {
     '',
     '5. **No promise when the answer is known.** The session hook is callback style; a store that can answer without I/O ' +
     '(`Store.loadNow`: the memory store, a near-cache hit) is answered in the same tick, no promise, no deadline entry.',
-    '6. **A near-cache hit is a lookup.** The cached entry keeps its parsed record (shared read only; each request gets its own ' +
-    'metadata object), and the secret last verified per session is compared in constant time instead of hashed again.',
+    '6. **A near-cache hit is a lookup.** The cached entry keeps its parsed record and hands that same object to every hit (the ' +
+    'manager copies only its metadata into each request\'s session; the memory store likewise parses metadata once until it ' +
+    'changes), and the secret last verified per session is compared in constant time instead of hashed again.',
     '7. **Less garbage.** A settled store call drops its closure at once, so the deadline queue no longer keeps answered sessions ' +
     'alive until its next sweep (they reached the old generation); the built-in routes run one hook fewer.',
     '8. **No promise around a store read.** The deadline queue takes callbacks on the request path, and the hook calls `done` ' +

@@ -1,4 +1,6 @@
 import { test } from 'tap'
+import Fastify from 'fastify'
+import { sessionPlugin } from '../lib'
 import { MemoryStore } from '../lib/store/memory/store'
 import { storeContract } from './helpers/contract'
 
@@ -11,4 +13,31 @@ test('the memory store always grants its lock: every instance cleans its own ses
   t.equal(await store.tryLock('cleanup', 'owner-a', 1000), true)
   t.equal(await store.tryLock('cleanup', 'owner-b', 1000), true)
   t.equal(await store.release('cleanup', 'owner-b'), true)
+})
+
+test('the memory store hands each request its own metadata: a handler changing it changes nothing stored', async (t) => {
+  // touchInterval 0: every request is also touched, the path that serves the session after the touch.
+  for (const touchInterval of ['1m', 0]) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(sessionPlugin, { store: new MemoryStore(), cleanup: false, touchInterval })
+    app.post('/login', async (_request, reply) => await reply.startSession('carol', { metadata: { prefs: { theme: 'dark' }, plan: 'pro' } }))
+    app.get('/scribble', { preHandler: app.requireSession }, async (request) => {
+      const metadata = request.session?.metadata as { prefs: { theme: string }, plan: string }
+      const seen = { theme: metadata.prefs.theme, plan: metadata.plan, added: (metadata as Record<string, unknown>).added ?? null }
+      metadata.prefs.theme = 'scribbled'
+      metadata.plan = 'scribbled'
+      ;(metadata as Record<string, unknown>).added = 'scribbled'
+      return seen
+    })
+    await app.ready()
+    const { token, session } = (await app.inject({ method: 'POST', url: '/login' })).json() as { token: string, session: { id: string } }
+    const headers = { 'x-session-id': token }
+    for (let n = 0; n < 3; n++) {
+      t.same((await app.inject({ url: '/scribble', headers })).json(), { theme: 'dark', plan: 'pro', added: null }, `touchInterval ${touchInterval}: request ${n + 1} reads the stored metadata`)
+    }
+    t.equal(await app.sessions.update(session.id, { metadata: { plan: 'team' } }), true)
+    t.same((await app.inject({ url: '/scribble', headers })).json(), { theme: 'dark', plan: 'team', added: null }, `touchInterval ${touchInterval}: an update is read at once`)
+    t.same((await app.sessions.list('carol'))[0]?.metadata, { prefs: { theme: 'dark' }, plan: 'team' }, 'the stored metadata is unchanged by the handlers')
+  }
 })

@@ -6,7 +6,7 @@ import { concurrencyFlags, FLAG_RAPID_CREATION, flagReasons, type ConcurrencyRea
 import { parseDuration } from './duration'
 import { errors } from './errors'
 import { logQuietly, warningLogger, type SessionLogger } from './logger'
-import { DEFAULT_MAX_METADATA_KEYS, isWellFormed, serializeMetadata } from './metadata'
+import { copyMetadata, DEFAULT_MAX_METADATA_KEYS, isWellFormed, serializeMetadata } from './metadata'
 import {
   deviceKey, effectiveFlags, ENDED_SESSION_MEMORY_MS, MAX_CONFIRM_METHOD_LENGTH, newestOtherCreation, validDeviceName, type SessionEnded, type SessionEndReason
 } from '../security/stepup'
@@ -581,12 +581,15 @@ export class SessionManager extends EventEmitter {
       // A store that throws instead of rejecting: a store failure all the same.
       return Promise.reject(error)
     }
-    if (loading === undefined) return this.settle(parsed, known as LoadResult, touch)
-    return loading.then((stored) => this.settle(parsed, stored, touch))
+    if (loading === undefined) return this.settle(parsed, known as LoadResult, touch, true)
+    return loading.then((stored) => this.settle(parsed, stored, touch, false))
   }
 
-  /** What a store read means for a token; a promise only when the store must act (repair, expiry, due touch). */
-  private settle (parsed: ParsedToken, stored: LoadResult, touch: boolean): Resolution | Promise<Resolution> {
+  /**
+   * What a store read means for a token; a promise only when the store must act (repair, expiry, due touch).
+   * `isShared`: the record came from `loadNow` and may be handed to the next request as well (its metadata is copied).
+   */
+  private settle (parsed: ParsedToken, stored: LoadResult, touch: boolean, isShared: boolean): Resolution | Promise<Resolution> {
     if (stored === null) return null
     if (stored === 'corrupt') return this.discardCorrupt(parsed.sessionId)
     if ('ended' in stored) return this.endedLoad(parsed.secret, stored.tokenHash, stored.ended.reason, stored.ended.at)
@@ -597,8 +600,8 @@ export class SessionManager extends EventEmitter {
     }
     const now = this.now()
     if (this.deadline(stored) <= now) return this.expireLoaded(stored, now)
-    if (touch && now - stored.lastActivity >= this.touchIntervalMs) return this.touchLoaded(stored, now)
-    return { session: this.toSession(stored, stored.lastActivity), concurrencyFlags: effectiveFlags(stored, stored.concurrencyFlags, now, this.rules) }
+    if (touch && now - stored.lastActivity >= this.touchIntervalMs) return this.touchLoaded(stored, now, isShared)
+    return { session: this.toSession(stored, stored.lastActivity, isShared), concurrencyFlags: effectiveFlags(stored, stored.concurrencyFlags, now, this.rules) }
   }
 
   /** Damaged data is no session: removing it is best effort and never fails the request. */
@@ -613,7 +616,7 @@ export class SessionManager extends EventEmitter {
   }
 
   /** A request that finds its session's touch due: the touch script, then the session as touched. */
-  private async touchLoaded (stored: StoredSession, now: number): Promise<LoadedSession | null> {
+  private async touchLoaded (stored: StoredSession, now: number, isShared: boolean): Promise<LoadedSession | null> {
     let lastActivity = stored.lastActivity
     let flags = stored.concurrencyFlags
     const auditData = this.auditActivity ? JSON.stringify({ ip: stored.ipAddress }) : null
@@ -628,7 +631,7 @@ export class SessionManager extends EventEmitter {
       // deadline where it was; it does not turn a valid request away.
       this.emit('storeError', error)
     }
-    return { session: this.toSession(stored, lastActivity), concurrencyFlags: effectiveFlags(stored, flags, now, this.rules) }
+    return { session: this.toSession(stored, lastActivity, isShared), concurrencyFlags: effectiveFlags(stored, flags, now, this.rules) }
   }
 
   /**
@@ -911,8 +914,12 @@ export class SessionManager extends EventEmitter {
     }
   }
 
-  /** A fresh Session (the caller may change it); `lastActivity` overrides the record's (read only: a cache shares it). */
-  private toSession (stored: StoredSession, lastActivity = stored.lastActivity): Session {
+  /**
+   * A fresh Session (the caller may change it); `lastActivity` overrides the record's. The record is only read:
+   * with `isShared` (a `loadNow` answer, which a cache hands to every request) the metadata is copied, so a handler
+   * that changes its session's metadata cannot change what the next request reads.
+   */
+  private toSession (stored: StoredSession, lastActivity = stored.lastActivity, isShared = false): Session {
     return {
       id: stored.id,
       userId: stored.userId,
@@ -925,7 +932,7 @@ export class SessionManager extends EventEmitter {
       ipAddress: stored.ipAddress,
       userAgent: stored.userAgent,
       deviceFingerprint: stored.deviceFingerprint,
-      metadata: stored.metadata as SessionMetadata & Record<string, unknown>,
+      metadata: (isShared ? copyMetadata(stored.metadata) : stored.metadata) as SessionMetadata & Record<string, unknown>,
       authenticatedAt: new Date(stored.authenticatedAt ?? stored.createdAt),
       name: stored.name ?? null
     }

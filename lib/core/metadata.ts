@@ -98,3 +98,13 @@ export function serializeMetadata (metadata: unknown, allowDelete: boolean, maxK
   const written = Object.entries(entries).filter((entry): entry is [string, string] => entry[1] !== null)
   return { entries, bytes: metadataBytes(written) }
 }
+
+/** A copy of parsed metadata that shares nothing mutable with it (values are JSON: a deep copy only for objects). */
+export function copyMetadata (metadata: Record<string, unknown>): Record<string, unknown> {
+  const copy: Record<string, unknown> = {}
+  for (const key in metadata) {
+    const value = metadata[key]
+    copy[key] = value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value
+  }
+  return copy
+}

@@ -222,8 +222,9 @@ export interface Store {
   load (sessionId: string): Promise<LoadResult>
   /**
    * Optional: what `load` would answer, when the store knows it without I/O (an in-process store, a near-cache hit);
-   * `undefined` otherwise. The request path tries it first and skips a promise per request. The answer is read
-   * only: the manager never changes it (a cache may hand the same object to the next request).
+   * `undefined` otherwise. The request path tries it first and skips a promise per request. The answer may be
+   * shared (a cache hands the same object to every request, metadata included): the manager never changes it and
+   * gives each request a copy of its metadata.
    */
   loadNow? (sessionId: string): LoadResult | undefined
   /** Optional: hits and misses of the store's in-process cache since it was created; null without one. */

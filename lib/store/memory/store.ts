@@ -12,6 +12,8 @@ import { DEFAULT_AUDIT_MAX_EVENTS_PER_USER, sessionDeadline } from '../types'
 /** A session as kept in process: metadata as key -> JSON, as the Redis store keeps it. */
 interface Entry extends Omit<StoredSession, 'metadata'> {
   metadata: Map<string, string>
+  /** `metadata` parsed, for `loadNow` answers (read only, shared by them); kept while `metadata` is that same map. */
+  shared?: { of: Map<string, string>, parsed: Record<string, unknown> }
 }
 
 /** What is kept of an ended session : the Redis store's tombstone. */
@@ -87,6 +89,7 @@ export class MemoryStore implements Store {
       metadata: new Map(Object.entries(input.metadata)),
       concurrencyFlags: 0,
       revision: 0,
+      shared: undefined,
       ...(input.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: input.idleTimeoutMs })
     }
     this.sessions.set(entry.id, entry)
@@ -106,20 +109,23 @@ export class MemoryStore implements Store {
   }
 
   async load (sessionId: string): Promise<LoadResult> {
-    return this.read(sessionId)
+    return this.read(sessionId, false)
   }
 
+  /** As `load`, with the entry's metadata parsed once and shared by every answer (the manager copies it). */
   loadNow (sessionId: string): LoadResult {
-    return this.read(sessionId)
+    return this.read(sessionId, true)
   }
 
-  private read (sessionId: string): LoadResult {
+  private read (sessionId: string, isShared: boolean): LoadResult {
     const entry = this.sessions.get(sessionId)
     if (entry === undefined) {
       const tombstone = this.tombstones.get(sessionId)
       return tombstone === undefined ? null : { ended: { reason: tombstone.reason, at: tombstone.at }, tokenHash: tombstone.tokenHash }
     }
-    return snapshot(entry)
+    if (!isShared) return snapshot(entry)
+    if (entry.shared?.of !== entry.metadata) entry.shared = { of: entry.metadata, parsed: parseMetadata(entry.metadata) }
+    return snapshot(entry, entry.shared.parsed)
   }
 
   async touch (sessionId: string, now: number, touchIntervalMs: number, auditData: string | null): Promise<TouchResult> {
@@ -192,7 +198,7 @@ export class MemoryStore implements Store {
     const live = this.liveSessions(userId, now, events)
     this.applyFlags(live)
     live.sort((a, b) => b.lastActivity - a.lastActivity)
-    return { sessions: live.map(snapshot), events }
+    return { sessions: live.map((entry) => snapshot(entry)), events }
   }
 
   async rotate (sessionId: string, oldHash: string, newHash: string, now: number, auditData: string): Promise<{ ok: boolean, events: RawAuditEvent[] }> {
@@ -463,9 +469,14 @@ function reason (text: string): string {
   return JSON.stringify({ reason: text })
 }
 
-function snapshot (entry: Entry): StoredSession {
-  const metadata: Record<string, unknown> = {}
-  for (const [key, value] of entry.metadata) metadata[key] = JSON.parse(value)
+function parseMetadata (metadata: Map<string, string>): Record<string, unknown> {
+  const parsed: Record<string, unknown> = {}
+  for (const [key, value] of metadata) parsed[key] = JSON.parse(value)
+  return parsed
+}
+
+/** A StoredSession of an entry, with its metadata parsed afresh unless given. */
+function snapshot (entry: Entry, metadata = parseMetadata(entry.metadata)): StoredSession {
   const hasPrevious = entry.previousTokenHash !== undefined && entry.previousTokenUntil !== undefined
   // The field order of the Redis store's parseRecord: records of both stores have one shape, and no spread.
   return {

@@ -174,11 +174,8 @@ export class RedisStore implements Store {
     const entry = this.nearCache?.peek(sessionId)
     if (entry === undefined) return undefined
     if (entry.parsed === undefined) entry.parsed = parseRecord(sessionId, entry.record)
-    const parsed = entry.parsed as LoadResult
-    if (parsed === null || typeof parsed !== 'object' || !('metadata' in parsed)) return parsed
-    // Each request gets its own metadata object (the session hands it to the handler as it is): a handler changing
-    // its session's metadata cannot change what the next request reads.
-    return { ...parsed, metadata: copyMetadata(parsed.metadata) }
+    // The same object for every hit: a loadNow answer is read only, and the manager copies its metadata.
+    return entry.parsed as LoadResult
   }
 
   cacheStats (): CacheStats | null {
@@ -379,16 +376,6 @@ export class RedisStore implements Store {
 /** ARGV[3] of every script: 'retention/cap/feed' (see scripts.ts). */
 function auditSettings (config: StoreConfig): string {
   return `${config.auditRetentionMs}/${config.auditMaxEventsPerUser ?? DEFAULT_AUDIT_MAX_EVENTS_PER_USER}/${config.auditFeed === true ? 1 : 0}`
-}
-
-/** A copy of parsed metadata that shares nothing mutable with it (values are JSON: a deep copy only for objects). */
-function copyMetadata (metadata: Record<string, unknown>): Record<string, unknown> {
-  const copy: Record<string, unknown> = {}
-  for (const key in metadata) {
-    const value = metadata[key]
-    copy[key] = value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value
-  }
-  return copy
 }
 
 /** How often a near cache that cannot turn tracking on says so. */
