@@ -1,9 +1,12 @@
 import { test } from 'tap'
+import Fastify from 'fastify'
 import { Cluster, Redis } from 'ioredis'
 import { SessionManager } from '../lib/core/manager'
 import { parseToken } from '../lib/core/token'
 import { keySlot } from '../lib/store/redis/keys'
 import { RedisStore } from '../lib/store/redis/store'
+import { MemoryStore } from '../lib/store/memory/store'
+import { sessionPlugin } from '../lib'
 import { startRedis, startRedisCluster } from './helpers/redis'
 
 // The store sends the commands of one event-loop turn to a node in one socket write (lib/store/redis/write-batch.ts).
@@ -94,6 +97,34 @@ test('batchWrites: false sends each command as it comes; anything but a boolean 
   for (const batchWrites of ['yes', 1, null, 10n, circular]) {
     t.throws(() => new RedisStore({ client, batchWrites: batchWrites as unknown as boolean }),
       { code: 'FST_SESSION_INVALID_OPTION', message: /"batchWrites": expected true or false/ }, String(batchWrites))
+  }
+})
+
+test('the plugin option batchWrites reaches the store it builds; it needs redis and no store of its own', async (t) => {
+  const server = await startRedis(t)
+  const client = new Redis(server.url)
+  t.teardown(() => client.quit())
+  for (const batchWrites of [undefined, true, false]) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(sessionPlugin, { redis: client, cleanup: false, ...(batchWrites === undefined ? {} : { batchWrites }) })
+    await app.ready()
+    const tokens = await sessionsOf(app.sessions, 16)
+    const writes = countWrites(client)
+    const loads = tokens.map((token) => app.sessions.resolve(token, false))
+    t.same((await Promise.all(loads)).map((l) => l?.session?.userId), tokens.map((_, n) => `user-${n}`))
+    if (batchWrites === false) t.ok(writes() > 2, `batchWrites false: 16 GETs in ${writes()} socket writes`)
+    else t.equal(writes(), 2, `batchWrites ${String(batchWrites)}: 16 GETs in 2 socket writes`)
+  }
+  const refusals: Array<[Record<string, unknown>, RegExp]> = [
+    [{ batchWrites: 'no', redis: client }, /"batchWrites" must be true or false, got "no"/],
+    [{ batchWrites: false }, /"batchWrites" needs the `redis` option/],
+    [{ batchWrites: true, redis: client, store: new MemoryStore() }, /"batchWrites" needs the `redis` option \(and no custom `store`/]
+  ]
+  for (const [options, message] of refusals) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await t.rejects(async () => { await app.register(sessionPlugin, options) }, { code: 'FST_SESSION_INVALID_OPTION', message }, JSON.stringify(Object.keys(options)))
   }
 })
 

@@ -25,6 +25,8 @@ app.register(sessionPlugin, { security: { onSuspicious: async (request, report) 
 expectError(app.register(sessionPlugin, { limitPolicy: 'lru' }))
 expectError(app.register(sessionPlugin, { cookie: { sameSite: 'sideways' } }))
 expectAssignable<SessionPluginOptions>({ redis: 'redis://localhost', maxSessionsPerUser: 3 })
+expectAssignable<SessionPluginOptions>({ redis: 'redis://localhost', batchWrites: false, nearCache: true })
+expectError(app.register(sessionPlugin, { redis: 'redis://localhost', batchWrites: 'no' }))
 
 // The README example.
 app.get('/orders', { preHandler: app.requireSession }, async (request) => {

@@ -49,6 +49,7 @@ const OptionsSchema = Type.Object({
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 }))
   }, { additionalProperties: false })),
   onStoreError: Type.Optional(Type.Union([Type.Literal('fail-closed'), Type.Literal('fail-open')])),
+  batchWrites: Type.Optional(Type.Boolean()),
   nearCache: Type.Optional(Type.Object({
     maxEntries: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
     maxAge: Type.Optional(Duration)
@@ -151,6 +152,11 @@ export interface SessionPluginOptions {
   cleanup?: false | { interval?: number | string, batchSize?: number }
   /** @default 'fail-closed' */
   onStoreError?: 'fail-closed' | 'fail-open'
+  /**
+   * Send the commands of one event-loop turn to a Redis node in one socket write (a connection with no answer awaited
+   * sends at once); `false` sends each command as it comes. Needs `redis`. @default true
+   */
+  batchWrites?: boolean
   /**
    * Cache session records in process, invalidated by Redis when they change on any instance (CLIENT TRACKING):
    * repeat requests cost no round trip. Needs `redis`: standalone, Sentinel, or a Cluster client that reads from masters
@@ -337,6 +343,9 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   if (valid.now !== undefined && typeof valid.now !== 'function') throw optionError('now', 'must be a function')
   if (valid.nearCache !== undefined && valid.nearCache !== false && (valid.redis === undefined || valid.store !== undefined)) {
     throw optionError('nearCache', 'needs the `redis` option (and no custom `store`): set `redis` or remove `nearCache`')
+  }
+  if (valid.batchWrites !== undefined && (valid.redis === undefined || valid.store !== undefined)) {
+    throw optionError('batchWrites', 'needs the `redis` option (and no custom `store`: give that store its own `batchWrites`): set `redis` or remove `batchWrites`')
   }
   const onSuspicious = valid.security?.onSuspicious ?? 'flag'
   if (onSuspicious !== 'flag' && onSuspicious !== 'deny' && typeof onSuspicious !== 'function') {

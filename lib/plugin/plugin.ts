@@ -25,7 +25,7 @@ function createStore (app: FastifyInstance, options: SessionPluginOptions, keyPr
       app.log.warn('fastify-distributed-session: a Sentinel client without `failoverDetector: true` keeps writing to the old master for seconds after a failover (see docs/deployment.md)')
     }
     // `logger`: the client's connection errors go to app.log, rate-limited, not to stderr.
-    return new RedisStore({ client: options.redis, prefix: keyPrefix, nearCache, logger: app.log })
+    return new RedisStore({ client: options.redis, prefix: keyPrefix, nearCache, batchWrites: options.batchWrites, logger: app.log })
   }
   app.log.warn('fastify-distributed-session: no `redis` or `store` option: using the in-memory store; sessions are lost on restart and not shared between processes')
   return new MemoryStore()

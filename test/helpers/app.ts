@@ -52,3 +52,22 @@ export async function clockedApp (t: Test, options: SessionPluginOptions = {}, s
   await app.register(sessionPlugin, { redis: client, cleanup: false, now: () => clock.now, ...options })
   return { app, clock }
 }
+
+/** What GET /scribble answers: the metadata its session had, before the handler changed it in place. */
+export const UNSCRIBBLED = { theme: 'dark', plan: 'pro', added: null }
+
+/**
+ * POST /login starts a session of 'carol' with nested metadata; GET /scribble answers what its session's metadata
+ * held and then changes it in place (nested, top level, a new key): the change must stay with that request.
+ */
+export function addScribbleRoutes (app: FastifyInstance): void {
+  app.post('/login', async (_request, reply) => await reply.startSession('carol', { metadata: { prefs: { theme: 'dark' }, plan: 'pro' } }))
+  app.get('/scribble', { preHandler: app.requireSession }, async (request) => {
+    const metadata = request.session?.metadata as { prefs: { theme: string }, plan: string, added?: string }
+    const seen = { theme: metadata.prefs.theme, plan: metadata.plan, added: metadata.added ?? null }
+    metadata.prefs.theme = 'scribbled'
+    metadata.plan = 'scribbled'
+    metadata.added = 'scribbled'
+    return seen
+  })
+}
