@@ -34,3 +34,20 @@ test('the memory store hands each request its own metadata: a handler changing i
     t.same((await app.sessions.list('carol'))[0]?.metadata, { prefs: { theme: 'dark' }, plan: 'team' }, 'the stored metadata is unchanged by the handlers')
   }
 })
+
+test('a property added to Object.prototype does not become a key of the metadata a request gets', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { store: new MemoryStore(), cleanup: false })
+  app.post('/login', async (_request, reply) => await reply.startSession('carol', { metadata: { plan: 'pro' } }))
+  app.get('/keys', { preHandler: app.requireSession }, async (request) => ({ keys: Object.keys(request.session?.metadata ?? {}) }))
+  await app.ready()
+  const { token } = (await app.inject({ method: 'POST', url: '/login' })).json() as { token: string }
+  const polluted = Object.prototype as Record<string, unknown>
+  polluted.isAdmin = true
+  try {
+    t.same((await app.inject({ url: '/keys', headers: { 'x-session-id': token } })).json(), { keys: ['plan'] }, 'own keys only')
+  } finally {
+    delete polluted.isAdmin
+  }
+})

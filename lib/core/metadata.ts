@@ -99,10 +99,13 @@ export function serializeMetadata (metadata: unknown, allowDelete: boolean, maxK
   return { entries, bytes: metadataBytes(written) }
 }
 
-/** A copy of parsed metadata that shares nothing mutable with it (values are JSON: a deep copy only for objects). */
+/**
+ * A copy of parsed metadata that shares nothing mutable with it (values are JSON: a deep copy only for objects). Own
+ * keys only: a property an app added to Object.prototype does not become a key of every session.
+ */
 export function copyMetadata (metadata: Record<string, unknown>): Record<string, unknown> {
   const copy: Record<string, unknown> = {}
-  for (const key in metadata) {
+  for (const key of Object.keys(metadata)) {
     const value = metadata[key]
     copy[key] = value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) : value
   }
