@@ -118,14 +118,21 @@ test('the plugin option batchWrites reaches the store it builds; it needs redis 
   }
   const refusals: Array<[Record<string, unknown>, RegExp]> = [
     [{ batchWrites: 'no', redis: client }, /"batchWrites" must be true or false, got "no"/],
-    [{ batchWrites: false }, /"batchWrites" needs the `redis` option/],
-    [{ batchWrites: true, redis: client, store: new MemoryStore() }, /"batchWrites" needs the `redis` option \(and no custom `store`/]
+    [{ batchWrites: true }, /"batchWrites" needs the `redis` option: set `redis` or remove `batchWrites`/],
+    [{ batchWrites: true, redis: client, store: new MemoryStore() }, /"batchWrites" applies to the store the plugin builds from `redis`, not to a custom `store`: remove `batchWrites`/],
+    [{ batchWrites: false, store: new MemoryStore() }, /"batchWrites" applies to the store the plugin builds/]
   ]
   for (const [options, message] of refusals) {
     const app = Fastify()
     t.teardown(() => app.close())
     await t.rejects(async () => { await app.register(sessionPlugin, options) }, { code: 'FST_SESSION_INVALID_OPTION', message }, JSON.stringify(Object.keys(options)))
   }
+  // Like nearCache: false, batchWrites: false asks for nothing, so it is accepted without Redis (the memory store).
+  const memory = Fastify({ logger: false })
+  t.teardown(() => memory.close())
+  await memory.register(sessionPlugin, { batchWrites: false, cleanup: false })
+  await memory.ready()
+  t.equal((await memory.sessions.create('user-0', { ipAddress: '10.0.0.1', userAgent: 'test' })).session.userId, 'user-0')
 })
 
 test('a faked setImmediate (test tools that fake timers) cannot keep a connection held', async (t) => {

@@ -154,7 +154,7 @@ export interface SessionPluginOptions {
   onStoreError?: 'fail-closed' | 'fail-open'
   /**
    * Send the commands of one event-loop turn to a Redis node in one socket write (a connection with no answer awaited
-   * sends at once); `false` sends each command as it comes. Needs `redis`. @default true
+   * sends at once); `false` sends each command as it comes. For the store built from `redis`; not with a custom `store`. @default true
    */
   batchWrites?: boolean
   /**
@@ -344,8 +344,13 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   if (valid.nearCache !== undefined && valid.nearCache !== false && (valid.redis === undefined || valid.store !== undefined)) {
     throw optionError('nearCache', 'needs the `redis` option (and no custom `store`): set `redis` or remove `nearCache`')
   }
-  if (valid.batchWrites !== undefined && (valid.redis === undefined || valid.store !== undefined)) {
-    throw optionError('batchWrites', 'needs the `redis` option (and no custom `store`: give that store its own `batchWrites`): set `redis` or remove `batchWrites`')
+  // Like nearCache: `false` asks for nothing and is accepted without Redis (a `redis` read from an unset variable in
+  // development); beside a custom store either value would be ignored, so it is refused.
+  if (valid.batchWrites !== undefined && valid.store !== undefined) {
+    throw optionError('batchWrites', 'applies to the store the plugin builds from `redis`, not to a custom `store`: remove `batchWrites` (a RedisStore of your own takes it: new RedisStore({ client, batchWrites }))')
+  }
+  if (valid.batchWrites === true && valid.redis === undefined) {
+    throw optionError('batchWrites', 'needs the `redis` option: set `redis` or remove `batchWrites`')
   }
   const onSuspicious = valid.security?.onSuspicious ?? 'flag'
   if (onSuspicious !== 'flag' && onSuspicious !== 'deny' && typeof onSuspicious !== 'function') {
