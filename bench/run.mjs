@@ -21,7 +21,7 @@ import { VARIANTS } from './apps.mjs'
 import { runStoreMeasurements } from './extras.mjs'
 import { runLoad } from './load.mjs'
 import { commandCalls, diffCalls, exitOnSignals, info, redisCpuSeconds, startRedis } from './redis.mjs'
-import { median, ratioOverRounds, writeReport } from './report.mjs'
+import { GOAL_PAIRS, median, ratioOverRounds, writeReport } from './report.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -35,12 +35,11 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONNECTIONS = [50, 1]
 const PAIR_REPEATS = Number(process.env.BENCH_PAIR_REPEATS ?? 16)
 const PAIR_SECONDS = Number(process.env.BENCH_PAIR_SECONDS ?? 3)
-/** The throughput goals of issue 15 as [variant, reference]: each is measured in pairs (measurePairs). */
 // BENCH_PAIRS=variant/reference,... measures those pairs instead (for example oursNearCache/baselineNearCache with
 // BENCH_BASELINE: a change against the code before it, paired like a goal).
-const GOAL_PAIRS = process.env.BENCH_PAIRS === undefined
-  ? [['oursMemory', 'bare'], ['oursNearCache', 'bare'], ['oursNearCache', 'secureSession'], ['ours', 'floor']]
-  : process.env.BENCH_PAIRS.split(',').filter((s) => s !== '').map((pair) => pair.split('/'))
+const PAIRS = process.env.BENCH_PAIRS === undefined
+  ? GOAL_PAIRS
+  : process.env.BENCH_PAIRS.split(',').map((pair) => pair.trim()).filter((pair) => pair !== '').map((pair) => pair.split('/').map((key) => key.trim()))
 const CREATE_USERS = 1000
 const WANTED = process.env.BENCH_VARIANTS?.split(',') ?? VARIANTS.map((v) => v.key)
 
@@ -227,7 +226,7 @@ async function measureRounds (servers, headersByKey, probe) {
  */
 async function measurePairs (servers, headersByKey) {
   if (PAIR_REPEATS <= 0) return []
-  const pairs = GOAL_PAIRS
+  const pairs = PAIRS
     .map(([key, reference]) => ({ key, reference, a: servers.find((s) => s.variant.key === key), b: servers.find((s) => s.variant.key === reference), repeats: [] }))
     .filter((pair) => pair.a !== undefined && pair.b !== undefined)
   // Repeat n of every goal before repeat n + 1 of any: a slow spell of the machine is spread over the goals instead of
@@ -339,6 +338,13 @@ async function main () {
   const unknown = WANTED.filter((key) => !VARIANTS.some((v) => v.key === key))
   if (unknown.length > 0) throw new Error(`bench: unknown BENCH_VARIANTS ${unknown.join(', ')} (known: ${VARIANTS.map((v) => v.key).join(', ')})`)
   const variants = VARIANTS.filter((v) => WANTED.includes(v.key))
+  // Checked before minutes of rounds: a pair that names no variant of this run would be skipped without a word.
+  const badPairs = PAIR_REPEATS > 0 && process.env.BENCH_PAIRS !== undefined ? PAIRS.filter((pair) => pair.length !== 2 || pair.some((key) => !variants.some((v) => v.key === key))) : []
+  if (process.env.BENCH_PAIRS !== undefined && PAIRS.length === 0) throw new Error('bench: BENCH_PAIRS is empty (BENCH_PAIR_REPEATS=0 skips the paired runs)')
+  if (badPairs.length > 0) {
+    throw new Error(`bench: BENCH_PAIRS ${badPairs.map((pair) => pair.join('/')).join(', ')} names no two variants of this run ` +
+      `(variant/reference, each one of: ${variants.map((v) => v.key).join(', ')})`)
+  }
   installAnchors(variants)
   const redis = await startRedis()
   const probe = new Redis(redis.url)
