@@ -6,7 +6,7 @@
 // BENCH_VARIANTS (comma-separated keys, all by default), BENCH_EXTRAS=0 to skip the store measurements,
 // BENCH_MEMORY_SESSIONS (10000,1000000), BENCH_CLEANUP_SESSIONS (100000), BENCH_LATENCY_SIZES (1000,10000,100000,1000000),
 // BENCH_BASELINE (another build's dist/index.js: adds baseline, baselineMemory, baselineNearCache to compare a change in one run),
-// BENCH_PAIR_REPEATS (16; 0 skips) and BENCH_PAIR_SECONDS (3): the paired measurement of each goal of issue 15 (measurePairs);
+// BENCH_PAIR_REPEATS (24; 0 skips) and BENCH_PAIR_SECONDS (2): the paired measurement of each goal of issue 15 (measurePairs);
 // BENCH_PAIRS (variant/reference,...): other pairs than the goals'.
 // The anchor variants (secureSession, jwt) need bench/anchors/ installed: it is, on first use (installAnchors).
 import { fork, spawnSync } from 'node:child_process'
@@ -33,8 +33,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
 const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 2)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONNECTIONS = [50, 1]
-const PAIR_REPEATS = Number(process.env.BENCH_PAIR_REPEATS ?? 16)
-const PAIR_SECONDS = Number(process.env.BENCH_PAIR_SECONDS ?? 3)
+const PAIR_REPEATS = Number(process.env.BENCH_PAIR_REPEATS ?? 24)
+const PAIR_SECONDS = Number(process.env.BENCH_PAIR_SECONDS ?? 2)
 // BENCH_PAIRS=variant/reference,... measures those pairs instead (for example oursNearCache/baselineNearCache with
 // BENCH_BASELINE: a change against the code before it, paired like a goal).
 const PAIRS = process.env.BENCH_PAIRS === undefined
@@ -221,8 +221,8 @@ async function measureRounds (servers, headersByKey, probe) {
 /**
  * Each goal's two variants measured back to back, A B B A (B A A B in every other repeat), in short runs at 50
  * connections: a machine that speeds up or slows down steadily over the four runs weighs on both variants alike, where
- * a round of every variant takes minutes. The report takes one ratio per repeat and drops a repeat whose two runs of
- * one variant disagree (report.mjs, pairedRatio).
+ * a round of every variant takes minutes. The report takes one ratio per repeat, and each goal's median over every
+ * repeat with its 95% interval (report.mjs, pairedRatio).
  */
 async function measurePairs (servers, headersByKey) {
   if (PAIR_REPEATS <= 0) return []
