@@ -84,11 +84,15 @@ export function installAnchors (variants) {
   }
 }
 
-/** Forks one server and wraps its IPC in request/answer calls. */
-async function startServer (variant, redisUrl, { execArgv = [], countRoundTrips = true } = {}) {
+/**
+ * Forks one server and wraps its IPC in request/answer calls. `execPath` runs it under another program (valgrind, whose
+ * arguments then lead `execArgv`, Node's path and flags after them: bench/instructions.mjs).
+ */
+async function startServer (variant, redisUrl, { execArgv = [], execPath = process.execPath, countRoundTrips = true } = {}) {
   const child = fork(path.join(here, 'server.mjs'), [variant.key], {
     env: { ...process.env, BENCH_REDIS_URL: redisUrl, BENCH_COUNT_ROUND_TRIPS: countRoundTrips ? '1' : '0' },
     execArgv,
+    execPath,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   let isClosing = false
@@ -371,7 +375,7 @@ async function main () {
     const runs = await measureRounds(servers, headersByKey, probe)
     results.runs = runs
     results.summary = summarize(runs, variants.map((v) => v.key))
-    log(`paired runs of the goals: ${PAIR_REPEATS} repeats of A B B A, ${PAIR_SECONDS} s each`)
+    log(`paired runs: ${PAIR_REPEATS} repeats of A B B A (B A A B every other time), ${PAIR_SECONDS} s each`)
     results.pairs = await measurePairs(servers, headersByKey)
     const ours = servers.find((s) => s.variant.key === 'ours')
     if (ours !== undefined) {
