@@ -86,6 +86,8 @@ const OUR_VARIANTS = new Set(['ours', 'oursMemory', 'oursOptOut', 'oursNearCache
 const ANCHOR_VARIANTS = new Set(['secureSession', 'jwt'])
 /** Variants whose cost over bare Fastify is within the noise of one round (see disturbedRounds). */
 const NEAR_BARE = new Set(['oursOptOut'])
+/** How far oursOptOut may lead bare Fastify within a round before the round counts as disturbed (disturbedRounds). */
+const ROUND_NOISE = 0.1
 
 /**
  * Horizontal bars: median req/s relative to bare Fastify at 50 connections, with the goals that are ratios to
@@ -228,23 +230,22 @@ function oneSessionUserBytes (store) {
 }
 
 /** One row of the goals table: goal, target, measured, and met / not met / not measured / inconclusive. */
-function goalRow (goal, target, measured, isMet, isInconclusive = false) {
+function goalRow (goal, target, measured, isMet, isInconclusive = false, isTargetInside = false) {
   const status = isMet === null ? 'not measured' : isInconclusive ? '**inconclusive**' : isMet ? '**met**' : '**not met**'
-  return [goal, target, measured ?? 'not measured', status]
+  return [goal, target, measured ?? 'not measured', status + (isMet !== null && !isInconclusive && isTargetInside ? ' (target inside the 95% interval)' : '')]
 }
 
 /**
  * The rounds (50 connections) in which a variant outran bare Fastify, which does strictly less work than any of them:
  * the machine's speed changed within the round, and its ratios say more about the machine than about the code.
  * oursOptOut does little more than bare (its hook stops at the route's config), so it can come out ahead by the
- * measurement's own spread: it counts only when it leads bare by more than PAIR_DRIFT, the drift the earlier drop rule allowed
- * between two runs of one variant.
+ * measurement's own spread: it counts only when it leads bare by more than ROUND_NOISE.
  */
 export function disturbedRounds (runs) {
   const disturbed = []
   for (const bare of runs.filter((r) => r.variant === 'bare' && r.connections === 50)) {
     const faster = runs.filter((r) => r.round === bare.round && r.connections === 50 && r.variant !== 'bare' &&
-      r.reqPerSec > bare.reqPerSec * (NEAR_BARE.has(r.variant) ? 1 + PAIR_DRIFT : 1))
+      r.reqPerSec > bare.reqPerSec * (NEAR_BARE.has(r.variant) ? 1 + ROUND_NOISE : 1))
     if (faster.length > 0) disturbed.push({ round: bare.round, bare: bare.reqPerSec, faster: faster.map((r) => [r.variant, r.reqPerSec]) })
   }
   return disturbed
@@ -269,10 +270,12 @@ function disturbedNote (results) {
 }
 
 /**
- * The drop rule of the runs before 2026-12-07, shown beside the verdicts for comparison only: the share by which the two
- * runs of one variant within a paired repeat may differ before the repeat is left out.
+ * The drop rule that decided the paired goals before the run of 2026-12-06 23:00 UTC, shown beside the verdicts for
+ * comparison only: the share by which the two runs of one variant within a paired repeat may differ before the repeat
+ * is left out, and the fewest repeats a goal needed kept (of both orders) to be met or not met.
  */
 const PAIR_DRIFT = 0.1
+const EARLIER_MIN_KEPT = 3
 /** The confidence of the interval given with each paired goal's median. */
 const INTERVAL_LEVEL = 0.95
 /**
@@ -292,13 +295,14 @@ export function medianInterval (values, level = INTERVAL_LEVEL) {
   const n = sorted.length
   let interval = null
   let below = 0 // P(B < k), B ~ Binomial(n, 1/2)
-  let exactly = 0.5 ** n // P(B = k - 1)
+  // log P(B = k - 1), in logs: 0.5 ** n underflows to 0 from n = 1075 on.
+  let logExactly = -n * Math.LN2
   for (let k = 1; k <= Math.floor(n / 2); k++) {
-    below += exactly
+    below += Math.exp(logExactly)
     const coverage = 1 - 2 * below
     if (coverage < level) break
     interval = { low: sorted[k - 1], high: sorted[n - k], coverage }
-    exactly = exactly * (n - k + 1) / k
+    logExactly += Math.log((n - k + 1) / k)
   }
   return interval
 }
@@ -310,15 +314,17 @@ export function medianInterval (values, level = INTERVAL_LEVEL) {
  * (each of its four runs has req/s and p99), given with its 95% interval (medianInterval): { median, interval, spread,
  * count, steady }, or null when the run has no such pair (bench/run.mjs, measurePairs). No repeat is dropped: on this
  * shared machine a rule that dropped a repeat whose two runs of one variant differed by more than PAIR_DRIFT kept 1 to 8
- * of 16 repeats per goal (the five runs of 2026-12-06 before 23:00 UTC), and its companion, which dropped a repeat where a variant outran
+ * of 16 repeats per goal in the six runs of 2026-12-06 from 08:47 to 21:11 UTC, and its companion, which dropped a repeat where a variant outran
  * bare Fastify, only ever dropped repeats in which this package came out ahead. `steady` is that old rule's view, kept
- * beside the verdict for comparison: { median, kept, dropped }.
+ * beside the verdict for comparison: { median, kept, dropped, isDecided } (isDecided: at least EARLIER_MIN_KEPT kept, of
+ * both orders; otherwise that rule called the goal inconclusive).
  */
 export function pairedRatio (pairs, key, reference, field = 'reqPerSec') {
   const pair = pairs?.find((p) => p.variant === key && p.reference === reference)
   if (pair === undefined) return null
   const ratios = []
   const steady = []
+  const steadyOrders = new Set()
   for (const { slices } of pair.repeats) {
     const side = (variant, name) => slices.filter((slice) => slice.variant === variant).map((slice) => slice[name])
     // The same repeats for every field: each of the four runs must have both req/s and p99.
@@ -331,14 +337,17 @@ export function pairedRatio (pairs, key, reference, field = 'reqPerSec') {
     const [a1, a2] = side(key, 'reqPerSec')
     const [b1, b2] = side(reference, 'reqPerSec')
     const outran = LESS_WORK.has(reference) && a1 + a2 > b1 + b2
-    if (isSteady([a1, a2]) && isSteady([b1, b2]) && !outran) steady.push(value)
+    if (isSteady([a1, a2]) && isSteady([b1, b2]) && !outran) {
+      steady.push(value)
+      steadyOrders.add(slices[0].variant === key ? 'ABBA' : 'BAAB')
+    }
   }
   return {
     median: median(ratios),
     interval: medianInterval(ratios),
     spread: ratios.length === 0 ? null : [Math.min(...ratios), Math.max(...ratios)],
     count: ratios.length,
-    steady: { median: median(steady), kept: steady.length, dropped: pair.repeats.length - steady.length }
+    steady: { median: median(steady), kept: steady.length, dropped: pair.repeats.length - steady.length, isDecided: steady.length >= EARLIER_MIN_KEPT && steadyOrders.size === 2 }
   }
 }
 
@@ -347,18 +356,22 @@ function pairsNote (results) {
   if (results.pairs === undefined || results.pairs.length === 0) return ''
   const { pairRepeats, pairSeconds } = results.settings
   const close = throughputGoals(results).filter((goal) => goal.paired && goal.isTargetInside).map((goal) => `${goal.label} (${goal.target})`)
-  const coverage = results.pairs.map((pair) => pairedRatio(results.pairs, pair.variant, pair.reference).interval?.coverage).find((c) => c !== undefined)
+  const coverages = [...new Set(results.pairs.map((pair) => pairedRatio(results.pairs, pair.variant, pair.reference))
+    .filter((ratio) => ratio.interval !== null).map((ratio) => `${(ratio.interval.coverage * 100).toFixed(1)}% at ${ratio.count} repeats`))]
   return `The throughput goals come from paired runs after the rounds: each goal's two variants back to back, ${pairRepeats} ` +
     `repeats of A B B A (B A A B every other time) of ${pairSeconds} s at 50 connections, repeat n of every goal before repeat n + 1 of any, one ratio per repeat from each ` +
     'side\'s two runs, so a machine that speeds up or slows down steadily weighs on both alike. A goal is the median of ' +
-    'those ratios over every repeat (none is dropped), met or not met by that median, and given with the ' +
-    `${coverage === undefined ? '95%' : `${(coverage * 100).toFixed(1)}%`} confidence interval of the median: two of the sorted ratios at ranks k and n + 1 - k, the innermost such pair that holds the true median ` +
-    'with at least 95% probability whatever the distribution (no interval below 6 measured repeats, and then the goal is inconclusive). ' +
+    'those ratios over every repeat (none is dropped), met or not met by that median, and given with the confidence ' +
+    'interval of the median and the min-max of the repeats. The interval is two of the sorted ratios, at ranks k and n + 1 - k, the innermost such pair ' +
+    `that holds the true median with at least 95% probability whatever the distribution of independent repeats (${coverages.length === 0 ? 'none in this run' : coverages.join(', ')}; ` +
+    'no interval below 6 measured repeats, and then the goal is inconclusive). ' +
     (close.length === 0
       ? 'No target lies inside its goal\'s interval in this run. '
       : `The target lies inside the interval for ${close.join('; ')}: on this machine another run can read that goal either way. `) +
-    `The last column is the drop rule of the runs before 2026-12-07, for comparison: a repeat whose two runs of one variant differ by more than ${PAIR_DRIFT * 100}%, ` +
-    'or where a variant outran bare Fastify, left out; in the five runs of 2026-12-06 before 23:00 UTC that rule kept 1 to 8 of 16 repeats per goal and left 7 of their 20 goal verdicts inconclusive, and its ' +
+    'The last column is the drop rule that decided these goals before the run of 2026-12-06 23:00 UTC, for comparison: a repeat ' +
+    `whose two runs of one variant differ by more than ${PAIR_DRIFT * 100}%, or where a variant outran bare Fastify, left out, and a goal ` +
+    `with fewer than ${EARLIER_MIN_KEPT} repeats kept, or kept repeats of one order only, inconclusive. In the six runs of 2026-12-06 from 08:47 to 21:11 UTC ` +
+    '(16 repeats each) that rule, as it stood last, kept 1 to 8 of 16 repeats per goal and left 9 of their 30 paired verdicts inconclusive, and its ' +
     'second half only ever left out repeats in which this package came out ahead. The main table below keeps the ratios within rounds.'
 }
 
@@ -396,7 +409,8 @@ export function throughputGoals (results) {
     if (paired !== null) {
       text = value === null
         ? 'no repeat measured'
-        : `${ratioText(value, goal.goal)}${goal.unit}` + (paired.interval === null ? '' : ` (${paired.interval.low.toFixed(2)}-${paired.interval.high.toFixed(2)})`) + `, ${paired.count} repeats`
+        : `${ratioText(value, goal.goal)}${goal.unit}` + (paired.interval === null ? '' : ` (95% interval ${paired.interval.low.toFixed(2)}-${paired.interval.high.toFixed(2)})`) +
+          `, ${paired.count} repeats ${paired.spread[0].toFixed(2)}-${paired.spread[1].toFixed(2)}`
     } else if (value !== null) {
       text = ratioWithSpread(measured, goal.unit, goal.goal)
     }
@@ -412,7 +426,7 @@ function goalsTable (results) {
   const goals = throughputGoals(results)
   const rows = goals.map((goal) => goalRow(goal.label, goal.target,
     goal.field === 'p99Ms' && goal.ratio.median !== null ? `${goal.text}; median p99 ${p99('ours')} ms, the floor's ${p99('floor')} ms` : goal.text,
-    goal.isMet, goal.isInconclusive))
+    goal.isMet, goal.isInconclusive, goal.isTargetInside))
   rows.push(goalRow('Redis memory, a user with one session (no audit entries)', `<= ${GOAL_BYTES_PER_ONE_SESSION_USER} B`,
     memoryBytes === null
       ? null
@@ -420,17 +434,35 @@ function goalsTable (results) {
         (memoryBytes.keysBytes === null ? '' : `; MEMORY USAGE of its keys ${int(memoryBytes.keysBytes)} B`) +
         (memoryBytes.withAuditBytes === null ? '' : `; ${int(memoryBytes.withAuditBytes)} B with audit`),
     memoryBytes === null ? null : memoryBytes.bytes <= GOAL_BYTES_PER_ONE_SESSION_USER))
-  const header = ['goal (issue 15)', 'target', hasPairs ? 'measured (median of every paired repeat, 95% interval)' : 'measured (median, min-max over rounds)', 'status']
+  const header = ['goal (issue 15)', 'target', hasPairs ? 'measured (median of every paired repeat, its 95% interval, min-max of the repeats)' : 'measured (median, min-max over rounds)', 'status']
   if (!hasPairs) return table(header, rows)
   // The drop rule of earlier runs beside each paired goal, for comparison.
-  const steady = goals.map((goal) => goal.paired ? steadyText(goal.ratio) : '-')
-  return table([...header, `earlier drop rule: repeats within ${PAIR_DRIFT * 100}% (median, kept)`], rows.map((row, index) => [...row, steady[index] ?? '-']))
+  const steady = goals.map((goal) => goal.paired ? steadyText(goal) : '-')
+  return table([...header, `earlier drop rule: repeats within ${PAIR_DRIFT * 100}% (median, kept, its verdict)`], rows.map((row, index) => [...row, steady[index] ?? '-']))
 }
 
-/** A paired goal under the drop rule of earlier runs: `0.77x (3 of 16 kept)`. */
-function steadyText (ratio) {
-  const { median: value, kept, dropped } = ratio.steady
-  return `${value === null ? '-' : `${value.toFixed(2)}x`} (${kept} of ${kept + dropped} kept)`
+/** A paired goal under the drop rule of earlier runs: `0.77x (3 of 16 kept): not met`. */
+function steadyText (goal) {
+  const { median: value, kept, dropped, isDecided } = goal.ratio.steady
+  const isMet = value !== null && (goal.isAtMost === true ? value <= goal.goal : value >= goal.goal)
+  return `${value === null ? '-' : `${ratioText(value, goal.goal)}x`} (${kept} of ${kept + dropped} kept): ${!isDecided ? 'inconclusive' : isMet ? 'met' : 'not met'}`
+}
+
+/**
+ * bench/results/instructions.json (`npm run bench:instructions`): user-space instructions per request of each variant's
+ * server, a figure the machine's load does not move; '' when it has not been measured.
+ */
+function instructionsNote (instructions) {
+  if (instructions === null || instructions.variants.length === 0) return ''
+  const bare = instructions.variants.find((v) => v.variant === 'bare')
+  const counts = instructions.variants.map((v) => `${v.label} ${int(v.instructionsPerRequest)}` +
+    (bare === undefined || v === bare ? '' : ` (${(v.instructionsPerRequest / bare.instructionsPerRequest).toFixed(2)}x bare's)`))
+  return 'A second view, which the machine\'s load does not move: the instructions each server executes in user space per ' +
+    `request, counted by valgrind's callgrind over ${int(instructions.requests)} requests after ${int(instructions.warmup)} of warm-up at ` +
+    `${instructions.connections} connections (\`npm run bench:instructions\`, ${instructions.measuredAt}, Node ${instructions.node}): ${counts.join('; ')}. ` +
+    'Repeated runs of one build differed by up to 3% here. It leaves out the kernel\'s work, the socket writes that are about half of a ' +
+    'request\'s CPU in the profiles below, so it is no throughput ratio: the Redis variants make fewer, larger writes than the ' +
+    'floor and run faster than their instruction counts say.'
 }
 
 /** The near cache's hit ratio over the measured runs, from app.sessions.cacheStats() where the plugin has it. */
@@ -729,7 +761,7 @@ function profileSection (profiles) {
   ].join('\n')
 }
 
-export function renderMarkdown (results, profiles, decode = null, audit = readJson('audit.json')) {
+export function renderMarkdown (results, profiles, decode = null, audit = readJson('audit.json'), instructions = readJson('instructions.json')) {
   const m = results.machine
   const s = results.settings
   const ours = summaryRow(results.summary, 'ours', 50)
@@ -755,6 +787,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     ...paragraph(disturbedNote(results)),
     hitRatioNote(results),
     '',
+    ...paragraph(instructionsNote(instructions)),
     '## The first goals (0.1.0), and where we are',
     '',
     'Goal: an authenticated request costs **one Redis round trip**, runs at **>= 0.9x the one-GET floor** and at',
@@ -777,6 +810,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '  @fastify/secure-session needs, is a native addon and stays out of the root `node_modules`): `npm run bench` runs',
     '  `npm ci --prefix bench/anchors` the first time one of them is wanted.',
     '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
+    '- `npm run bench:instructions`: user-space instructions per request of each server under valgrind\'s callgrind (about 40 s a variant; `BENCH_INSTRUCTION_VARIANTS`, `BENCH_INSTRUCTION_WARMUP` (30000), `BENCH_INSTRUCTION_REQUESTS` (20000)), `bench/results/instructions.json`; a change to the request path shows there when throughput runs on a shared machine cannot resolve it.',
     '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',
     '- `node bench/report.mjs`: regenerates this page and the chart from the JSON files without measuring.',
     '',
@@ -924,13 +958,13 @@ export function writeReport (results, profiles = readProfiles(), decode = readJs
   fs.writeFileSync(path.join(docs, 'bench-reqs.svg'), barChart(results.summary.filter((s) => s.connections === 50)))
 }
 
-function readJson (name) {
+export function readJson (name) {
   const file = path.join(here, 'results', name)
   return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : null
 }
 
 /** bench/results/profile-<variant>.json files written by bench/profile.mjs, by variant. */
-function readProfiles () {
+export function readProfiles () {
   const profiles = {}
   for (const key of PROFILE_ORDER) {
     const profile = readJson(`profile-${key}.json`)
