@@ -9,13 +9,13 @@ export interface PairedRatio {
   interval: MedianInterval | null
   spread: [number, number] | null
   count: number
-  steady: { median: number | null, kept: number, dropped: number }
+  steady: { median: number | null, kept: number, dropped: number, isDecided: boolean }
 }
 export function pairedRatio (pairs: Pair[] | undefined, key: string, reference: string, field?: 'reqPerSec' | 'p99Ms'): PairedRatio | null
 export function medianInterval (values: number[], level?: number): MedianInterval | null
 export interface RoundRun { round: number, variant: string, connections: number, reqPerSec: number }
 export function throughputGoals (results: { runs: RoundRun[], pairs?: Pair[], settings: object }): Array<{ key: string, reference: string, field?: string, label: string, target: string, paired: boolean, ratio: { median: number | null }, text: string | null, isMet: boolean | null, isInconclusive: boolean, isTargetInside: boolean }>
 export function disturbedRounds (runs: RoundRun[]): Array<{ round: number, bare: number, faster: Array<[string, number]> }>
-export function renderMarkdown (results: unknown, profiles: unknown, decode?: unknown, audit?: unknown): string
+export function renderMarkdown (results: unknown, profiles: unknown, decode?: unknown, audit?: unknown, instructions?: unknown): string
 export function readProfiles (): unknown
 export function readJson (name: string): unknown

@@ -460,9 +460,10 @@ function instructionsNote (instructions) {
   return 'A second view, which the machine\'s load does not move: the instructions each server executes in user space per ' +
     `request, counted by valgrind's callgrind over ${int(instructions.requests)} requests after ${int(instructions.warmup)} of warm-up at ` +
     `${instructions.connections} connections (\`npm run bench:instructions\`, ${instructions.measuredAt}, Node ${instructions.node}): ${counts.join('; ')}. ` +
-    'Repeated runs of one build differed by up to 3% here. It leaves out the kernel\'s work, the socket writes that are about half of a ' +
-    'request\'s CPU in the profiles below, so it is no throughput ratio: the Redis variants make fewer, larger writes than the ' +
-    'floor and run faster than their instruction counts say.'
+    'It leaves out the kernel side of the socket writes (`writev`, a quarter to a third of the sampled time in the profiles ' +
+    'below), so it is no throughput ratio: the Redis variants make fewer, larger writes than the floor and run faster than ' +
+    'their instruction counts say (and under valgrind each event-loop turn holds more requests, so this package batches more ' +
+    'than in the throughput runs).'
 }
 
 /** The near cache's hit ratio over the measured runs, from app.sessions.cacheStats() where the plugin has it. */
@@ -733,8 +734,9 @@ function profileSection (profiles) {
     `Measured ${ours.measuredAt ?? 'separately'} by \`node bench/profile.mjs\`, not by \`npm run bench\`. ` +
     `\`node --cpu-prof\` (${ours.samplingMicros} µs sampling) of each server process under ${ours.connections} connections for ${ours.seconds} s after a warm-up, ` +
     'counting only the samples of the measured run, divided by its requests. ' +
-    'Sampled time includes the kernel time of the socket system calls (and time the process was descheduled in them on this busy ' +
-    'machine), so it exceeds the CPU time `process.cpuUsage()` reports; compare rows across columns.',
+    'Sampled time is the main thread\'s: it includes the kernel time of its socket system calls (and time it was descheduled in ' +
+    'them on this busy machine), while `process.cpuUsage()` also counts the process\'s other threads (V8\'s garbage-collector and ' +
+    'compiler threads among them) and reads higher in every column; compare rows across columns.',
     '',
     table(['µs per request', ...present.map((p) => p.label)], [
       ['req/s under the profiler', ...present.map((p) => int(p.reqPerSec))],
@@ -810,7 +812,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '  @fastify/secure-session needs, is a native addon and stays out of the root `node_modules`): `npm run bench` runs',
     '  `npm ci --prefix bench/anchors` the first time one of them is wanted.',
     '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
-    '- `npm run bench:instructions`: user-space instructions per request of each server under valgrind\'s callgrind (about 40 s a variant; `BENCH_INSTRUCTION_VARIANTS`, `BENCH_INSTRUCTION_WARMUP` (30000), `BENCH_INSTRUCTION_REQUESTS` (20000)), `bench/results/instructions.json`; a change to the request path shows there when throughput runs on a shared machine cannot resolve it.',
+    '- `npm run bench:instructions`: user-space instructions per request of each server under valgrind\'s callgrind (about 40 s a variant; `BENCH_INSTRUCTION_VARIANTS`, `BENCH_INSTRUCTION_WARMUP` (30000), `BENCH_INSTRUCTION_REQUESTS` (20000)), `bench/results/instructions.json`; repeated runs of one build differed by up to 3% here, so a change to the request path larger than that shows there when throughput runs on a shared machine cannot resolve it.',
     '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',
     '- `node bench/report.mjs`: regenerates this page and the chart from the JSON files without measuring.',
     '',

@@ -86,9 +86,10 @@ export function installAnchors (variants) {
 
 /**
  * Forks one server and wraps its IPC in request/answer calls. `execPath` runs it under another program (valgrind, whose
- * arguments then lead `execArgv`, Node's path and flags after them: bench/instructions.mjs).
+ * arguments then lead `execArgv`, Node's path and flags after them: bench/instructions.mjs). `close` waits
+ * `closeTimeoutMs` for the server to exit, then kills it.
  */
-async function startServer (variant, redisUrl, { execArgv = [], execPath = process.execPath, countRoundTrips = true } = {}) {
+async function startServer (variant, redisUrl, { execArgv = [], execPath = process.execPath, countRoundTrips = true, closeTimeoutMs = 5000 } = {}) {
   const child = fork(path.join(here, 'server.mjs'), [variant.key], {
     env: { ...process.env, BENCH_REDIS_URL: redisUrl, BENCH_COUNT_ROUND_TRIPS: countRoundTrips ? '1' : '0' },
     execArgv,
@@ -118,7 +119,7 @@ async function startServer (variant, redisUrl, { execArgv = [], execPath = proce
       isClosing = true
       if (child.exitCode !== null || child.signalCode !== null) return
       child.send({ type: 'close' })
-      await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, 5000).unref())])
+      await Promise.race([once(child, 'exit'), new Promise((resolve) => setTimeout(resolve, closeTimeoutMs).unref())])
       if (child.exitCode === null) child.kill('SIGKILL')
     }
   }
