@@ -384,6 +384,11 @@ function goalsMeasuredBy (results) {
     : 'of the paired repeats described below the table (95% interval of the median in parentheses) for the goals that have them, of per-round ratios (min-max) for the others'
 }
 
+/** Whether `value` meets a throughput goal: at least its target, or at most for a ceiling (p99). */
+function meets (goal, value) {
+  return goal.isAtMost === true ? value <= goal.goal : value >= goal.goal
+}
+
 /**
  * The throughput goals of issue 15 checked against this run: from the paired repeats when the run has them (median
  * and its interval), from per-round ratios otherwise (median and min-max; inconclusive when a round was disturbed).
@@ -402,7 +407,7 @@ export function throughputGoals (results) {
     const measured = paired ?? ratioOverRounds(results.runs, goal.key, goal.reference, 50, goal.field)
     const value = measured.median
     // A paired goal without one measured repeat was run: inconclusive (no interval), not 'not measured'.
-    const isMet = value === null ? (paired !== null ? false : null) : goal.isAtMost === true ? value <= goal.goal : value >= goal.goal
+    const isMet = value === null ? (paired !== null ? false : null) : meets(goal, value)
     const isInconclusive = paired !== null ? paired.interval === null : isDisturbed
     const isTargetInside = paired?.interval != null && paired.interval.low <= goal.goal && goal.goal <= paired.interval.high
     let text = null
@@ -444,7 +449,7 @@ function goalsTable (results) {
 /** A paired goal under the drop rule of earlier runs: `0.77x (3 of 16 kept): not met`. */
 function steadyText (goal) {
   const { median: value, kept, dropped, isDecided } = goal.ratio.steady
-  const isMet = value !== null && (goal.isAtMost === true ? value <= goal.goal : value >= goal.goal)
+  const isMet = value !== null && meets(goal, value)
   return `${value === null ? '-' : `${ratioText(value, goal.goal)}x`} (${kept} of ${kept + dropped} kept): ${!isDecided ? 'inconclusive' : isMet ? 'met' : 'not met'}`
 }
 
