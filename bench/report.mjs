@@ -817,7 +817,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '  @fastify/secure-session needs, is a native addon and stays out of the root `node_modules`): `npm run bench` runs',
     '  `npm ci --prefix bench/anchors` the first time one of them is wanted.',
     '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
-    '- `npm run bench:instructions`: user-space instructions per request of each server under valgrind\'s callgrind (about 40 s a variant; `BENCH_INSTRUCTION_VARIANTS`, `BENCH_INSTRUCTION_WARMUP` (30000), `BENCH_INSTRUCTION_REQUESTS` (20000)), `bench/results/instructions.json`; repeated runs of one build differed by up to 3% here, so a change to the request path larger than that shows there when throughput runs on a shared machine cannot resolve it.',
+    '- `npm run bench:instructions`: user-space instructions per request of each server under valgrind\'s callgrind (about 40 s a variant; `BENCH_INSTRUCTION_VARIANTS`, `BENCH_INSTRUCTION_WARMUP` (30000), `BENCH_INSTRUCTION_REQUESTS` (20000)), `bench/results/instructions.json`; repeated runs of one build differed by up to 5% here (1.9% and 4.9% between two runs of the memory-store variant on 2026-12-07), so a change to the request path larger than that shows there when throughput runs on a shared machine cannot resolve it.',
     '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',
     '- `node bench/report.mjs`: regenerates this page and the chart from the JSON files without measuring.',
     '',
