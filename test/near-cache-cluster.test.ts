@@ -245,9 +245,19 @@ test('the near cache on Redis Cluster', async (t) => {
     const { slot, replicaPort } = await placeOf(client, sessionId)
     const replica = new Redis({ host: '127.0.0.1', port: replicaPort })
     t.teardown(() => replica.disconnect())
-    await replica.cluster('FAILOVER')
-    for (let n = 0; n < 200 && await slotOwner(client, slot) !== replicaPort; n++) await sleep(25) // a real failover: poll
-    t.equal(await slotOwner(client, slot), replicaPort, 'the replica is the master now')
+    // A manual failover that has not finished in 5 s is abandoned by Redis, and on a loaded machine one can be (once in
+    // six runs of the suite here, in a run beside a busy loop): ask again, as an operator would, for up to 20 s in all.
+    const deadline = performance.now() + 20_000
+    let owner = await slotOwner(client, slot)
+    let attempts = 0
+    while (owner !== replicaPort && performance.now() < deadline) {
+      attempts++
+      await replica.cluster('FAILOVER')
+      const abandonedAt = performance.now() + 5_000
+      // A real failover: poll.
+      while ((owner = await slotOwner(client, slot)) !== replicaPort && performance.now() < abandonedAt) await sleep(25)
+    }
+    t.equal(owner, replicaPort, `the replica is the master now (${attempts} CLUSTER FAILOVER)`)
     // An instance that learned the new layout first: its write goes straight to the new master.
     const fresh = await buildApp(t, { redis: clusterClient(t, cluster.startupNodes) })
     const revokedAt = performance.now()
@@ -275,7 +285,7 @@ test('the near cache on Redis Cluster: the SIGKILL of a master empties it, and n
   t.equal(store.nearCache?.size, 0, 'the cache is emptied when a node\'s connections drop')
   // After the failover (cluster-node-timeout 1 s), a revocation through the new master.
   let owner = port
-  for (let n = 0; n < 600 && owner === port; n++) {
+  for (let n = 0; n < 800 && owner === port; n++) {
     owner = await slotOwner(otherClient, slot).catch(() => port) ?? port
     await sleep(25) // a real failover: poll
   }
@@ -323,7 +333,8 @@ test('the near cache on Redis Cluster: a frozen master fails over to its replica
   const replica = new Redis({ host: '127.0.0.1', port: replicaPort })
   t.teardown(() => replica.disconnect())
   let role = ''
-  for (let n = 0; n < 400 && role !== 'master'; n++) {
+  // An election that misses votes is retried by Redis after 4 s here (four times cluster-node-timeout): 20 s covers a few.
+  for (let n = 0; n < 800 && role !== 'master'; n++) {
     role = String((await replica.role())[0])
     if (role !== 'master') await sleep(25) // the cluster's failover runs on real time: poll
   }
@@ -334,7 +345,7 @@ test('the near cache on Redis Cluster: a frozen master fails over to its replica
   t.teardown(() => { for (const connection of live) connection.disconnect() })
   const owners = async (): Promise<Array<number | undefined>> => await Promise.all(live.map(async (connection) =>
     (await connection.cluster('SLOTS')).find(([first, last]) => slot >= first && slot <= last)?.[2]?.[1]))
-  for (let n = 0; n < 400 && !(await owners()).every((owner) => owner === replicaPort); n++) await sleep(25) // gossip: poll
+  for (let n = 0; n < 800 && !(await owners()).every((owner) => owner === replicaPort); n++) await sleep(25) // gossip: poll
   t.same(new Set(await owners()), new Set([replicaPort]), 'every live node sees the new master')
   // An instance that only knows the nodes still answering: its write goes to the new master.
   const fresh = await buildApp(t, { redis: clusterClient(t, cluster.startupNodes.filter((node) => node.port !== port)) })
