@@ -1,6 +1,6 @@
 // `npm run bench:instructions` (after `npm run build`): the user-space instructions each variant's server executes per
 // authenticated request, counted by valgrind's callgrind. A count of instructions does not move with the neighbours'
-// load the way throughput does on a shared machine: repeated runs of one build differed by up to 5% here (throughput
+// load the way throughput does on a shared machine: repeated runs of one build differed by up to 7% here (throughput
 // repeats by a third), so a change to the request path larger than that shows here when throughput runs cannot
 // resolve it. It leaves out the kernel side of the socket writes (`writev`: a quarter to a third of the sampled time in
 // bench/profile.mjs) and how fast each instruction runs, so it is a second view of the plugin's cost, not a throughput

@@ -4,6 +4,7 @@
 // Writes bench/results/profile-<variant>.json (docs/benchmarks.md shows ours next to the floor); the raw
 // .cpuprofile files stay in bench/results/tmp/ for Chrome DevTools or speedscope.
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { VARIANTS } from './apps.mjs'
@@ -126,6 +127,9 @@ async function profileVariant (key, redis, tmp) {
   const summary = summarizeProfile(profile, { fromMicros: run.startedAtMicros, toMicros: run.stoppedAtMicros, requests: run.requests })
   return {
     measuredAt: new Date().toISOString(),
+    // The page compares these with the runs of npm run bench: say where they were taken.
+    node: process.version,
+    cpuModel: os.cpus()[0]?.model,
     variant: key,
     label: variant.label,
     connections: CONNECTIONS,

@@ -635,7 +635,7 @@ function commentary (results, profiles, decode) {
         `at 50 connections ${fixed(ours.ratioToFloor)}x (rounds: ${roundRatios(results, 'ours', 50)}).`)
   ]
   if (profiles.ours !== undefined && profiles.floor !== undefined) {
-    parts.push('', 'Where the server CPU differs (from the profiles below, this package minus the floor, µs per request of sampled time):', '')
+    parts.push('', `Where the server CPU differs (from the profiles below, ${profiles.ours.measuredAt ?? 'measured separately'}${profiles.ours.node === undefined ? '' : `, Node ${profiles.ours.node}`}; this package minus the floor, µs per request of sampled time):`, '')
     parts.push(table(['cost centre', 'this package', 'floor', 'difference'], COST_CENTRES.map(([label, test]) => {
       const mine = microsWhere(profiles.ours, test)
       const theirs = microsWhere(profiles.floor, test)
@@ -736,7 +736,7 @@ function profileSection (profiles) {
   const groupOf = (p, name) => p.groups.find((g) => g.name === name)?.microsPerRequest
   const functionIn = (p, f) => p?.top.find((g) => g.name === f.name && g.where === f.where)?.microsPerRequest
   return [
-    `Measured ${ours.measuredAt ?? 'separately'} by \`node bench/profile.mjs\`, not by \`npm run bench\`. ` +
+    `Measured ${ours.measuredAt ?? 'separately'}${ours.node === undefined ? '' : ` (Node ${ours.node}, ${ours.cpuModel})`} by \`node bench/profile.mjs\`, not by \`npm run bench\`. ` +
     `\`node --cpu-prof\` (${ours.samplingMicros} µs sampling) of each server process under ${ours.connections} connections for ${ours.seconds} s after a warm-up, ` +
     'counting only the samples of the measured run, divided by its requests. ' +
     'Sampled time is the main thread\'s: it includes the kernel time of its socket system calls (and time it was descheduled in ' +
@@ -817,7 +817,7 @@ export function renderMarkdown (results, profiles, decode = null, audit = readJs
     '  @fastify/secure-session needs, is a native addon and stays out of the root `node_modules`): `npm run bench` runs',
     '  `npm ci --prefix bench/anchors` the first time one of them is wanted.',
     '- `node bench/profile.mjs [variant...]` (default: ours floor oursMemory bare): CPU profiles, `bench/results/profile-<variant>.json`.',
-    '- `npm run bench:instructions`: user-space instructions per request of each server under valgrind\'s callgrind (about 40 s a variant; `BENCH_INSTRUCTION_VARIANTS`, `BENCH_INSTRUCTION_WARMUP` (30000), `BENCH_INSTRUCTION_REQUESTS` (20000)), `bench/results/instructions.json`; repeated runs of one build differed by up to 5% here (1.9% and 4.9% between two runs of the memory-store variant on 2026-12-07), so a change to the request path larger than that shows there when throughput runs on a shared machine cannot resolve it.',
+    '- `npm run bench:instructions`: user-space instructions per request of each server under valgrind\'s callgrind (about 40 s a variant; `BENCH_INSTRUCTION_VARIANTS`, `BENCH_INSTRUCTION_WARMUP` (30000), `BENCH_INSTRUCTION_REQUESTS` (20000)), `bench/results/instructions.json`; repeated runs of one build differed by up to 7% here (the memory-store variant read 91,934, 93,649 and 98,187 in three runs of one build on Node.js 20 on 2026-12-07), so a change to the request path larger than that shows there when throughput runs on a shared machine cannot resolve it.',
     '- `node bench/client-decode.mjs`: client CPU per session read by reply shape, `bench/results/client-decode.json`.',
     '- `node bench/report.mjs`: regenerates this page and the chart from the JSON files without measuring.',
     '',
